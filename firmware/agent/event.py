@@ -1,0 +1,243 @@
+# The field event payload (docs/wire.md): built from named fields, validated on
+# the way in, encoded as a deterministic CBOR map with small integer keys.
+#
+# build(ev) -> payload bytes        ev: dict with the names of docs/wire.md
+# parse(payload) -> dict            the inverse, for screens and self-checks
+# new_id() -> 16 random bytes       an event id; kept with the event so re-sends reuse it
+from micropython import const
+from os import urandom
+
+from agent import cbor
+from agent import ids
+
+VERSION = const(1)
+MAX_PAYLOAD = const(3968)  # so that the signed message fits MAX_MESSAGE = 4096
+MAX_MPXNS = const(4)  # per kind (MPANs, MPRNs)
+MAX_DEVICES = const(16)
+MAX_TEXT = const(40)  # job reference, installer id
+MAX_SHORT = const(32)  # versions, serials, firmware, modes, check codes
+MAX_REASON = const(200)
+MAX_CHECKS = const(8)
+ID_LEN = const(16)
+
+TYPES = ("install", "commission", "install_and_leave", "removal")
+DEVICE_TYPES = ("ESME", "GSME", "PPMID", "HCALCS", "IHD", "CAD")
+STATUSES = (
+    "Pending", "Whitelisted", "InstalledNotCommissioned", "Commissioned",
+    "Decommissioned", "Withdrawn", "Suspended", "Recovery", "Recovered",
+)
+GENERATIONS = ("SMETS1", "SMETS2")
+
+# Payload keys
+_K_V = const(0)
+_K_ID = const(1)
+_K_TYPE = const(2)
+_K_MPANS = const(3)
+_K_MPRNS = const(4)
+_K_JOB = const(5)
+_K_INSTALLER = const(6)
+_K_TIME = const(7)
+_K_COUNTER = const(8)
+_K_FW = const(9)
+_K_EVIDENCE = const(10)
+_K_OVERRIDE = const(11)
+
+# Sub-map keys, in order; a name's key is its position. Optional entries are
+# omitted when None. Kinds: "u" uint, "t" short text, "e" EUI-64, "b" bool,
+# "i" int, "g" generation, "d" device type, "s" inventory status, "m" MPxN.
+_HUB = (("chf", "e", 1), ("gpf", "e", 0), ("generation", "g", 1),
+        ("version", "t", 0), ("firmware", "t", 0), ("dcc", "b", 0))
+_WAN = (("connected", "b", 1), ("signal", "i", 0))
+_DEVICE = (("eui", "e", 1), ("type", "d", 1), ("status", "s", 0), ("mpxn", "m", 0),
+           ("serial", "t", 0), ("smets", "t", 0), ("mode", "t", 0), ("firmware", "t", 0),
+           ("answered", "b", 0))
+
+
+class EventError(ValueError):
+    pass
+
+
+def new_id():
+    return urandom(ID_LEN)
+
+
+def _text(path, v, lo, hi):
+    if not isinstance(v, str) or not lo <= len(v) <= hi:
+        raise EventError("%s: text of %d to %d characters required" % (path, lo, hi))
+    return v
+
+
+def _uint(path, v, hi=(1 << 63) - 1):
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
+        raise EventError("%s: integer 0..%d required" % (path, hi))
+    return v
+
+
+def _mpxn(path, v):
+    # An MPAN core is 13 digits; an MPRN 6 to 10. Route by length.
+    try:
+        if isinstance(v, str) and len(v) == 13:
+            return ids.check_mpan(v)
+        return ids.check_mprn(v)
+    except ValueError as e:
+        raise EventError("%s: %s" % (path, e))
+
+
+def _value(path, kind, v):
+    if kind == "t":
+        return _text(path, v, 1, MAX_SHORT)
+    if kind == "e":
+        try:
+            return ids.eui64_bytes(v)
+        except ValueError as e:
+            raise EventError("%s: %s" % (path, e))
+    if kind == "b":
+        if not isinstance(v, bool):
+            raise EventError("%s: true or false required" % path)
+        return v
+    if kind == "i":
+        if not isinstance(v, int) or isinstance(v, bool) or not -200 <= v <= 200:
+            raise EventError("%s: integer -200..200 required" % path)
+        return v
+    if kind == "m":
+        return _mpxn(path, v)
+    allowed = GENERATIONS if kind == "g" else DEVICE_TYPES if kind == "d" else STATUSES
+    if v not in allowed:
+        raise EventError("%s: one of %s required, got %r" % (path, ", ".join(allowed), v))
+    return v
+
+
+def _submap(path, spec, src):
+    if not isinstance(src, dict):
+        raise EventError("%s: a map required" % path)
+    out = {}
+    names = []
+    for key, (name, kind, required) in enumerate(spec):
+        names.append(name)
+        v = src.get(name)
+        if v is None:
+            if required:
+                raise EventError("%s.%s: required" % (path, name))
+            continue
+        out[key] = _value(path + "." + name, kind, v)
+    for name in src:
+        if name not in names:
+            raise EventError("%s.%s: unknown field" % (path, name))
+    return out
+
+
+def _evidence(ev):
+    if not isinstance(ev, dict):
+        raise EventError("evidence: a map required")
+    out = {0: _uint("evidence.read_time", ev.get("read_time"))}
+    hub = ev.get("hub")
+    out[1] = None if hub is None else _submap("evidence.hub", _HUB, hub)
+    wan = ev.get("wan")
+    out[2] = None if wan is None else _submap("evidence.wan", _WAN, wan)
+    devices = ev.get("devices", [])
+    if not isinstance(devices, list) or len(devices) > MAX_DEVICES:
+        raise EventError("evidence.devices: a list of at most %d required" % MAX_DEVICES)
+    out[3] = [_submap("evidence.devices[%d]" % i, _DEVICE, d) for i, d in enumerate(devices)]
+    for name in ev:
+        if name not in ("read_time", "hub", "wan", "devices"):
+            raise EventError("evidence.%s: unknown field" % name)
+    return out
+
+
+def _mpxns(name, v, check):
+    if v is None:
+        v = []
+    if not isinstance(v, list) or len(v) > MAX_MPXNS:
+        raise EventError("%s: a list of at most %d required" % (name, MAX_MPXNS))
+    out = []
+    for i, x in enumerate(v):
+        try:
+            check(x)
+        except ValueError as e:
+            raise EventError("%s[%d]: %s" % (name, i, e))
+        if x in out:
+            raise EventError("%s[%d]: repeated %s" % (name, i, x))
+        out.append(x)
+    return out
+
+
+def _override(v):
+    if not isinstance(v, dict) or set(v) - {"reason", "checks"}:
+        raise EventError("override: a map of reason and checks required")
+    checks = v.get("checks")
+    if not isinstance(checks, list) or not 1 <= len(checks) <= MAX_CHECKS:
+        raise EventError("override.checks: a list of 1 to %d check codes required" % MAX_CHECKS)
+    return {
+        0: _text("override.reason", v.get("reason"), 1, MAX_REASON),
+        1: [_text("override.checks[%d]" % i, c, 1, MAX_SHORT) for i, c in enumerate(checks)],
+    }
+
+
+def build(ev):
+    if not isinstance(ev, dict):
+        raise EventError("event: a map required")
+    eid = ev.get("id")
+    if not isinstance(eid, (bytes, bytearray)) or len(eid) != ID_LEN:
+        raise EventError("id: %d bytes required" % ID_LEN)
+    etype = ev.get("type")
+    if etype not in TYPES:
+        raise EventError("type: one of %s required, got %r" % (", ".join(TYPES), etype))
+    mpans = _mpxns("mpans", ev.get("mpans"), ids.check_mpan)
+    mprns = _mpxns("mprns", ev.get("mprns"), ids.check_mprn)
+    if not mpans and not mprns:
+        raise EventError("mpans/mprns: at least one meter point required")
+    payload = {
+        _K_V: VERSION,
+        _K_ID: bytes(eid),
+        _K_TYPE: etype,
+        _K_MPANS: mpans,
+        _K_MPRNS: mprns,
+        _K_JOB: _text("job", ev.get("job"), 1, MAX_TEXT),
+        _K_INSTALLER: _text("installer", ev.get("installer"), 1, MAX_TEXT),
+        _K_TIME: _uint("time", ev.get("time")),
+        _K_COUNTER: _uint("counter", ev.get("counter")),
+        _K_FW: _text("firmware", ev.get("firmware"), 1, MAX_SHORT),
+        _K_EVIDENCE: _evidence(ev.get("evidence")),
+    }
+    if ev.get("override") is not None:
+        payload[_K_OVERRIDE] = _override(ev["override"])
+    for name in ev:
+        if name not in _NAMES:
+            raise EventError("%s: unknown field" % name)
+    data = cbor.dumps(payload)
+    if len(data) > MAX_PAYLOAD:
+        raise EventError("event: %d bytes, over the %d-byte limit" % (len(data), MAX_PAYLOAD))
+    return data
+
+
+_NAMES = ("id", "type", "mpans", "mprns", "job", "installer", "time", "counter",
+          "firmware", "evidence", "override")
+
+
+def _named(spec, m):
+    out = {}
+    for key, (name, kind, _) in enumerate(spec):
+        if key in m:
+            v = m[key]
+            out[name] = ids.eui64_text(v) if kind == "e" else v
+    return out
+
+
+def parse(payload):
+    # The inverse of build() for payloads this firmware built (no re-validation).
+    m = cbor.loads(payload)
+    e = m[_K_EVIDENCE]
+    ev = {
+        "id": m[_K_ID], "type": m[_K_TYPE], "mpans": m[_K_MPANS], "mprns": m[_K_MPRNS],
+        "job": m[_K_JOB], "installer": m[_K_INSTALLER], "time": m[_K_TIME],
+        "counter": m[_K_COUNTER], "firmware": m[_K_FW],
+        "evidence": {
+            "read_time": e[0],
+            "hub": None if e[1] is None else _named(_HUB, e[1]),
+            "wan": None if e[2] is None else _named(_WAN, e[2]),
+            "devices": [_named(_DEVICE, d) for d in e[3]],
+        },
+    }
+    if _K_OVERRIDE in m:
+        ev["override"] = {"reason": m[_K_OVERRIDE][0], "checks": m[_K_OVERRIDE][1]}
+    return ev
