@@ -1,0 +1,73 @@
+"""One error tree for everything the companion rejects.
+
+Every error is a ``ValueError`` and carries a stable ``reason`` code: the code is what
+metrics count and what the rejection topic carries; the message says what to fix.
+"""
+
+from __future__ import annotations
+
+
+class CompanionError(ValueError):
+    reason = "invalid"
+
+
+class WireError(CompanionError):
+    """An event message that cannot be accepted."""
+
+    reason = "invalid_message"
+
+
+class OversizeError(WireError):
+    reason = "oversize"
+
+
+class MalformedError(WireError):
+    """Not well-formed CBOR, or CBOR past the nesting limit."""
+
+    reason = "malformed_cbor"
+
+
+class DuplicateKeyError(MalformedError):
+    """A CBOR map with a repeated key (RFC 9052 §3: such messages are rejected)."""
+
+    reason = "duplicate_key"
+
+
+class NotSign1Error(WireError):
+    """Well-formed CBOR, but not a tagged COSE_Sign1 (RFC 9052 §4.2)."""
+
+    reason = "not_cose_sign1"
+
+
+class WrongAlgError(WireError):
+    reason = "wrong_alg"
+
+
+class MissingKidError(WireError):
+    reason = "missing_kid"
+
+
+class BadSignatureError(WireError):
+    reason = "bad_signature"
+
+
+class SchemaError(WireError):
+    """The signed payload does not follow docs/wire.md."""
+
+    reason = "schema"
+
+
+class UnsupportedVersionError(SchemaError):
+    reason = "unsupported_version"
+
+
+class UnknownEventTypeError(SchemaError):
+    reason = "unknown_event_type"
+
+
+class InvalidMpxnError(SchemaError):
+    reason = "invalid_mpxn"
+
+
+class InvalidDeviceIdError(SchemaError):
+    reason = "invalid_device_id"

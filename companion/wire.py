@@ -1,0 +1,121 @@
+"""Decode and verify a handheld's event: COSE_Sign1 (RFC 9052 §4.2) with ES256.
+
+Checks run cheapest first: size, CBOR well-formedness, COSE structure, protected
+header (alg ES256, kid), then the ECDSA signature over the Sig_structure (§4.4),
+and only then the payload schema (companion.event). The received protected-header
+bytes are verified as received, never re-encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from .cborutil import loads_strict
+from .errors import (
+    BadSignatureError,
+    MissingKidError,
+    NotSign1Error,
+    OversizeError,
+    WrongAlgError,
+)
+from .event import Event, parse_payload
+
+MAX_MESSAGE = 4096  # bytes of a whole COSE_Sign1 message (docs/wire.md)
+TAG_SIGN1 = 18
+ALG_ES256 = -7
+HDR_ALG, HDR_KID = 1, 4
+_ECDSA = ec.ECDSA(hashes.SHA256())
+
+
+@dataclass(frozen=True)
+class Sign1:
+    protected: bytes  # as received
+    kid: bytes
+    payload: bytes
+    signature: bytes  # r || s, 64 bytes
+
+    def to_be_signed(self) -> bytes:
+        return sig_structure(self.protected, self.payload)
+
+
+@dataclass(frozen=True)
+class VerifiedEvent:
+    sign1: Sign1
+    event: Event
+
+
+def sig_structure(protected: bytes, payload: bytes) -> bytes:
+    return cbor2.dumps(["Signature1", protected, b"", payload])
+
+
+def load_public_key(key: bytes | ec.EllipticCurvePublicKey) -> ec.EllipticCurvePublicKey:
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), bytes(key))
+    except ValueError as exc:
+        raise ValueError(f"not a P-256 public key (SEC1 point): {exc}") from exc
+
+
+def parse_sign1(message: bytes, max_size: int = MAX_MESSAGE) -> Sign1:
+    if not isinstance(message, (bytes, bytearray, memoryview)):
+        raise NotSign1Error("message must be bytes")
+    if len(message) > max_size:
+        raise OversizeError(f"message of {len(message)} bytes exceeds the {max_size}-byte limit")
+    obj = loads_strict(bytes(message))
+    if not isinstance(obj, cbor2.CBORTag) or obj.tag != TAG_SIGN1:
+        raise NotSign1Error("not a tagged COSE_Sign1 (CBOR tag 18)")
+    parts = obj.value
+    if not isinstance(parts, (list, tuple)) or len(parts) != 4:
+        raise NotSign1Error("COSE_Sign1 must be an array of 4 items")
+    protected, unprotected, payload, signature = parts
+    if not isinstance(protected, bytes):
+        raise NotSign1Error("protected header must be a byte string")
+    if not isinstance(unprotected, Mapping):
+        raise NotSign1Error("unprotected header must be a map")
+    if not isinstance(payload, bytes):
+        raise NotSign1Error("payload must be an attached byte string")
+    if not isinstance(signature, bytes):
+        raise NotSign1Error("signature must be a byte string")
+    header = loads_strict(protected, "protected header") if protected else {}
+    if not isinstance(header, Mapping):
+        raise NotSign1Error("protected header must encode a map")
+    if HDR_ALG in unprotected or HDR_KID in unprotected:
+        # Our profile: alg and kid are integrity-protected (RFC 9052 §3.1 allows either).
+        raise NotSign1Error("alg and kid belong in the protected header only")
+    alg = header.get(HDR_ALG)
+    if alg != ALG_ES256:
+        raise WrongAlgError(f"alg must be ES256 (-7), got {alg!r}")
+    kid = header.get(HDR_KID)
+    if not isinstance(kid, bytes) or not kid:
+        raise MissingKidError("protected header has no kid")
+    return Sign1(protected, kid, payload, signature)
+
+
+def verify_sign1(sign1: Sign1, public_key: bytes | ec.EllipticCurvePublicKey) -> None:
+    if len(sign1.signature) != 64:
+        raise BadSignatureError(f"ES256 signature must be 64 bytes, got {len(sign1.signature)}")
+    r = int.from_bytes(sign1.signature[:32], "big")
+    s = int.from_bytes(sign1.signature[32:], "big")
+    der = utils.encode_dss_signature(r, s)
+    try:
+        load_public_key(public_key).verify(der, sign1.to_be_signed(), _ECDSA)
+    except InvalidSignature:
+        raise BadSignatureError("signature does not verify with the device key") from None
+
+
+def verify_event(
+    message: bytes,
+    public_key: bytes | ec.EllipticCurvePublicKey,
+    max_size: int = MAX_MESSAGE,
+) -> VerifiedEvent:
+    """Parse, verify and schema-check one event message; raises a WireError subclass."""
+    sign1 = parse_sign1(message, max_size)
+    verify_sign1(sign1, public_key)
+    return VerifiedEvent(sign1, parse_payload(sign1.payload))
