@@ -36,6 +36,9 @@ MAX_SHORT = 32
 MAX_REASON = 200
 MAX_CHECKS = 8
 MAX_UINT = (1 << 63) - 1
+# Payload keys 0..11 (docs/wire.md)
+PAYLOAD_NAMES = ("v", "id", "type", "mpans", "mprns", "job", "installer", "time", "counter",
+                 "firmware", "evidence", "override")
 
 
 @dataclass(frozen=True)
@@ -243,19 +246,19 @@ def event_from_map(m: Any) -> Event:
     if type(m.get(0)) is not int or m.get(0) != VERSION:
         raise UnsupportedVersionError(f"payload version {m.get(0)!r} is not supported (want {VERSION})")
     _keys("payload", m, range(12))
-    for key in range(11):
+    for key, name in enumerate(PAYLOAD_NAMES[:11]):
         if key not in m:
-            raise SchemaError(f"payload: key {key} required")
+            raise SchemaError(f"{name}: required (payload key {key})")
     etype = m[2]
     if etype not in EVENT_TYPES:
-        raise UnknownEventTypeError(f"unknown event type {etype!r}")
+        raise UnknownEventTypeError(f"type: unknown event type {etype!r}")
     eid = m[1]
     if not isinstance(eid, bytes) or len(eid) != ID_LEN:
         raise SchemaError(f"id: {ID_LEN} bytes required")
     mpans = _mpxns("mpans", m[3], ids.check_mpan)
     mprns = _mpxns("mprns", m[4], ids.check_mprn)
     if not mpans and not mprns:
-        raise InvalidMpxnError("event names no meter point (MPAN or MPRN)")
+        raise InvalidMpxnError("mpans/mprns: the event names no meter point (MPAN or MPRN)")
     return Event(
         id=eid,
         type=etype,

@@ -315,7 +315,7 @@ BAD_INPUTS = [
     ("mpan_not_digits", ["mpans"], ["13123456789O7"], "mpans[0]", "invalid_mpxn"),
     ("mprn_too_short", ["mprns"], ["12345"], "mprns[0]", "invalid_mpxn"),
     ("mprn_too_long", ["mprns"], ["12345678901"], "mprns[0]", "invalid_mpxn"),
-    ("no_meter_point", ["mpans"], [], "mpans", "invalid_mpxn"),
+    ("no_meter_point", ["mpans"], [], "mpans/mprns", "invalid_mpxn"),
     ("repeated_mpan", ["mpans"], [MPAN, MPAN], "mpans[1]", "invalid_mpxn"),
     ("unknown_type", ["type"], "exchange", "type", "unknown_event_type"),
     ("bad_chf_eui", ["evidence", "hub", "chf"], "00-1B-C5-0C-00-00-00", "evidence.hub.chf",
