@@ -1,0 +1,83 @@
+"""Benchmark: event signing on the MicroPython unix port, as a board runs it.
+
+Reports the median time to sign (ECDSA P-256 over the Sig_structure) and to build +
+sign an event, with .mpy modules under `micropython -X heapsize=64k`, and the smallest
+heap (KiB, found by bisection) in which the firmware still builds and signs an event.
+
+Usage: python tools/bench_sign.py [-n 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from hil import micropython  # noqa: E402
+
+CODE = """
+import time, gc
+from agent import cose, ecdsa, event
+key = ecdsa.generate_key()
+kid = b"\\x70\\xb3\\xd5\\xf1\\x00\\x00\\x00\\x01"
+ev = {"id": event.new_id(), "type": "commission", "mpans": ["1312345678907"], "mprns": ["1234567890"],
+      "job": "WO-2026-000123", "installer": "INST-0042", "time": 1795860000, "counter": 0,
+      "firmware": "0.1.0",
+      "evidence": {"read_time": 1795859990,
+                   "hub": {"chf": "00-1B-C5-0C-00-00-00-01", "gpf": "00-1B-C5-0C-00-00-00-02",
+                           "generation": "SMETS2", "version": "CHTS 1.0", "firmware": "3.2.1", "dcc": True},
+                   "wan": {"connected": True, "signal": -71},
+                   "devices": [{"eui": "00-1B-C5-0C-00-00-00-1%d" % i, "type": t, "status": "Commissioned",
+                                "mpxn": m, "serial": "SER%d" % i, "firmware": "1.0"}
+                               for i, (t, m) in enumerate((("ESME", "1312345678907"), ("GSME", "1234567890")))]}}
+payload = event.build(ev)
+tbs = cose.sig_structure(cose.protected_header(kid), payload)
+ecdsa.sign(key, tbs)  # builds the base-point table once
+for i in range(N):
+    t0 = time.ticks_us()
+    ecdsa.sign(key, tbs)
+    t1 = time.ticks_us()
+    ev["counter"] = i
+    cose.sign1(event.build(ev), key, kid)
+    t2 = time.ticks_us()
+    print(time.ticks_diff(t1, t0), time.ticks_diff(t2, t1))
+"""
+
+
+def fits(kib: int) -> bool:
+    try:
+        micropython.run("N = 3\n" + CODE, heapsize=f"{kib}k", mpy=True)
+        return True
+    except micropython.MicroPythonError as exc:
+        if exc.exc_type != "MemoryError":
+            raise
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=200)
+    args = ap.parse_args(argv)
+    res = micropython.run(f"N = {args.n}\n" + CODE, heapsize="64k", mpy=True, timeout=600)
+    rows = [tuple(map(int, line.split())) for line in res.lines]
+    sign = statistics.median(r[0] for r in rows) / 1000
+    whole = statistics.median(r[1] for r in rows) / 1000
+    p95 = sorted(r[1] for r in rows)[int(len(rows) * 0.95) - 1] / 1000
+    lo, hi = 4, 64
+    if not fits(hi):
+        print("does not fit in 64 KiB")
+        return 1
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    print(f"events signed: {len(rows)} (.mpy modules, micropython -X heapsize=64k)")
+    print(f"ECDSA P-256 sign (Sig_structure of a dual-fuel event): median {sign:.2f} ms")
+    print(f"build + COSE_Sign1 of the event:                      median {whole:.2f} ms, p95 {p95:.2f} ms")
+    print(f"smallest heap that builds and signs an event:         {hi} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
