@@ -24,7 +24,9 @@ stamp="$VENV/.flagwise-installed"
 want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing pinned dependencies"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    # The log keeps the machine's pip chatter out of the way; it is shown if pip fails.
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]" \
+        > "$VENV/pip-install.log" 2>&1 || { cat "$VENV/pip-install.log" >&2; exit 1; }
     echo "$want" > "$stamp"
 fi
 
