@@ -7,6 +7,14 @@ import pytest
 from .support import MicroPythonRunner
 
 
+@pytest.fixture(scope="session", autouse=True)
+def firmware_built() -> None:
+    """Keep build/firmware (.mpy) current with firmware/ when pytest runs on its own."""
+    from .support import build_firmware
+
+    build_firmware()
+
+
 @pytest.fixture(scope="session")
 def mpy() -> MicroPythonRunner:
     return MicroPythonRunner()

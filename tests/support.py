@@ -36,6 +36,21 @@ class MicroPythonRunner:
         return micropython.Session(script, path=[MPY_HELPERS], **kw)
 
 
+def load_tool(name: str):
+    """A script of tools/ as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, TESTS.parent / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def build_firmware() -> None:
+    mod = load_tool("build_firmware")
+    mod.build(mod.ROOT / "build" / "firmware")
+
+
 def load_vectors(name: str) -> dict:
     return json.loads((VECTORS / f"{name}.json").read_text())
 

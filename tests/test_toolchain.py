@@ -12,16 +12,9 @@ import pytest
 
 from hil import micropython
 
+from .support import load_tool
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_tool(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def upip_archive(tmp_path: Path) -> tuple[Path, str]:

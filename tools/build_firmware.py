@@ -10,6 +10,7 @@ Usage: python tools/build_firmware.py [--out DIR]
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,11 +34,14 @@ def build(out: Path) -> list[Path]:
             dest = out / sub / rel.with_suffix(".mpy")
             if not dest.exists() or dest.stat().st_mtime < src.stat().st_mtime:
                 dest.parent.mkdir(parents=True, exist_ok=True)
+                # Write beside, then rename: parallel test workers may build at once.
+                tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
                 # -s keeps the source name short in tracebacks, as on a board.
                 subprocess.run(
-                    [mpy_cross(), "-s", str(rel), "-o", str(dest), str(src)],
+                    [mpy_cross(), "-s", str(rel), "-o", str(tmp), str(src)],
                     check=True,
                 )
+                os.replace(tmp, dest)
             built.append(dest)
     return built
 

@@ -414,10 +414,74 @@ def cbor_vectors() -> dict:
             "good": good, "bad": [{"hex": h, "why": w} for h, w in CBOR_BAD]}
 
 
+# --- HAN link frames (docs/han-link.md) --------------------------------------------
+def crc_x25(data: bytes) -> int:
+    """CRC-16/X.25, bit by bit (RFC 1662 §C.2); check value 0x906E for "123456789"."""
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFF
+
+
+def han_frame(seq: int, ftype: int, payload: bytes) -> bytes:
+    body = bytes([seq, ftype]) + payload
+    body += crc_x25(body).to_bytes(2, "little")
+    stuffed = b"".join(bytes([0x7D, b ^ 0x20]) if b in (0x7D, 0x7E) else bytes([b]) for b in body)
+    return b"\x7e" + stuffed + b"\x7e"
+
+
+def han_vectors() -> dict:
+    assert crc_x25(b"123456789") == 0x906E
+    chf = bytes.fromhex("001BC50C00000301")
+    cases = [
+        ("identify_request", 1, 0x01, b""),
+        ("identify_response", 1, 0x81, cbor2.dumps({0: chf, 1: bytes.fromhex("001BC50C00000302"),
+                                                    2: "SMETS2", 3: "CHTS 1.0", 5: True, 6: 7})),
+        ("wan_request", 2, 0x02, b""),
+        ("wan_response_connected", 2, 0x82, cbor2.dumps({0: True, 1: -68})),
+        ("log_request_from_0", 3, 0x03, cbor2.dumps({0: 0})),
+        ("log_response", 3, 0x83, cbor2.dumps({0: 3, 1: [
+            {0: bytes.fromhex("001BC50C00000310"), 1: "ESME", 2: "Commissioned", 3: "2000012345672"},
+            {0: bytes.fromhex("001BC50C00000313"), 1: "IHD"}], 2: 7})),
+        ("device_request", 4, 0x04, cbor2.dumps({0: bytes.fromhex("001BC50C00000310")})),
+        ("error_not_responding", 4, 0x7F, cbor2.dumps({0: 4, 1: "does not answer on the HAN"})),
+        # Bytes that need stuffing: 0x7E and 0x7D in the seq, the payload and the FCS.
+        ("stuffing_in_seq_and_payload", 0x7E, 0x7D, bytes([0x7E, 0x7D, 0x5E, 0x5D, 0x20])),
+        ("sequence_wraps", 0xFF, 0x01, b""),
+    ]
+    good = []
+    for name, seq, ftype, payload in cases:
+        good.append({"name": name, "seq": seq, "type": ftype, "payload": payload.hex(),
+                     "frame": han_frame(seq, ftype, payload).hex()})
+    # An FCS that itself needs stuffing.
+    for seq in range(256):
+        f = han_frame(seq, 0x02, b"")
+        if len(f) > 6:
+            good.append({"name": "stuffing_in_fcs", "seq": seq, "type": 2, "payload": "", "frame": f.hex()})
+            break
+    ok = han_frame(1, 0x01, b"")
+    bad = [
+        {"name": "bad_fcs", "bytes": (ok[:-2] + bytes([ok[-2] ^ 1]) + ok[-1:]).hex(), "why": "FCS mismatch"},
+        {"name": "runt", "bytes": "7e01027e", "why": "shorter than seq+type+FCS"},
+        {"name": "abort", "bytes": (ok[:-1] + b"\x7d\x7e").hex(), "why": "0x7D 0x7E aborts the frame"},
+        {"name": "oversize", "bytes": ("7e" + "00" * 300 + "7e"), "why": "body over 256 bytes"},
+        {"name": "truncated", "bytes": ok[:-3].hex(), "why": "cut inside the FCS"},
+        {"name": "garbage", "bytes": "0102030405060708090a", "why": "no flags"},
+    ]
+    return {"comment": "HAN link frames (docs/han-link.md): CRC-16/X.25 FCS little-endian, RFC 1662 "
+                       "stuffing. good: encode(seq, type, payload) == frame and the deframer returns "
+                       "(seq, type, payload). bad: the deframer returns no frame. A final check feeds "
+                       "bad bytes then a good frame: only the good one comes out.",
+            "good": good, "bad": bad}
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, data in [("cbor", cbor_vectors()), ("ecdsa", ecdsa_vectors()),
-                       ("events", event_vectors()), ("events_bad", bad_vectors())]:
+                       ("events", event_vectors()), ("events_bad", bad_vectors()),
+                       ("han_frames", han_vectors())]:
         (OUT / f"{name}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 

@@ -4,11 +4,13 @@
 #   fuzz HEX      -> "ok" | "err TYPE: MSG"   (ValueError is the only allowed failure)
 #   sign KEY MSG  -> "ok SIG"
 #   check12 D12   -> "ok D"  (MPAN check digit)
+#   deframe HEX   -> "ok N [SEQ TYPE PAYLOADHEX]..." (one fresh deframer per request)
+#   encode SEQ TYPE PAYLOADHEX -> "ok FRAMEHEX"
 import binascii
 import struct
 import sys
 
-from agent import cbor, ecdsa, ids
+from agent import cbor, ecdsa, frame, ids
 
 
 def reply(s):
@@ -22,7 +24,7 @@ while True:
     parts = line.split()
     cmd, args = parts[0], parts[1:] or [""]
     try:
-        data = [binascii.unhexlify(a) for a in args] if cmd != "check12" else args
+        data = [binascii.unhexlify(a) for a in args] if cmd not in ("check12", "encode") else args
         if cmd == "roundtrip":
             reply("ok " + binascii.hexlify(cbor.dumps(cbor.loads(data[0]))).decode())
         elif cmd == "floats":
@@ -33,6 +35,13 @@ while True:
             reply("ok")
         elif cmd == "sign":
             reply("ok " + binascii.hexlify(ecdsa.sign(data[0], data[1])).decode())
+        elif cmd == "deframe":
+            got = frame.Deframer().feed(data[0])
+            reply("ok %d %s" % (len(got), " ".join("%d %d %s" % (q, t, binascii.hexlify(p).decode() or "-")
+                                                    for q, t, p in got)))
+        elif cmd == "encode":
+            payload = binascii.unhexlify(args[2]) if len(args) > 2 else b""
+            reply("ok " + binascii.hexlify(frame.encode(int(args[0]), int(args[1]), payload)).decode())
         elif cmd == "check12":
             reply("ok %d" % ids.mpan_check_digit(data[0]))
         else:

@@ -1,0 +1,120 @@
+# Survey a premises over the HAN link: one evidence snapshot (docs/wire.md "Evidence")
+# that is complete and consistent, or an error -- never a partial survey.
+#
+# Consistency: the hub's state revision (IDENTIFY key 6, LOG key 2) must be the same
+# at the start, on every device-log page, and at the end; if the hub's state changed
+# while it was being read (a device joined, the WAN came up), the survey starts again,
+# at most MAX_PASSES times.
+from micropython import const
+
+from agent import ids
+from agent import link as L
+
+MAX_PASSES = const(3)
+MAX_DEVICES = const(16)  # as the event schema (agent.event.MAX_DEVICES)
+
+_GENERATIONS = ("SMETS1", "SMETS2")
+
+
+class SurveyError(Exception):
+    pass
+
+
+def _eui(v, what):
+    try:
+        return ids.eui64_text(v)
+    except ValueError:
+        raise SurveyError("hub sent a malformed %s device id" % what)
+
+
+def _hub(r):
+    if not isinstance(r, dict) or 0 not in r or r.get(2) not in _GENERATIONS:
+        raise SurveyError("hub sent a malformed IDENTIFY response")
+    hub = {"chf": _eui(r[0], "CHF"), "generation": r[2]}
+    if r.get(1) is not None:
+        hub["gpf"] = _eui(r[1], "GPF")
+    for key, name in ((3, "version"), (4, "firmware"), (5, "dcc")):
+        if r.get(key) is not None:
+            hub[name] = r[key]
+    return hub, r.get(6, 0)
+
+
+def _wan(r):
+    if not isinstance(r, dict) or not isinstance(r.get(0), bool):
+        raise SurveyError("hub sent a malformed WAN response")
+    wan = {"connected": r[0]}
+    if r.get(1) is not None:
+        wan["signal"] = r[1]
+    return wan
+
+
+_LOG_FIELDS = ((2, "status"), (3, "mpxn"))
+_DETAIL_FIELDS = ((4, "serial"), (5, "smets"), (6, "mode"), (7, "firmware"))
+
+
+def _log(lk, rev):
+    entries = []
+    total = None
+    while total is None or len(entries) < total:
+        r = lk.request(L.CMD_LOG, {0: len(entries)})
+        if not isinstance(r, dict) or not isinstance(r.get(1), list) or not isinstance(r.get(0), int):
+            raise SurveyError("hub sent a malformed LOG response")
+        if r.get(2, 0) != rev:
+            return None  # state changed under us
+        if total is None:
+            total = r[0]
+            if total > MAX_DEVICES:
+                raise SurveyError("hub lists %d devices; at most %d are supported" % (total, MAX_DEVICES))
+        elif r[0] != total:
+            return None
+        if not r[1] and len(entries) < total:
+            raise SurveyError("hub sent an empty LOG page before the end")
+        for e in r[1]:
+            if not isinstance(e, dict) or 0 not in e or not isinstance(e.get(1), str):
+                raise SurveyError("hub sent a malformed LOG entry")
+            d = {"eui": _eui(e[0], "device"), "type": e[1]}
+            for key, name in _LOG_FIELDS:
+                if e.get(key) is not None:
+                    d[name] = e[key]
+            entries.append(d)
+    return entries[:total]
+
+
+def _details(lk, d):
+    try:
+        r = lk.request(L.CMD_DEVICE, {0: ids.eui64_bytes(d["eui"])})
+    except L.HubError as e:
+        if e.code == L.E_NOT_RESPONDING:
+            d["answered"] = False
+            return
+        raise SurveyError("hub refused DEVICE %s: %s" % (d["eui"], e))
+    if not isinstance(r, dict):
+        raise SurveyError("hub sent a malformed DEVICE response")
+    d["answered"] = True
+    for key, name in _DETAIL_FIELDS:
+        if r.get(key) is not None:
+            d[name] = r[key]
+
+
+def survey(lk, now, expect_hub=True):
+    # lk: an agent.link.Link; now(): seconds since the epoch (the device clock).
+    # With expect_hub=False, a silent line is evidence of "no hub" (a legacy meter);
+    # otherwise it is an error (HubAbsent) the installer must look at.
+    for _ in range(MAX_PASSES):
+        read_time = int(now())
+        try:
+            hub, rev = _hub(lk.request(L.CMD_IDENTIFY))
+        except L.HubAbsent:
+            if expect_hub:
+                raise
+            return {"read_time": read_time, "hub": None, "wan": None, "devices": []}
+        wan = _wan(lk.request(L.CMD_WAN))
+        devices = _log(lk, rev)
+        if devices is None:
+            continue
+        for d in devices:
+            _details(lk, d)
+        if _hub(lk.request(L.CMD_IDENTIFY))[1] != rev:
+            continue
+        return {"read_time": read_time, "hub": hub, "wan": wan, "devices": devices}
+    raise SurveyError("hub state kept changing during the survey (%d passes); try again" % MAX_PASSES)

@@ -1,0 +1,147 @@
+"""A premises as data: the hub (or none), its WAN, and its devices (docs/han-link.md).
+
+Loaded from TOML. This is the *resource*: a passive description. The emulated hub
+(hil/hub.py) is the driver that serves it on a pseudo-terminal and mutates it.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LIBRARY = Path(__file__).resolve().parent / "premises"
+
+DEVICE_TYPES = ("ESME", "GSME", "PPMID", "HCALCS", "IHD", "CAD")
+STATUSES = (
+    "Pending", "Whitelisted", "InstalledNotCommissioned", "Commissioned",
+    "Decommissioned", "Withdrawn", "Suspended", "Recovery", "Recovered",
+)
+NO_STATUS = ("IHD", "CAD")  # Type 2 devices have no inventory status
+
+
+class PremisesError(ValueError):
+    pass
+
+
+@dataclass
+class Device:
+    eui: str
+    type: str
+    status: str | None = None
+    mpxn: str | None = None
+    serial: str | None = None
+    smets: str | None = None
+    mode: str | None = None
+    firmware: str | None = None
+    answers: bool = True  # replies on the HAN (False: in the log but gone or unreachable)
+
+
+@dataclass
+class Hub:
+    chf: str
+    generation: str = "SMETS2"
+    gpf: str | None = None
+    version: str | None = None
+    firmware: str | None = None
+    dcc: bool | None = None
+
+
+@dataclass
+class Wan:
+    connected: bool = True
+    signal: int | None = None
+
+
+@dataclass
+class Premises:
+    name: str
+    hub: Hub | None
+    wan: Wan
+    devices: list[Device] = field(default_factory=list)
+    baud: int = 19200
+    response_delay_ms: tuple[int, int] = (10, 40)
+    notes: str = ""
+    legacy_meters: list[dict] = field(default_factory=list)  # on site, invisible to the link
+
+    def copy(self) -> "Premises":
+        return copy.deepcopy(self)
+
+    def device(self, eui: str) -> Device:
+        for d in self.devices:
+            if d.eui.upper() == eui.upper():
+                return d
+        raise PremisesError(f"{self.name}: no device {eui}")
+
+    def expected_evidence(self) -> dict:
+        """What a correct survey of this premises reads (the evidence's named form)."""
+        if self.hub is None:
+            return {"hub": None, "wan": None, "devices": []}
+        hub = {k: v for k, v in vars(self.hub).items() if v is not None}
+        hub = {k: (v.upper() if k in ("chf", "gpf") else v) for k, v in hub.items()}
+        wan = {"connected": self.wan.connected}
+        if self.wan.connected and self.wan.signal is not None:
+            wan["signal"] = self.wan.signal
+        devices = []
+        for d in self.devices:
+            e = {"eui": d.eui.upper(), "type": d.type}
+            for k in ("status", "mpxn"):
+                if getattr(d, k) is not None:
+                    e[k] = getattr(d, k)
+            e["answered"] = d.answers
+            if d.answers:
+                for k in ("serial", "smets", "mode", "firmware"):
+                    if getattr(d, k) is not None:
+                        e[k] = getattr(d, k)
+            devices.append(e)
+        return {"hub": hub, "wan": wan, "devices": devices}
+
+
+def _check_device(name: str, d: Device) -> None:
+    if d.type not in DEVICE_TYPES:
+        raise PremisesError(f"{name}: device {d.eui}: type must be one of {', '.join(DEVICE_TYPES)}")
+    if d.type in NO_STATUS:
+        if d.status is not None:
+            raise PremisesError(f"{name}: device {d.eui}: {d.type} has no inventory status")
+    elif d.status not in STATUSES:
+        raise PremisesError(f"{name}: device {d.eui}: status must be one of {', '.join(STATUSES)}")
+
+
+def from_dict(data: dict, name: str = "premises") -> Premises:
+    try:
+        hub = Hub(**data["hub"]) if "hub" in data else None
+        wan = Wan(**data.get("wan", {}))
+        devices = [Device(**d) for d in data.get("devices", [])]
+    except TypeError as exc:
+        raise PremisesError(f"{name}: {exc}") from None
+    if hub is None and devices:
+        raise PremisesError(f"{name}: devices need a hub")
+    if hub is not None and hub.generation not in ("SMETS1", "SMETS2"):
+        raise PremisesError(f"{name}: hub.generation must be SMETS1 or SMETS2")
+    for d in devices:
+        _check_device(name, d)
+    delay = data.get("response_delay_ms", [10, 40])
+    return Premises(
+        name=data.get("name", name), hub=hub, wan=wan, devices=devices,
+        baud=int(data.get("baud", 19200)), response_delay_ms=(int(delay[0]), int(delay[1])),
+        notes=data.get("notes", ""), legacy_meters=list(data.get("legacy_meters", [])),
+    )
+
+
+def load(path: str | Path) -> Premises:
+    """A premises from a TOML file, or by name from the library (hil/premises/NAME.toml)."""
+    p = Path(path)
+    if not p.exists() and (LIBRARY / f"{path}.toml").exists():
+        p = LIBRARY / f"{path}.toml"
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise PremisesError(f"no premises file {path} (library: {', '.join(library())})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PremisesError(f"{p}: {exc}") from None
+    return from_dict(data, p.stem)
+
+
+def library() -> list[str]:
+    return sorted(p.stem for p in LIBRARY.glob("*.toml"))
