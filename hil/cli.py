@@ -14,11 +14,50 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("selfcheck", help="firmware signs events under micropython; companion verifies")
     s.add_argument("-n", type=int, default=5, help="events to sign (default %(default)s)")
     s.add_argument("--heapsize", default="64k", help="micropython heap (default %(default)s)")
+    pr = sub.add_parser("premises", help="serve an emulated premises on a pseudo-terminal")
+    pr.add_argument("--config", help="premises TOML file, or a library name (see --list)")
+    pr.add_argument("--list", action="store_true", help="list the premises library")
+    pr.add_argument("--seed", type=int, help="seed for the line-fault random generator")
+    pr.add_argument("--baud", type=int, help="override the premises' baud rate")
     return ap
+
+
+CONSOLE_HELP = """commands: wan up [SIGNAL] | wan down | status EUI STATUS | remove EUI | forget EUI |
+  unplug | plug | hang | unhang | fault NAME VALUE (corrupt_rate, drop_byte_rate,
+  drop_frame_rate, delay_ms, hung, unplugged) | show | quit"""
+
+
+def cmd_premises(args: argparse.Namespace) -> int:
+    from . import hub, premises
+
+    if args.list:
+        for name in premises.library():
+            print(f"{name:22} {premises.load(name).notes}")
+        return 0
+    if not args.config:
+        print("hil premises: give --config FILE (or --list)", file=sys.stderr)
+        return 2
+    try:
+        p = premises.load(args.config)
+    except premises.PremisesError as exc:
+        print(f"hil premises: {exc}", file=sys.stderr)
+        return 2
+    with hub.HubEmulator(p, seed=args.seed, baud=args.baud) as h:
+        print(f"pty: {h.path}", flush=True)
+        print(f"premises {p.name} at {args.baud or p.baud} baud; {CONSOLE_HELP}", flush=True)
+        for line in sys.stdin:
+            if line.strip() in ("quit", "exit"):
+                break
+            reply = h.command(line)
+            if reply:
+                print(reply, flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "premises":
+        return cmd_premises(args)
     if args.command == "selfcheck":
         try:
             return 0 if selfcheck.run(args.n, args.heapsize) else 1
