@@ -19,6 +19,7 @@ firmware: setup
 bench: setup
 	$(PY) tools/bench_sign.py
 	$(PY) tools/bench_verify.py
+	$(PY) tools/bench_survey.py
 
 clean:
 	rm -rf build out .pytest_cache .hypothesis
