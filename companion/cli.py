@@ -45,6 +45,100 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store(args: argparse.Namespace):
+    from .config import load
+    from .store import Store
+
+    cfg = load(args.config, {"db": args.db})
+    return cfg, Store(cfg.db_path)
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from .bridge import Bridge, setup_logging
+    from .config import load
+
+    http = None if args.http == "off" else args.http
+    cfg = load(args.config, {"broker": args.broker, "db": args.db, "http": http, "out": args.out,
+                             "listen": args.listen, "prefix": args.prefix, "client_id": args.client_id,
+                             "share_group": args.share_group})
+    if args.http == "off":
+        cfg.http = None
+    setup_logging(cfg.log_level)
+    bridge = Bridge(cfg)
+    try:
+        bridge.start()
+    except ConnectionError as exc:
+        print(f"companion bridge: {exc}", file=sys.stderr)
+        bridge.stop()
+        return 1
+    print(f"broker: {bridge.state.broker_url} ({bridge.state.protocol})", flush=True)
+    print(f"http: {bridge.state.http_url or 'off'}", flush=True)
+    print(f"db: {cfg.db_path}  out: {cfg.out}  prefix: {cfg.prefix}", flush=True)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: bridge._stop.set())
+    bridge.run_forever()
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .store import RegistryError
+
+    _, store = _store(args)
+    try:
+        if args.action == "add":
+            try:
+                key = bytes.fromhex(args.public_key)
+            except ValueError:
+                print("companion keys add: PUBLIC_KEY_HEX must be hex (65-byte SEC1 point)", file=sys.stderr)
+                return 2
+            store.add_key(args.device_id, key)
+            print(f"added {args.device_id}")
+        elif args.action == "revoke":
+            store.revoke_key(args.device_id, at=args.at, hard=args.hard)
+            print(f"revoked {args.device_id}" + (" (hard)" if args.hard else ""))
+        else:
+            for k in store.keys():
+                state = "active" if k.active else f"revoked {int(k.revoked_at)}" + (" hard" if k.hard else "")
+                print(f"{k.device_id}  {k.public_key.hex()}  {state}")
+    except (RegistryError, ValueError) as exc:
+        print(f"companion keys {args.action}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    from .site import events_view, format_site, site_view
+
+    cfg, store = _store(args)
+    try:
+        view = site_view(store, args.mpxn, cfg)
+    except ValueError as exc:
+        print(f"companion site: {exc}", file=sys.stderr)
+        return 2
+    if view is None:
+        print(f"{args.mpxn}: nothing known (no event names it)")
+        return 1
+    events = events_view(store, args.mpxn)
+    if args.json:
+        print(json.dumps({**view, "events": events}, indent=1))
+    else:
+        print(format_site(view, events))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay
+
+    _, store = _store(args)
+    n, diffs = replay(store)
+    for d in diffs:
+        print(f"{d.mpxn}: sent {d.sent[0] or 'none'} from {d.sent[1]}, derived {d.derived[0] or 'none'} "
+              f"from {d.derived[1]} ({d.reason})")
+    print(f"replay: {n} meter points, {len(diffs)} differences")
+    return 1 if diffs else 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="companion", description="Back-office bridge for handheld events.")
     ap.add_argument("--version", action="version", version=f"companion {__version__}")
@@ -56,12 +150,57 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--max-size", type=int, default=MAX_MESSAGE, help="bytes (default %(default)s)")
     v.add_argument("--pretty", action="store_true", help="indent the JSON output")
     v.set_defaults(func=cmd_verify)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", help="SQLite file (default companion.db, or the config file's)")
+        p.add_argument("--config", help="TOML configuration file (docs/bridge.md)")
+
+    b = sub.add_parser("bridge", help="run the bridge service")
+    common(b)
+    b.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT (default: an embedded broker)")
+    b.add_argument("--listen", help="HOST:PORT for the embedded broker (default 127.0.0.1:0, a free port)")
+    b.add_argument("--http", help="HOST:PORT for the read API, or off (default 127.0.0.1:8080)")
+    b.add_argument("--out", help="folder for DTC flow files (default out)")
+    b.add_argument("--prefix", help="MQTT topic prefix (default flagwise)")
+    b.add_argument("--client-id", help="MQTT client id (one per replica)")
+    b.add_argument("--share-group", help="subscribe as $share/GROUP/... (several replicas)")
+    b.set_defaults(func=cmd_bridge)
+
+    k = sub.add_parser("keys", help="the device key registry")
+    ksub = k.add_subparsers(dest="action", required=True)
+    ka = ksub.add_parser("add", help="register a handheld's public key")
+    ka.add_argument("device_id")
+    ka.add_argument("public_key", metavar="PUBLIC_KEY_HEX")
+    kr = ksub.add_parser("revoke", help="revoke a handheld's key")
+    kr.add_argument("device_id")
+    kr.add_argument("--at", type=float, help="revocation time, seconds since the epoch (default now)")
+    kr.add_argument("--hard", action="store_true", help="reject every event, even those made before --at")
+    kl = ksub.add_parser("list", help="list registered keys")
+    for p in (ka, kr, kl):
+        common(p)
+    k.set_defaults(func=cmd_keys)
+
+    s = sub.add_parser("site", help="what is at this meter point, and why")
+    common(s)
+    s.add_argument("mpxn")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_site)
+
+    r = sub.add_parser("replay", help="re-derive every flag from stored events; report differences")
+    common(r)
+    r.set_defaults(func=cmd_replay)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import CompanionError
+
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CompanionError as exc:
+        print(f"companion: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

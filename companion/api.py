@@ -1,0 +1,61 @@
+"""The read API (WSGI, served by waitress) and the Prometheus endpoint.
+
+GET /v1/sites/{mpxn}         flag, since, reason, devices, event ids   (400 bad MPxN, 404 unknown)
+GET /v1/sites/{mpxn}/events  the events behind it, in policy order
+GET /healthz                 {"status": "ok", ...} while the bridge is connected
+GET /metrics                 Prometheus text format
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .config import Config
+from .metrics import Metrics
+from .site import events_view, site_view
+from .store import Store
+
+
+class Api:
+    def __init__(self, store: Store, config: Config, metrics: Metrics, health: Callable[[], dict]):
+        self.store, self.config, self.metrics, self.health = store, config, metrics, health
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        if method != "GET":
+            return self._json(start_response, 405, {"error": "only GET is supported"})
+        if path == "/healthz":
+            h = self.health()
+            return self._json(start_response, 200 if h.get("status") == "ok" else 503, h)
+        if path == "/metrics":
+            depth = self.store.outbox_depth()
+            self.metrics.outbox_depth.labels("mqtt").set(depth[0])
+            self.metrics.outbox_depth.labels("dtc").set(depth[1])
+            body = generate_latest(self.metrics.registry)
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
+            return [body]
+        parts = path.strip("/").split("/")
+        if len(parts) in (3, 4) and parts[:2] == ["v1", "sites"] and (len(parts) == 3 or parts[3] == "events"):
+            mpxn = parts[2]
+            try:
+                view = site_view(self.store, mpxn, self.config)
+            except ValueError as exc:
+                return self._json(start_response, 400, {"error": str(exc)})
+            if view is None:
+                return self._json(start_response, 404, {"error": f"nothing known of {mpxn}"})
+            if len(parts) == 4:
+                return self._json(start_response, 200, {"mpxn": mpxn, "events": events_view(self.store, mpxn)})
+            return self._json(start_response, 200, view)
+        return self._json(start_response, 404, {"error": f"no such resource {path}"})
+
+    @staticmethod
+    def _json(start_response: Callable, status: int, body: dict) -> list[bytes]:
+        data = json.dumps(body, indent=1).encode()
+        phrase = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+                  503: "Service Unavailable"}[status]
+        start_response(f"{status} {phrase}", [("Content-Type", "application/json"),
+                                               ("Content-Length", str(len(data)))])
+        return [data]

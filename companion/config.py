@@ -1,0 +1,117 @@
+"""Bridge configuration: one table of keys (docs/bridge.md), from defaults, a TOML file
+and the command line, in that order of precedence (the command line wins)."""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import CompanionError
+from .wire import MAX_MESSAGE
+
+
+class ConfigError(CompanionError):
+    reason = "config"
+
+
+@dataclass
+class Config:
+    # -- broker ----------------------------------------------------------------------
+    broker: str | None = None  # mqtt://host:port or mqtts://host:port; None: embedded broker
+    listen: str = "127.0.0.1:0"  # embedded broker listen address (port 0: a free port)
+    prefix: str = "flagwise"  # topic prefix
+    client_id: str = field(default_factory=lambda: f"companion-{socket.gethostname()}")
+    share_group: str | None = None  # subscribe as $share/<group>/... (several replicas)
+    session_expiry: int = 7 * 86400  # s, MQTT 5 persistent-session lifetime
+    keepalive: int = 30  # s
+    tls_ca: str | None = None  # CA file for mqtts://
+    tls_cert: str | None = None  # client certificate for mqtts://
+    tls_key: str | None = None  # client key for mqtts://
+    username: str | None = None
+    password: str | None = None
+    # -- ingest ----------------------------------------------------------------------
+    max_message: int = MAX_MESSAGE  # bytes; larger messages are rejected unread
+    max_future: int = 300  # s a device clock may run ahead of ours
+    batch_max: int = 500  # messages per commit (group commit)
+    batch_wait_ms: int = 5  # wait for more messages before committing a batch
+    # -- store -----------------------------------------------------------------------
+    db: str = "companion.db"  # SQLite file (or sqlite:///path)
+    # -- outputs ---------------------------------------------------------------------
+    out: str = "out"  # DTC flow files go here
+    dtc_batch_size: int = 500  # flag changes per DTC file, at most
+    dtc_batch_age: float = 60.0  # s: a file closes when its oldest change is this old
+    dtc_test_flag: str = "OPER"  # ZHV test flag: OPER, or TR01.. for test files
+    dtc_from_participant: str = "DCCO"
+    dtc_electricity_to: str = "MPAS"  # assumed recipient id (docs/flag-policy.md)
+    dtc_gas_to: str = "XOSV"  # assumed recipient id
+    legacy_flags: bool = False  # DTC files carry A/""/W (pre-MP077) instead of A/I/N
+    legacy_mapping: dict[str, str] = field(default_factory=lambda: {"A": "A", "I": "", "N": "W"})
+    # -- read API --------------------------------------------------------------------
+    http: str | None = "127.0.0.1:8080"  # HOST:PORT for the read API; None: off
+    log_level: str = "info"
+
+    def set(self, key: str, value: Any) -> None:
+        names = {f.name for f in fields(self)}
+        key = key.replace("-", "_")
+        if key not in names:
+            raise ConfigError(f"unknown configuration key {key!r}")
+        setattr(self, key, value)
+
+    @property
+    def db_path(self) -> str:
+        return self.db[len("sqlite:///"):] if self.db.startswith("sqlite:///") else self.db
+
+    def check(self) -> "Config":
+        if self.broker is not None and not self.broker.startswith(("mqtt://", "mqtts://")):
+            raise ConfigError(f"broker must be mqtt://HOST:PORT or mqtts://HOST:PORT, got {self.broker!r}")
+        if self.db.startswith(("postgres://", "postgresql://")):
+            raise ConfigError("PostgreSQL is not supported yet: use a SQLite file")
+        for name in ("listen", "http"):
+            v = getattr(self, name)
+            if v is not None:
+                host_port(v, name)
+        if set(self.legacy_mapping) != {"A", "I", "N"}:
+            raise ConfigError("legacy_mapping must map each of A, I, N")
+        if not (0 < self.max_message <= 1 << 20):
+            raise ConfigError("max_message must be 1 .. 1048576 bytes")
+        if len(self.dtc_from_participant) != 4:
+            raise ConfigError("dtc_from_participant must be 4 characters")
+        return self
+
+
+def host_port(value: str, what: str = "address") -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what} must be HOST:PORT, got {value!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def broker_address(url: str) -> tuple[str, int, bool]:
+    tls = url.startswith("mqtts://")
+    rest = url.split("://", 1)[1].rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep:
+        return rest, 8883 if tls else 1883, tls
+    if not port.isdigit():
+        raise ConfigError(f"bad broker port in {url!r}")
+    return host, int(port), tls
+
+
+def load(path: str | None, overrides: dict[str, Any]) -> Config:
+    cfg = Config()
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"no configuration file {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        for k, v in data.items():
+            cfg.set(k, v)
+    for k, v in overrides.items():
+        if v is not None:
+            cfg.set(k, v)
+    return cfg.check()

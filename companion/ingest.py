@@ -1,0 +1,178 @@
+"""Ingest: verify a batch of incoming event messages, store them exactly once, re-derive
+the flags of the meter points they name, and write flag changes to the outbox -- all in
+one transaction per batch (group commit). Transport-free: the MQTT wiring is in bridge.py.
+
+Checks on each message (first failure wins), each a rejection reason:
+topic names a device id (`bad_topic`) · size (`oversize`) · COSE structure and CBOR
+(`malformed_cbor`, `duplicate_key`, `not_cose_sign1`, `wrong_alg`, `missing_kid`) · kid equals
+the topic's device id (`kid_mismatch`) · key registered (`unknown_key`) · key active, with the
+revocation rule (`revoked_key`) · signature (`bad_signature`) · payload schema and MPxNs
+(`schema`, `unknown_event_type`, `invalid_mpxn`, ...) · device time not too far ahead
+(`time_in_future`) · an id already stored with other bytes (`id_conflict`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from . import policy
+from .config import Config
+from .errors import WireError
+from .event import Event, parse_payload
+from .ids import eui64_bytes, eui64_text, is_mpan
+from .store import Store
+from .wire import load_public_key, parse_sign1, verify_sign1
+
+
+@dataclass
+class Incoming:
+    topic: str
+    payload: bytes
+    received_at: float = field(default_factory=time.time)
+    token: object = None  # the transport's handle (the MQTT mid), handed back untouched
+
+
+@dataclass
+class Outcome:
+    incoming: Incoming
+    status: str  # "stored", "duplicate" or "rejected"
+    device_id: str | None = None
+    event_id: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    event: Event | None = None
+    changes: list[dict] = field(default_factory=list)  # flag changes this event caused
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class Ingestor:
+    def __init__(self, store: Store, config: Config):
+        self.store = store
+        self.config = config
+        self._keys: dict[str, object] = {}  # device id -> loaded public key (cache)
+
+    # --- one message, no store writes --------------------------------------------------
+    def device_of(self, topic: str) -> str:
+        prefix = f"{self.config.prefix}/events/"
+        if not topic.startswith(prefix):
+            raise Rejected("bad_topic", f"topic {topic!r} is not {prefix}<device-id>")
+        try:
+            return eui64_text(eui64_bytes(topic[len(prefix):]))
+        except ValueError:
+            raise Rejected("bad_topic", f"topic {topic!r} does not end in an EUI-64 device id") from None
+
+    def check(self, msg: Incoming, device_id: str) -> Event:
+        try:
+            sign1 = parse_sign1(msg.payload, self.config.max_message)
+        except WireError as exc:
+            raise Rejected(exc.reason, str(exc)) from None
+        kid = eui64_text(sign1.kid) if len(sign1.kid) == 8 else sign1.kid.hex()
+        if kid != device_id:
+            raise Rejected("kid_mismatch", f"kid {kid} does not match the topic's device {device_id}")
+        key = self.store.key(device_id)
+        if key is None:
+            raise Rejected("unknown_key", f"no key registered for {device_id}")
+        try:
+            verify_sign1(sign1, self._public(key.device_id, key.public_key))
+            ev = parse_payload(sign1.payload)
+        except WireError as exc:
+            raise Rejected(exc.reason, str(exc)) from None
+        if key.revoked_at is not None and (key.hard or ev.time >= key.revoked_at):
+            raise Rejected("revoked_key", f"key of {device_id} revoked at {int(key.revoked_at)}"
+                           + (" (hard: no events accepted)" if key.hard else
+                              f"; event made at {ev.time}, after the revocation"))
+        ahead = ev.time - msg.received_at
+        if ahead > self.config.max_future:
+            raise Rejected("time_in_future",
+                           f"device time {ev.time} is {int(ahead)} s ahead (tolerance {self.config.max_future} s)")
+        return ev
+
+    def _public(self, device_id: str, raw: bytes) -> object:
+        k = self._keys.get(device_id)
+        if k is None or k[0] != raw:
+            k = self._keys[device_id] = (raw, load_public_key(raw))
+        return k[1]
+
+    # --- a batch, one transaction ------------------------------------------------------
+    def handle_batch(self, batch: list[Incoming]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        accepted: list[tuple[Outcome, Event]] = []
+        for msg in batch:
+            device_id = None
+            try:
+                device_id = self.device_of(msg.topic)
+                ev = self.check(msg, device_id)
+            except Rejected as rej:
+                outcomes.append(Outcome(msg, "rejected", device_id, None, rej.reason, rej.detail))
+                continue
+            out = Outcome(msg, "stored", device_id, ev.id.hex(), event=ev)
+            outcomes.append(out)
+            accepted.append((out, ev))
+        with self.store.tx() as db:
+            touched: dict[str, Outcome] = {}
+            for out, ev in accepted:
+                status = self.store.insert_event(db, out.device_id, ev, out.incoming.payload, out.incoming.received_at)
+                if status == "conflict":
+                    out.status, out.reason = "rejected", "id_conflict"
+                    out.detail = f"event id {ev.id.hex()} already stored with different bytes"
+                    continue
+                out.status = status
+                if status == "stored":
+                    for m in ev.mpxns:
+                        touched[m] = out
+            for mpxn, out in sorted(touched.items()):
+                change = self._rederive(db, mpxn)
+                if change:
+                    out.changes.append(change)
+            for out in outcomes:
+                if out.status == "rejected":
+                    self.store.record_rejection(out.device_id, out.reason or "", out.detail or "",
+                                                len(out.incoming.payload), out.incoming.received_at, db)
+        return outcomes
+
+    def _rederive(self, db, mpxn: str) -> dict | None:
+        events = [e for _, _, e in self.store.events_for(mpxn, db)]
+        new = policy.derive(mpxn, events)
+        old = self.store.flag(mpxn, db)
+        now = time.time()
+        if old is not None and (old.flag, old.effective_from) == (new.flag, new.effective_from):
+            db.execute("UPDATE flags SET event_ids=?, updated_at=? WHERE mpxn=?",
+                       (json.dumps(list(new.event_ids)), now, mpxn))
+            return None
+        if old is None and new.flag is None:
+            # Events, but none with smart evidence for this point: nothing to send yet.
+            db.execute("INSERT INTO flags VALUES (?, NULL, NULL, ?, NULL, ?, NULL, 0, ?)",
+                       (mpxn, new.reason, json.dumps(list(new.event_ids)), now))
+            return None
+        version = 1 if old is None else old.version + 1
+        db.execute(
+            "INSERT OR REPLACE INTO flags VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (mpxn, new.flag, new.effective_from, new.reason, new.event_id, json.dumps(list(new.event_ids)),
+             new.override, version, now))
+        body = flag_message(new, version, self.config)
+        db.execute("INSERT INTO outbox (mpxn, version, flow, body, created_at) VALUES (?, ?, ?, ?, ?)",
+                   (mpxn, version, "electricity" if is_mpan(mpxn) else "gas", json.dumps(body, sort_keys=True), now))
+        return body
+
+
+def flag_message(flag: policy.Flag, version: int, config: Config) -> dict:
+    """The flag update as published on <prefix>/flags/<mpxn> (docs/bridge.md)."""
+    return {
+        "mpxn": flag.mpxn,
+        "flag": flag.flag,
+        "legacy_flag": policy.legacy(flag.flag, config.legacy_mapping),
+        "effective_from": flag.effective_from,
+        "reason": flag.reason,
+        "event_id": flag.event_id,
+        "event_ids": list(flag.event_ids),
+        "override": flag.override,
+        "version": version,
+    }

@@ -1,0 +1,21 @@
+"""Prometheus metrics of one bridge (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.received = Counter("flagwise_events_received", "Event messages received", registry=r)
+        self.verified = Counter("flagwise_events_verified", "Event messages that passed every check", registry=r)
+        self.rejected = Counter("flagwise_events_rejected", "Event messages rejected", ["reason"], registry=r)
+        self.stored = Counter("flagwise_events_stored", "Events stored (first delivery)", registry=r)
+        self.duplicates = Counter("flagwise_events_duplicate", "Re-deliveries of stored events", registry=r)
+        self.flag_changes = Counter("flagwise_flag_changes", "Flag changes written to the outbox", ["flag"],
+                                    registry=r)
+        self.outbox_depth = Gauge("flagwise_outbox_depth", "Flag changes not yet sent", ["output"], registry=r)
+        self.ack_latency = Histogram(
+            "flagwise_ack_latency_seconds", "From receiving an event to publishing its ack",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)

@@ -1,0 +1,83 @@
+"""The outputs of the flag outbox: DTC flow files, exactly once per change.
+
+Each change (an outbox row: meter point and version) is assigned to one DTC file in a
+transaction *before* the file is written; the file's content is a function of the rows
+assigned to it. So a bridge killed at any point either re-writes the same file on restart
+(the rename is atomic, the content identical) or had not yet assigned the rows: a change
+never lands in two files, and never in none.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import dtc, policy
+from .config import Config
+from .store import Store
+
+
+class DtcWriter:
+    def __init__(self, store: Store, config: Config):
+        self.store = store
+        self.config = config
+        self.out = Path(config.out)
+
+    def recover(self) -> list[Path]:
+        """Write the files that were assigned but not yet written (a crash in between)."""
+        rows = self.store.conn().execute(
+            "SELECT file_id FROM dtc_files WHERE state='pending' ORDER BY file_id").fetchall()
+        return [self._write(r[0]) for r in rows]
+
+    def tick(self, now: float | None = None, force: bool = False) -> list[Path]:
+        """Close the batches that are big enough or old enough (all of them with force)."""
+        now = time.time() if now is None else now
+        written = []
+        for flow in dtc.FLOWS.values():
+            while True:
+                file_id = self._assign(flow, now, force)
+                if file_id is None:
+                    break
+                written.append(self._write(file_id))
+        return written
+
+    def _assign(self, flow: dtc.Flow, now: float, force: bool) -> str | None:
+        cfg = self.config
+        with self.store.tx() as db:
+            rows = db.execute(
+                "SELECT seq, created_at FROM outbox WHERE flow=? AND dtc_file IS NULL ORDER BY seq LIMIT ?",
+                (flow.name, cfg.dtc_batch_size)).fetchall()
+            if not rows:
+                return None
+            full = len(rows) >= cfg.dtc_batch_size
+            old = now - rows[0][1] >= cfg.dtc_batch_age
+            if not (full or old or force):
+                return None
+            n = self.store.next_sequence(db, "dtc_file")
+            file_id = f"FW{n:08d}"
+            created = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%d%H%M%S")
+            name = f"{flow.flow_version}_{file_id}.dtc"
+            db.execute("INSERT INTO dtc_files VALUES (?, ?, ?, ?, 'pending')", (file_id, flow.name, created, name))
+            db.executemany("UPDATE outbox SET dtc_file=? WHERE seq=?", [(file_id, r[0]) for r in rows])
+        return file_id
+
+    def _write(self, file_id: str) -> Path:
+        c = self.store.conn()
+        flow_name, created, name = c.execute(
+            "SELECT flow, created, name FROM dtc_files WHERE file_id=?", (file_id,)).fetchone()
+        changes = [json.loads(r[0]) for r in c.execute(
+            "SELECT body FROM outbox WHERE dtc_file=? ORDER BY seq", (file_id,))]
+        if self.config.legacy_flags:
+            for ch in changes:
+                ch["flag"] = policy.legacy(ch["flag"], self.config.legacy_mapping)
+        text = dtc.render(
+            dtc.FLOWS[flow_name], file_id, datetime.strptime(created, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc),
+            changes, from_participant=self.config.dtc_from_participant,
+            to_participant=self.config.dtc_electricity_to if flow_name == "electricity" else self.config.dtc_gas_to,
+            test_flag=self.config.dtc_test_flag)
+        path = dtc.write_atomically(self.out, name, text)
+        with self.store.tx() as db:
+            db.execute("UPDATE dtc_files SET state='written' WHERE file_id=?", (file_id,))
+        return path

@@ -1,0 +1,68 @@
+"""What is at a meter point, and how we know: the view behind `companion site` and the API."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from . import policy
+from .config import Config
+from .ids import check_mpxn
+from .store import Store
+
+
+def events_view(store: Store, mpxn: str) -> list[dict]:
+    check_mpxn(mpxn)
+    rows = sorted(store.events_for(mpxn), key=lambda r: policy.order_key(r[2]))
+    return [{
+        "event_id": ev.id.hex(), "type": ev.type, "device_id": device, "counter": ev.counter,
+        "time": ev.time, "read_time": ev.evidence.read_time, "received_at": round(received, 3),
+        "job": ev.job, "installer": ev.installer, "mpans": list(ev.mpans), "mprns": list(ev.mprns),
+        "override": asdict(ev.override) if ev.override else None,
+        "observation": asdict(policy.observe(ev, mpxn)),
+    } for device, received, ev in rows]
+
+
+def site_view(store: Store, mpxn: str, config: Config) -> dict | None:
+    """None when nothing is known of the meter point; ValueError for a malformed MPxN."""
+    check_mpxn(mpxn)
+    flag = store.flag(mpxn)
+    rows = store.events_for(mpxn)
+    if flag is None and not rows:
+        return None
+    latest = max(rows, key=lambda r: policy.order_key(r[2]))[2] if rows else None
+    ev = latest.evidence if latest else None
+    return {
+        "mpxn": mpxn,
+        "flag": flag.flag if flag else None,
+        "legacy_flag": policy.legacy(flag.flag if flag else None, config.legacy_mapping),
+        "since": flag.effective_from if flag else None,
+        "reason": flag.reason if flag else "no smart event seen",
+        "override": flag.override if flag else None,
+        "version": flag.version if flag else 0,
+        "event_id": flag.event_id if flag else None,
+        "event_ids": list(flag.event_ids) if flag else [],
+        "evidence_read_time": ev.read_time if ev else None,
+        "hub": asdict(ev.hub) if ev and ev.hub else None,
+        "wan": asdict(ev.wan) if ev and ev.wan else None,
+        "devices": [asdict(d) for d in ev.devices] if ev else [],
+    }
+
+
+def format_site(view: dict, events: list[dict]) -> str:
+    """Plain text for `companion site`."""
+    out = [f"{view['mpxn']}: flag {view['flag'] or 'none'}"
+           + (f" since {view['since']}" if view["since"] else "") + f" (version {view['version']})",
+           f"  why: {view['reason']}"]
+    if view["override"]:
+        out.append(f"  installer override: {view['override']}")
+    if view["hub"]:
+        h = view["hub"]
+        out.append(f"  hub: {h['chf']} {h['generation']} dcc={h['dcc']}  wan: {view['wan']}")
+    for d in view["devices"]:
+        out.append(f"  device: {d['eui']} {d['type']} {d['status'] or '-'} mpxn={d['mpxn'] or '-'}"
+                   f" answered={d['answered']}")
+    out.append(f"  events ({len(events)}):")
+    for e in events:
+        out.append(f"    {e['event_id'][:16]} {e['type']:<17} device {e['device_id']} #{e['counter']}"
+                   f" read {e['read_time']}: {e['observation']['flag'] or '-'} {e['observation']['reason']}")
+    return "\n".join(out)

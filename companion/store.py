@@ -1,0 +1,221 @@
+"""The bridge's store: SQLite in WAL mode with synchronous=FULL (a commit is durable).
+
+Tables: the device key registry, events (the signed message as received, once per event
+id), the meter points each event names, the current flag per meter point, the flag
+outbox (written in the same transaction as the event that changed the flag) and the DTC
+files made from it. One connection per thread; writes come from one thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CompanionError
+from .event import Event, parse_payload
+from .ids import eui64_bytes, eui64_text
+from .wire import load_public_key, parse_sign1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (
+    device_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, added_at REAL NOT NULL,
+    revoked_at REAL, hard INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS events (
+    event_id BLOB PRIMARY KEY, device_id TEXT NOT NULL, counter INTEGER NOT NULL,
+    type TEXT NOT NULL, device_time INTEGER NOT NULL, read_time INTEGER NOT NULL,
+    received_at REAL NOT NULL, message BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS event_mpxns (
+    mpxn TEXT NOT NULL, event_id BLOB NOT NULL, PRIMARY KEY (mpxn, event_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS flags (
+    mpxn TEXT PRIMARY KEY, flag TEXT, effective_from TEXT, reason TEXT NOT NULL,
+    event_id TEXT, event_ids TEXT NOT NULL, override TEXT, version INTEGER NOT NULL,
+    updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, mpxn TEXT NOT NULL, version INTEGER NOT NULL,
+    flow TEXT NOT NULL, body TEXT NOT NULL, created_at REAL NOT NULL, mqtt_done INTEGER NOT NULL DEFAULT 0,
+    dtc_file TEXT, UNIQUE (mpxn, version));
+CREATE INDEX IF NOT EXISTS outbox_mqtt ON outbox (mqtt_done, seq);
+CREATE INDEX IF NOT EXISTS outbox_dtc ON outbox (flow, dtc_file, seq);
+CREATE TABLE IF NOT EXISTS dtc_files (
+    file_id TEXT PRIMARY KEY, flow TEXT NOT NULL, created TEXT NOT NULL, name TEXT NOT NULL,
+    state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rejections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT, reason TEXT NOT NULL,
+    detail TEXT NOT NULL, size INTEGER NOT NULL, received_at REAL NOT NULL);
+"""
+
+
+class RegistryError(CompanionError):
+    reason = "key_registry"
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    device_id: str
+    public_key: bytes
+    added_at: float
+    revoked_at: float | None
+    hard: bool
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class StoredFlag:
+    mpxn: str
+    flag: str | None
+    effective_from: str | None
+    reason: str
+    event_id: str | None
+    event_ids: tuple[str, ...]
+    override: str | None
+    version: int
+    updated_at: float
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._local = threading.local()
+        self.conn().executescript(SCHEMA)  # idempotent; executescript commits by itself
+
+    def conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("PRAGMA synchronous=FULL")  # durable commits: the ack follows the fsync
+            c.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = c
+        return c
+
+    def tx(self) -> "_Tx":
+        return _Tx(self.conn())
+
+    def close(self) -> None:
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.close()
+            self._local.conn = None
+
+    # --- key registry ----------------------------------------------------------------
+    def add_key(self, device_id: str, public_key: bytes) -> None:
+        device_id = _device(device_id)
+        load_public_key(public_key)  # a valid P-256 point, or ValueError
+        with self.tx() as db:
+            row = db.execute("SELECT public_key, revoked_at FROM keys WHERE device_id=?", (device_id,)).fetchone()
+            if row and (bytes(row[0]) != public_key or row[1] is not None):
+                raise RegistryError(f"{device_id} already has a key (revoked or different); a device id is not reused")
+            db.execute("INSERT OR IGNORE INTO keys (device_id, public_key, added_at) VALUES (?, ?, ?)",
+                       (device_id, public_key, time.time()))
+
+    def revoke_key(self, device_id: str, at: float | None = None, hard: bool = False) -> None:
+        device_id = _device(device_id)
+        with self.tx() as db:
+            cur = db.execute("UPDATE keys SET revoked_at=?, hard=? WHERE device_id=?",
+                             (time.time() if at is None else at, int(hard), device_id))
+            if cur.rowcount == 0:
+                raise RegistryError(f"no key registered for {device_id}")
+
+    def key(self, device_id: str) -> DeviceKey | None:
+        row = self.conn().execute(
+            "SELECT device_id, public_key, added_at, revoked_at, hard FROM keys WHERE device_id=?",
+            (device_id,)).fetchone()
+        return None if row is None else DeviceKey(row[0], bytes(row[1]), row[2], row[3], bool(row[4]))
+
+    def keys(self) -> list[DeviceKey]:
+        rows = self.conn().execute(
+            "SELECT device_id, public_key, added_at, revoked_at, hard FROM keys ORDER BY device_id").fetchall()
+        return [DeviceKey(r[0], bytes(r[1]), r[2], r[3], bool(r[4])) for r in rows]
+
+    # --- events ----------------------------------------------------------------------
+    @staticmethod
+    def insert_event(db: sqlite3.Connection, device_id: str, ev: Event, message: bytes,
+                     received_at: float) -> str:
+        """'stored', 'duplicate' (same bytes again) or 'conflict' (same id, other bytes)."""
+        cur = db.execute(
+            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (ev.id, device_id, ev.counter, ev.type, ev.time, ev.evidence.read_time, received_at, message))
+        if cur.rowcount == 0:
+            row = db.execute("SELECT message FROM events WHERE event_id=?", (ev.id,)).fetchone()
+            return "duplicate" if bytes(row[0]) == message else "conflict"
+        db.executemany("INSERT OR IGNORE INTO event_mpxns VALUES (?, ?)", [(m, ev.id) for m in ev.mpxns])
+        return "stored"
+
+    def events_for(self, mpxn: str, db: sqlite3.Connection | None = None) -> list[tuple[str, float, Event]]:
+        """(device id, received at, event) for every stored event naming mpxn."""
+        rows = (db or self.conn()).execute(
+            "SELECT e.device_id, e.received_at, e.message FROM event_mpxns m JOIN events e USING (event_id) "
+            "WHERE m.mpxn=?", (mpxn,)).fetchall()
+        return [(r[0], r[1], parse_payload(parse_sign1(bytes(r[2]), 1 << 20).payload)) for r in rows]
+
+    def mpxns(self) -> list[str]:
+        return [r[0] for r in self.conn().execute("SELECT DISTINCT mpxn FROM event_mpxns ORDER BY mpxn")]
+
+    def event_count(self) -> int:
+        return self.conn().execute("SELECT count(*) FROM events").fetchone()[0]
+
+    # --- flags -----------------------------------------------------------------------
+    def flag(self, mpxn: str, db: sqlite3.Connection | None = None) -> StoredFlag | None:
+        row = (db or self.conn()).execute(
+            "SELECT mpxn, flag, effective_from, reason, event_id, event_ids, override, version, updated_at "
+            "FROM flags WHERE mpxn=?", (mpxn,)).fetchone()
+        if row is None:
+            return None
+        return StoredFlag(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8])
+
+    def flags(self) -> list[StoredFlag]:
+        return [f for m in [r[0] for r in self.conn().execute("SELECT mpxn FROM flags ORDER BY mpxn")]
+                if (f := self.flag(m)) is not None]
+
+    # --- outbox ----------------------------------------------------------------------
+    def pending_mqtt(self, limit: int = 500) -> list[tuple[int, str, str]]:
+        return self.conn().execute(
+            "SELECT seq, mpxn, body FROM outbox WHERE mqtt_done=0 ORDER BY seq LIMIT ?", (limit,)).fetchall()
+
+    def mark_mqtt_done(self, seqs: list[int]) -> None:
+        with self.tx() as db:
+            db.executemany("UPDATE outbox SET mqtt_done=1 WHERE seq=?", [(s,) for s in seqs])
+
+    def outbox_depth(self) -> tuple[int, int]:
+        """(changes not yet published on MQTT, changes not yet in a DTC file)."""
+        c = self.conn()
+        return (c.execute("SELECT count(*) FROM outbox WHERE mqtt_done=0").fetchone()[0],
+                c.execute("SELECT count(*) FROM outbox WHERE dtc_file IS NULL").fetchone()[0])
+
+    def next_sequence(self, db: sqlite3.Connection, name: str) -> int:
+        db.execute("INSERT OR IGNORE INTO sequences VALUES (?, 0)", (name,))
+        db.execute("UPDATE sequences SET value = value + 1 WHERE name=?", (name,))
+        return db.execute("SELECT value FROM sequences WHERE name=?", (name,)).fetchone()[0]
+
+    def record_rejection(self, device_id: str | None, reason: str, detail: str, size: int,
+                         received_at: float, db: sqlite3.Connection | None = None) -> None:
+        (db or self.conn()).execute(
+            "INSERT INTO rejections (device_id, reason, detail, size, received_at) VALUES (?, ?, ?, ?, ?)",
+            (device_id, reason, detail[:500], size, received_at))
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, *rest: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _device(device_id: str) -> str:
+    """Normalise a device id (EUI-64 text) or raise ValueError."""
+    return eui64_text(eui64_bytes(device_id))
