@@ -322,7 +322,8 @@ class Bridge:
         self._http = create_server(Api(self.store, self.config, self.metrics, self.health),
                                    host=host, port=port, threads=4)
         self.state.http_url = f"http://{host}:{self._http.effective_port}"
-        self._spawn("http", self._http.run)
+        # Not joined on stop: closing the server's sockets is what ends it.
+        threading.Thread(target=self._http.run, name="http", daemon=True).start()
 
 
 def _nodelay(client, userdata, sock) -> None:
