@@ -76,12 +76,12 @@ class Mosquitto:
 class BridgeProcess:
     """`companion bridge` in its own process, as deployed."""
 
-    def __init__(self, workdir: Path, broker_url: str | None, *extra: str):
+    def __init__(self, workdir: Path, broker_url: str | None, *extra: str, http: str = "127.0.0.1:0"):
         self.workdir = workdir
         self.db = workdir / "bridge.db"
         self.out = workdir / "out"
         self.args = [str(BIN / "companion"), "bridge", "--db", str(self.db), "--out", str(self.out),
-                     "--http", "127.0.0.1:0", *extra]
+                     "--http", http, *extra]
         if broker_url:
             self.args += ["--broker", broker_url]
         self.proc: subprocess.Popen | None = None

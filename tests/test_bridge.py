@@ -256,3 +256,19 @@ def test_keys_cli_errors_are_clear(tmp_path):
     assert r.returncode == 0 and DEVICE_ID in r.stdout and "active" in r.stdout
     r = b.companion("site", "12345")
     assert r.returncode == 2 and "MPRN must be 6 to 10 digits" in r.stderr
+
+
+def test_shared_subscription_on_mqtt5(tmp_path, broker):
+    b = BridgeProcess(tmp_path, broker.url, "--share-group", "bridges")
+    assert b.companion("keys", "add", DEVICE_ID, PUBLIC_KEY).returncode == 0
+    b.start()
+    try:
+        hh = Handheld(broker.url)
+        eid, m = make_event("commission", T0, 1)
+        hh.send(m)
+        hh.wait(lambda h: eid in h.acks, what="ack through $share/bridges/...")
+        hh.close()
+        assert b.get("/healthz")[1]["protocol"] == "MQTT 5"
+    finally:
+        b.stop()
+    assert '"topic": "$share/bridges/flagwise/events/+"' in b.log.read_text()
