@@ -20,6 +20,7 @@ bench: setup
 	$(PY) tools/bench_sign.py
 	$(PY) tools/bench_verify.py
 	$(PY) tools/bench_survey.py
+	$(PY) tools/bench_bridge.py
 
 clean:
 	rm -rf build out .pytest_cache .hypothesis
