@@ -1,0 +1,50 @@
+# The installer's console (docs/agent.md "Console"): one command a line, output lines
+# that start with a stable tag, short enough for the handheld's display.
+import sys
+
+from agent.main import JOB_TYPES, _job
+
+_HELP = ("job TYPE MPAN MPRN JOB INSTALLER", "override REASON", "new", "survey", "status", "quit")
+
+
+def command(agent, line):
+    # -> False to quit
+    words = line.split()
+    if not words:
+        return True
+    cmd = words[0]
+    if cmd == "job" and len(words) == 6:
+        agent.job(_job(words[1:]))
+    elif cmd == "override" and len(words) > 1:
+        agent.override(line.split(None, 1)[1].strip())
+    elif cmd == "new":
+        new(agent)
+    elif cmd == "survey":
+        agent.pause_delivery()
+        try:
+            agent.show(agent.survey())
+        except Exception as e:
+            agent.say("ERROR", "Survey failed: %s" % e)
+    elif cmd == "status":
+        agent.status()
+    elif cmd in ("quit", "exit"):
+        return False
+    else:
+        for s in _HELP:
+            agent.out("HELP " + s)
+    return True
+
+
+def ask(agent, prompt):
+    agent.out("ASK " + prompt)
+    line = sys.stdin.readline()
+    return line.strip() if line else ""
+
+
+def new(agent):
+    t = ask(agent, "Job type? " + "/".join(JOB_TYPES))
+    mpan = ask(agent, "MPAN? (blank: none)")
+    mprn = ask(agent, "MPRN? (blank: none)")
+    ref = ask(agent, "Job reference?")
+    who = ask(agent, "Installer id?")
+    return agent.job(_job([t, mpan or "-", mprn or "-", ref, who]))

@@ -1,0 +1,294 @@
+# The handheld application (docs/agent.md).
+#
+#   micropython -m agent.main --flash DIR                 console (installer interface)
+#   micropython -m agent.main --flash DIR --job TYPE MPAN MPRN JOBREF INSTALLER [--override TEXT]
+#                                         [--deliver SECONDS]   one job, non-interactive (bench)
+#   micropython -m agent.main --flash DIR --deliver SECONDS     deliver the backlog, then exit
+#   micropython -m agent.main --flash DIR --pubkey              print the device public key
+#
+# Console commands, one a line (output lines start with a stable tag):
+#   job TYPE MPAN MPRN JOBREF INSTALLER   ("-" for no MPAN or MPRN)
+#   override REASON...                    save the last refused job, recording the override
+#   new                                   the same, asked for step by step
+#   survey | status | help | quit         (agent/console.py)
+import gc
+import select
+import sys
+import time
+
+from agent import config, identity, ids
+from agent.outbox import Outbox, OutboxFull
+
+WIDTH = 32  # characters on the handheld's display
+JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
+_MAX_TEXT = 40  # agent.event.MAX_TEXT
+
+
+def _unload(*names):
+    # Modules are loaded for one stage of a job and dropped after it, so that the whole
+    # agent runs in a 64 KiB heap as .mpy (docs/agent.md "Memory"). A board that freezes
+    # the firmware into flash keeps them resident at no heap cost.
+    import agent
+
+    for n in names:
+        sys.modules.pop(n, None)
+        if n.startswith("agent.") and hasattr(agent, n[6:]):
+            delattr(agent, n[6:])
+    gc.collect()
+
+
+def wrap(text, width=WIDTH):
+    out = []
+    for para in text.split("\n"):
+        line = ""
+        for word in para.split(" "):
+            if line and len(line) + 1 + len(word) > width:
+                out.append(line)
+                line = word
+            else:
+                line = word if not line else line + " " + word
+        out.append(line)
+    return out
+
+
+class Agent:
+    def __init__(self, root, out=None):
+        self.root = root
+        self.out = out or (lambda s: print(s))
+        self.cfg = config.load(root)
+        self.key, created = identity.load_key(root)
+        self.kid = ids.eui64_bytes(self.cfg["device_id"])
+        self.outbox = Outbox(root, self.cfg["outbox_max"])
+        self.counter = identity.Counter(root, self.outbox.highest_counter() + 1)
+        self.refused = None  # (job, evidence, problems) awaiting an override
+        self.courier = None  # made when there is something to deliver
+        self.acked = 0
+        if created:
+            self.out("KEY new device key; public key:")
+            self.out("PUBKEY " + self.public_key())
+        for name in self.outbox.damaged:
+            self.out("BAD outbox record %s failed its CRC: kept in outbox/bad" % name)
+        self.out("READY %s outbox=%d/%d" % (self.cfg["device_id"], len(self.outbox), self.cfg["outbox_max"]))
+
+    def public_key(self):
+        from agent import ecdsa
+
+        return ecdsa.public_key(self.key).hex()
+
+    def deliver(self):
+        if self.courier is None:
+            if not len(self.outbox):
+                return
+            from agent.delivery import Courier
+
+            self.courier = Courier(self.cfg, self.outbox, self.out)
+        self.courier.service()
+        self.acked += self.courier.take_acked()
+
+    def pause_delivery(self):
+        if self.courier is not None:
+            self.courier.close()
+            self.courier = None
+        _unload("agent.delivery", "umqtt.simple", "umqtt", "ssl", "agent.cbor")
+
+    def now(self):
+        return int(time.time()) + self.cfg["clock_offset"]
+
+    def say(self, tag, text):
+        lines = wrap(text)
+        self.out("%s %s" % (tag, lines[0]))
+        for more in lines[1:]:
+            self.out("  " + more)
+
+    # --- jobs -------------------------------------------------------------------------
+    def survey(self, expect_hub=True):
+        from agent import link, survey, uart
+
+        if not self.cfg["uart"]:
+            raise ValueError("no serial port configured (config key uart)")
+        u = uart.open_uart(self.cfg["uart"], self.cfg["baud"])
+        try:
+            return survey.survey(link.Link(u), self.now, expect_hub=expect_hub)
+        finally:
+            u.close()
+            del link, survey, uart
+            _unload("agent.survey", "agent.link", "agent.uart", "agent.frame")
+
+    def job(self, job, override=None):
+        # -> "saved", "refused" or "error"; the screens say why.
+        self.pause_delivery()
+        try:
+            job = validate(job)
+        except ValueError as e:
+            self.say("ERROR", str(e))
+            return "error"
+        if self.outbox.full():
+            self.say("ERROR", "Outbox full: %d events wait for the back office. Connect to deliver." % len(self.outbox))
+            return "error"
+        self.out("SURVEY reading the premises...")
+        gc.collect()
+        try:
+            evidence = self.survey(expect_hub=job["type"] != "removal")
+        except Exception as e:  # LinkError, SurveyError, OSError: all reported the same way
+            self.say("ERROR", "Survey failed: %s" % e)
+            return "error"
+        self.show(evidence)
+        gc.collect()
+        from agent import jobs
+
+        problems = jobs.check(job, evidence)
+        del jobs
+        _unload("agent.jobs")
+        if problems and not override:
+            self.refused = (job, evidence, problems)
+            self.say("REFUSED", ", ".join(sorted(set(p[0] for p in problems))))
+            for _, msg in problems:
+                self.say("WHY", msg)
+            self.say("HINT", "Fix it and run the job again, or: override REASON")
+            return "refused"
+        return self._save(job, evidence, problems, override)
+
+    def override(self, reason):
+        if self.refused is None:
+            self.say("ERROR", "Nothing to override: no refused job.")
+            return "error"
+        job, evidence, problems = self.refused
+        return self._save(job, evidence, problems, reason)
+
+    def _save(self, job, evidence, problems, override):
+        ev = dict(job)
+        ev["evidence"] = evidence
+        if problems:
+            codes = []
+            for code, _ in problems:
+                if code not in codes:
+                    codes.append(code)
+            ev["override"] = {"reason": override, "checks": codes}
+        # Staged so that only one big module is loaded at a time (docs/agent.md "Memory").
+        try:
+            counter = self.counter.reserve()
+            from agent import event
+
+            ev.update({"id": event.new_id(), "time": self.now(), "counter": counter,
+                       "firmware": config.FIRMWARE})
+            payload = event.build(ev)
+            del event
+            _unload("agent.event")
+            from agent import cose
+
+            msg = cose.sign1(payload, self.key, self.kid)
+            del cose, payload
+            _unload("agent.cose", "agent.ecdsa", "agent.cbor")
+            self.outbox.save(counter, ev["id"], msg)
+        except OutboxFull as e:
+            self.say("ERROR", str(e))
+            return "error"
+        except (ValueError, OSError, MemoryError) as e:
+            _unload("agent.event", "agent.cose", "agent.ecdsa", "agent.cbor")
+            self.say("ERROR", "Event not saved: %s" % e)
+            return "error"
+        self.refused = None
+        self.out("SAVED #%d %s%s" % (counter, ev["id"].hex(), " OVERRIDE" if problems else ""))
+        return "saved"
+
+    def show(self, ev):
+        hub = ev["hub"]
+        if hub is None:
+            self.out("HUB none")
+        else:
+            self.out("HUB %s %s" % (hub["chf"], hub["generation"]))
+            wan = ev["wan"]
+            self.out("WAN %s" % ("up %s dBm" % wan.get("signal", "?") if wan["connected"] else "down"))
+        for d in ev["devices"]:
+            self.out("DEV %s %s %s" % (d["type"], d.get("status", "-"), d.get("mpxn", "-")))
+
+    def status(self):
+        self.out("STATUS outbox=%d/%d link=%s acked=%d next=#%d" % (
+            len(self.outbox), self.cfg["outbox_max"], "up" if self.courier and self.courier.connected else "down",
+            self.acked, self.counter.next))
+
+    def loop(self, deliver_for=None, command=None):
+        # Deliver; with `command`, also take console lines (agent.console).
+        poll = select.poll()
+        if command:
+            poll.register(sys.stdin, select.POLLIN)
+        end = None if deliver_for is None else time.ticks_add(time.ticks_ms(), int(deliver_for * 1000))
+        while True:
+            self.deliver()
+            if end is not None and (not len(self.outbox) or time.ticks_diff(time.ticks_ms(), end) >= 0):
+                return
+            for _ in poll.poll(50) if command else ():
+                line = sys.stdin.readline()
+                if not line or not command(self, line):
+                    return
+            if not command:
+                time.sleep_ms(20)
+
+
+def validate(job):
+    # -> normalised job, or ValueError with a message for the installer
+    t = job.get("type")
+    if t not in JOB_TYPES:
+        raise ValueError("job type must be one of: " + ", ".join(JOB_TYPES))
+    mpans = [m for m in job.get("mpans", []) if m]
+    mprns = [m for m in job.get("mprns", []) if m]
+    for m in mpans:
+        ids.check_mpan(m)
+    for m in mprns:
+        ids.check_mprn(m)
+    if not mpans and not mprns:
+        raise ValueError("give an MPAN or an MPRN")
+    for k in ("job", "installer"):
+        v = job.get(k)
+        if not isinstance(v, str) or not 1 <= len(v) <= _MAX_TEXT:
+            raise ValueError("%s: 1 to %d characters" % (k, _MAX_TEXT))
+    return {"type": t, "mpans": mpans, "mprns": mprns, "job": job["job"], "installer": job["installer"]}
+
+
+def _job(w):
+    return {"type": w[0], "mpans": [] if w[1] == "-" else [w[1]], "mprns": [] if w[2] == "-" else [w[2]],
+            "job": w[3], "installer": w[4]}
+
+
+def main(argv):
+    args = {}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--job":
+            args["job"] = argv[i + 1:i + 6]
+            i += 6
+        elif a in ("--flash", "--override", "--deliver"):
+            args[a[2:]] = argv[i + 1]
+            i += 2
+        elif a == "--pubkey":
+            args["pubkey"] = True
+            i += 1
+        else:
+            print("ERROR unknown argument %s" % a)
+            return 2
+    root = args.get("flash", "flash")
+    try:
+        agent = Agent(root)
+    except (config.ConfigError, ValueError, OSError) as e:
+        print("ERROR %s" % e)
+        return 2
+    if args.get("pubkey"):
+        print("PUBKEY " + agent.public_key())
+        return 0
+    rc = 0
+    if "job" in args:
+        result = agent.job(_job(args["job"]), args.get("override"))
+        rc = {"saved": 0, "refused": 3}.get(result, 1)
+    if "deliver" in args:
+        agent.loop(float(args["deliver"]))
+        agent.status()
+    elif "job" not in args:
+        from agent import console
+
+        agent.loop(command=console.command)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
