@@ -139,6 +139,7 @@ class Handheld:
         self.ack_count: dict[str, int] = {}
         self.rejected: list[dict] = []
         self.flags: dict[str, list[dict]] = {}
+        self.events: list[tuple[str, bytes]] = []  # (topic, payload) as published by handhelds
         self.lock = threading.Lock()
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"hh-{free_port()}",
                              protocol=mqtt.MQTTv311)
@@ -159,6 +160,8 @@ class Handheld:
                 self.ack_count[eid] = self.ack_count.get(eid, 0) + 1
             elif kind == "rejected":
                 self.rejected.append(json.loads(m.payload))
+            elif kind == "events":
+                self.events.append((m.topic, bytes(m.payload)))
             elif kind == "flags":
                 body = json.loads(m.payload)
                 self.flags.setdefault(body["mpxn"], []).append(body)

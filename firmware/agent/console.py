@@ -36,7 +36,7 @@ def command(agent, line):
 
 
 def ask(agent, prompt):
-    agent.out("ASK " + prompt)
+    agent.say("ASK", prompt)
     line = sys.stdin.readline()
     return line.strip() if line else ""
 

@@ -9,16 +9,15 @@ from os import urandom
 
 from agent import cbor
 
-# umqtt.simple 1.3.4 imports `ussl` for TLS; MicroPython 1.29 calls it `ssl`.
-if "ussl" not in sys.modules:
-    try:
+from umqtt import simple
+
+
+def _ussl():
+    # umqtt.simple 1.3.4 imports `ussl` for TLS; MicroPython 1.29 calls it `ssl`.
+    if "ussl" not in sys.modules:
         import ssl
 
         sys.modules["ussl"] = ssl
-    except ImportError:
-        pass
-
-from umqtt import simple  # noqa: E402
 
 
 class _TimedSocket:
@@ -91,6 +90,7 @@ class Courier:
         simple.socket = _TimedSocket
         params = {}
         if cfg["tls"]:
+            _ussl()
             params = {"server_hostname": cfg["broker_host"]}
             if cfg["tls_cert"]:
                 params["cert"] = open(cfg["tls_cert"], "rb").read()
@@ -119,13 +119,15 @@ class Courier:
         self.say("LINK up %s:%d" % (cfg["broker_host"], cfg["broker_port"]))
 
     def _drop(self, why):
-        if self.client is not None:
+        was_up = self.client is not None
+        if was_up:
             try:
                 self.client.sock.close()
             except Exception:
                 pass
             self.client = None
-            self.say("LINK down: %s" % why)
+        self.say("LINK down" if was_up else "LINK failed")
+        self.say("  " + why[:32])
         self.failures += 1
         # Exponential backoff with full jitter, capped.
         jitter = int.from_bytes(urandom(2), "big") / 65535
@@ -158,7 +160,7 @@ class Courier:
                 self._connect()
             except (OSError, simple.MQTTException, IndexError, AssertionError) as e:
                 self.client = None
-                self._drop("connect failed: %r" % (e,))
+                self._drop("connect failed %r" % (e,))
                 return
         try:
             for _ in range(50):  # drain what has arrived (acks), one packet a call

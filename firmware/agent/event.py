@@ -2,7 +2,7 @@
 # the way in, encoded as a deterministic CBOR map with small integer keys.
 #
 # build(ev) -> payload bytes        ev: dict with the names of docs/wire.md
-# parse(payload) -> dict            the inverse, for screens and self-checks
+# agent.eventread.parse(payload)    the inverse, for screens and self-checks
 # new_id() -> 16 random bytes       an event id; kept with the event so re-sends reuse it
 from micropython import const
 from os import urandom
@@ -29,18 +29,18 @@ STATUSES = (
 GENERATIONS = ("SMETS1", "SMETS2")
 
 # Payload keys
-_K_V = const(0)
-_K_ID = const(1)
-_K_TYPE = const(2)
-_K_MPANS = const(3)
-_K_MPRNS = const(4)
-_K_JOB = const(5)
-_K_INSTALLER = const(6)
-_K_TIME = const(7)
-_K_COUNTER = const(8)
-_K_FW = const(9)
-_K_EVIDENCE = const(10)
-_K_OVERRIDE = const(11)
+K_V = const(0)
+K_ID = const(1)
+K_TYPE = const(2)
+K_MPANS = const(3)
+K_MPRNS = const(4)
+K_JOB = const(5)
+K_INSTALLER = const(6)
+K_TIME = const(7)
+K_COUNTER = const(8)
+K_FW = const(9)
+K_EVIDENCE = const(10)
+K_OVERRIDE = const(11)
 
 # Sub-map keys, in order; a name's key is its position. Optional entries are
 # omitted when None. Kinds: "u" uint, "t" short text, "e" EUI-64, "b" bool,
@@ -187,20 +187,20 @@ def build(ev):
     if not mpans and not mprns:
         raise EventError("mpans/mprns: at least one meter point required")
     payload = {
-        _K_V: VERSION,
-        _K_ID: bytes(eid),
-        _K_TYPE: etype,
-        _K_MPANS: mpans,
-        _K_MPRNS: mprns,
-        _K_JOB: _text("job", ev.get("job"), 1, MAX_TEXT),
-        _K_INSTALLER: _text("installer", ev.get("installer"), 1, MAX_TEXT),
-        _K_TIME: _uint("time", ev.get("time")),
-        _K_COUNTER: _uint("counter", ev.get("counter")),
-        _K_FW: _text("firmware", ev.get("firmware"), 1, MAX_SHORT),
-        _K_EVIDENCE: _evidence(ev.get("evidence")),
+        K_V: VERSION,
+        K_ID: bytes(eid),
+        K_TYPE: etype,
+        K_MPANS: mpans,
+        K_MPRNS: mprns,
+        K_JOB: _text("job", ev.get("job"), 1, MAX_TEXT),
+        K_INSTALLER: _text("installer", ev.get("installer"), 1, MAX_TEXT),
+        K_TIME: _uint("time", ev.get("time")),
+        K_COUNTER: _uint("counter", ev.get("counter")),
+        K_FW: _text("firmware", ev.get("firmware"), 1, MAX_SHORT),
+        K_EVIDENCE: _evidence(ev.get("evidence")),
     }
     if ev.get("override") is not None:
-        payload[_K_OVERRIDE] = _override(ev["override"])
+        payload[K_OVERRIDE] = _override(ev["override"])
     for name in ev:
         if name not in _NAMES:
             raise EventError("%s: unknown field" % name)
@@ -212,32 +212,3 @@ def build(ev):
 
 _NAMES = ("id", "type", "mpans", "mprns", "job", "installer", "time", "counter",
           "firmware", "evidence", "override")
-
-
-def _named(spec, m):
-    out = {}
-    for key, (name, kind, _) in enumerate(spec):
-        if key in m:
-            v = m[key]
-            out[name] = ids.eui64_text(v) if kind == "e" else v
-    return out
-
-
-def parse(payload):
-    # The inverse of build() for payloads this firmware built (no re-validation).
-    m = cbor.loads(payload)
-    e = m[_K_EVIDENCE]
-    ev = {
-        "id": m[_K_ID], "type": m[_K_TYPE], "mpans": m[_K_MPANS], "mprns": m[_K_MPRNS],
-        "job": m[_K_JOB], "installer": m[_K_INSTALLER], "time": m[_K_TIME],
-        "counter": m[_K_COUNTER], "firmware": m[_K_FW],
-        "evidence": {
-            "read_time": e[0],
-            "hub": None if e[1] is None else _named(_HUB, e[1]),
-            "wan": None if e[2] is None else _named(_WAN, e[2]),
-            "devices": [_named(_DEVICE, d) for d in e[3]],
-        },
-    }
-    if _K_OVERRIDE in m:
-        ev["override"] = {"reason": m[_K_OVERRIDE][0], "checks": m[_K_OVERRIDE][1]}
-    return ev

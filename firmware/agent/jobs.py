@@ -1,6 +1,32 @@
 # Installer jobs checked against what the survey read (docs/agent.md "Refusals").
 # A claim the evidence contradicts is refused with a reason the installer can act on;
 # an override is possible, and is recorded in the signed event.
+from micropython import const
+
+from agent import ids
+
+TYPES = ("install", "commission", "install_and_leave", "removal")
+MAX_TEXT = const(40)  # agent.event.MAX_TEXT
+
+
+def validate(job):
+    # -> normalised job, or ValueError with a message for the installer
+    t = job.get("type")
+    if t not in TYPES:
+        raise ValueError("job type must be one of: " + ", ".join(TYPES))
+    mpans = [m for m in job.get("mpans", []) if m]
+    mprns = [m for m in job.get("mprns", []) if m]
+    for m in mpans:
+        ids.check_mpan(m)
+    for m in mprns:
+        ids.check_mprn(m)
+    if not mpans and not mprns:
+        raise ValueError("give an MPAN or an MPRN")
+    for k in ("job", "installer"):
+        v = job.get(k)
+        if not isinstance(v, str) or not 1 <= len(v) <= MAX_TEXT:
+            raise ValueError("%s: 1 to %d characters" % (k, MAX_TEXT))
+    return {"type": t, "mpans": mpans, "mprns": mprns, "job": job["job"], "installer": job["installer"]}
 
 
 def _meter(evidence, mpxn):

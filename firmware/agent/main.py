@@ -16,12 +16,14 @@ import select
 import sys
 import time
 
-from agent import config, identity, ids
+from agent import identity, ids
 from agent.outbox import Outbox, OutboxFull
 
-WIDTH = 32  # characters on the handheld's display
+WIDTH = 32  # characters on the handheld's display, after the line's tag
+# Inventory statuses, short for the display
+_SHORT = {"Commissioned": "COMM", "InstalledNotCommissioned": "INC", "Whitelisted": "WLIST",
+          "Decommissioned": "DECOM", "Pending": "PEND", "Withdrawn": "WDRAWN"}
 JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
-_MAX_TEXT = 40  # agent.event.MAX_TEXT
 
 
 def _unload(*names):
@@ -53,9 +55,16 @@ def wrap(text, width=WIDTH):
 
 class Agent:
     def __init__(self, root, out=None):
+        # Collect early rather than late: a fragmented 64 KiB heap fails big allocations.
+        gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
         self.root = root
         self.out = out or (lambda s: print(s))
+        from agent import config
+
         self.cfg = config.load(root)
+        self.firmware = config.FIRMWARE
+        del config
+        _unload("agent.config")
         self.key, created = identity.load_key(root)
         self.kid = ids.eui64_bytes(self.cfg["device_id"])
         self.outbox = Outbox(root, self.cfg["outbox_max"])
@@ -67,8 +76,9 @@ class Agent:
             self.out("KEY new device key; public key:")
             self.out("PUBKEY " + self.public_key())
         for name in self.outbox.damaged:
-            self.out("BAD outbox record %s failed its CRC: kept in outbox/bad" % name)
-        self.out("READY %s outbox=%d/%d" % (self.cfg["device_id"], len(self.outbox), self.cfg["outbox_max"]))
+            self.say("BAD", "outbox record %s failed its CRC: kept in outbox/bad" % name)
+        self.out("READY %s" % self.cfg["device_id"])
+        self.out("OUTBOX %d/%d" % (len(self.outbox), self.cfg["outbox_max"]))
 
     def public_key(self):
         from agent import ecdsa
@@ -79,6 +89,7 @@ class Agent:
         if self.courier is None:
             if not len(self.outbox):
                 return
+            gc.collect()
             from agent.delivery import Courier
 
             self.courier = Courier(self.cfg, self.outbox, self.out)
@@ -117,11 +128,16 @@ class Agent:
     def job(self, job, override=None):
         # -> "saved", "refused" or "error"; the screens say why.
         self.pause_delivery()
+        from agent import jobs
+
         try:
-            job = validate(job)
+            job = jobs.validate(job)
         except ValueError as e:
             self.say("ERROR", str(e))
             return "error"
+        finally:
+            del jobs
+            _unload("agent.jobs")
         if self.outbox.full():
             self.say("ERROR", "Outbox full: %d events wait for the back office. Connect to deliver." % len(self.outbox))
             return "error"
@@ -141,7 +157,7 @@ class Agent:
         _unload("agent.jobs")
         if problems and not override:
             self.refused = (job, evidence, problems)
-            self.say("REFUSED", ", ".join(sorted(set(p[0] for p in problems))))
+            self.say("REFUSED", ",".join(sorted(set(p[0] for p in problems))))
             for _, msg in problems:
                 self.say("WHY", msg)
             self.say("HINT", "Fix it and run the job again, or: override REASON")
@@ -170,7 +186,7 @@ class Agent:
             from agent import event
 
             ev.update({"id": event.new_id(), "time": self.now(), "counter": counter,
-                       "firmware": config.FIRMWARE})
+                       "firmware": self.firmware})
             payload = event.build(ev)
             del event
             _unload("agent.event")
@@ -188,7 +204,8 @@ class Agent:
             self.say("ERROR", "Event not saved: %s" % e)
             return "error"
         self.refused = None
-        self.out("SAVED #%d %s%s" % (counter, ev["id"].hex(), " OVERRIDE" if problems else ""))
+        self.out("SAVED #%d%s" % (counter, " OVERRIDE" if problems else ""))
+        self.out("  " + ev["id"].hex())
         return "saved"
 
     def show(self, ev):
@@ -200,12 +217,13 @@ class Agent:
             wan = ev["wan"]
             self.out("WAN %s" % ("up %s dBm" % wan.get("signal", "?") if wan["connected"] else "down"))
         for d in ev["devices"]:
-            self.out("DEV %s %s %s" % (d["type"], d.get("status", "-"), d.get("mpxn", "-")))
+            st = d.get("status", "-")
+            self.out("DEV %s %s %s" % (d["type"], _SHORT.get(st, st[:6]), d.get("mpxn", "-")))
 
     def status(self):
-        self.out("STATUS outbox=%d/%d link=%s acked=%d next=#%d" % (
-            len(self.outbox), self.cfg["outbox_max"], "up" if self.courier and self.courier.connected else "down",
-            self.acked, self.counter.next))
+        self.out("STATUS outbox=%d/%d link=%s" % (
+            len(self.outbox), self.cfg["outbox_max"], "up" if self.courier and self.courier.connected else "down"))
+        self.out("  acked=%d next=#%d" % (self.acked, self.counter.next))
 
     def loop(self, deliver_for=None, command=None):
         # Deliver; with `command`, also take console lines (agent.console).
@@ -223,26 +241,6 @@ class Agent:
                     return
             if not command:
                 time.sleep_ms(20)
-
-
-def validate(job):
-    # -> normalised job, or ValueError with a message for the installer
-    t = job.get("type")
-    if t not in JOB_TYPES:
-        raise ValueError("job type must be one of: " + ", ".join(JOB_TYPES))
-    mpans = [m for m in job.get("mpans", []) if m]
-    mprns = [m for m in job.get("mprns", []) if m]
-    for m in mpans:
-        ids.check_mpan(m)
-    for m in mprns:
-        ids.check_mprn(m)
-    if not mpans and not mprns:
-        raise ValueError("give an MPAN or an MPRN")
-    for k in ("job", "installer"):
-        v = job.get(k)
-        if not isinstance(v, str) or not 1 <= len(v) <= _MAX_TEXT:
-            raise ValueError("%s: 1 to %d characters" % (k, _MAX_TEXT))
-    return {"type": t, "mpans": mpans, "mprns": mprns, "job": job["job"], "installer": job["installer"]}
 
 
 def _job(w):
@@ -270,7 +268,7 @@ def main(argv):
     root = args.get("flash", "flash")
     try:
         agent = Agent(root)
-    except (config.ConfigError, ValueError, OSError) as e:
+    except (ValueError, OSError) as e:  # ConfigError is a ValueError
         print("ERROR %s" % e)
         return 2
     if args.get("pubkey"):

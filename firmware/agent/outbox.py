@@ -83,8 +83,9 @@ class Outbox:
         return [(ids[n], n) for n in self._order]
 
     def message(self, eid):
-        data = flash.read(self.dir + "/" + self._names[eid])
-        return data[_HEAD:]
+        with open(self.dir + "/" + self._names[eid], "rb") as f:
+            f.seek(_HEAD)
+            return f.read()
 
     def remove(self, eid):
         name = self._names.pop(bytes(eid), None)

@@ -5,7 +5,7 @@ import binascii
 import json
 import sys
 
-from agent import cbor, cose, ecdsa, event
+from agent import cbor, cose, ecdsa, event, eventread
 
 import vecjson
 
@@ -87,7 +87,7 @@ def run_events():
             out["sig_structure"] = hexs(cose.sig_structure(cose.protected_header(kid), payload))
             msg = cose.sign1(payload, key, kid)
             out["message"] = hexs(msg)
-            back = event.parse(payload)
+            back = eventread.parse(payload)
             out["parse_equal"] = vecjson.same(back, _normal(vecjson.value(c["input"])))
         except Exception as e:
             out["error"] = err(e)

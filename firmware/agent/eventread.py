@@ -1,0 +1,35 @@
+# The inverse of agent.event.build(), for screens and self-checks (not needed to make
+# events, so apart from the builder to keep it small).
+from agent import cbor
+from agent import ids
+from agent.event import _DEVICE, _HUB, K_COUNTER, K_EVIDENCE, K_FW, K_ID, K_INSTALLER, K_JOB
+from agent.event import K_MPANS, K_MPRNS, K_OVERRIDE, K_TIME, K_TYPE, _WAN
+
+
+def _named(spec, m):
+    out = {}
+    for key, (name, kind, _) in enumerate(spec):
+        if key in m:
+            v = m[key]
+            out[name] = ids.eui64_text(v) if kind == "e" else v
+    return out
+
+
+def parse(payload):
+    # The inverse of build() for payloads this firmware built (no re-validation).
+    m = cbor.loads(payload)
+    e = m[K_EVIDENCE]
+    ev = {
+        "id": m[K_ID], "type": m[K_TYPE], "mpans": m[K_MPANS], "mprns": m[K_MPRNS],
+        "job": m[K_JOB], "installer": m[K_INSTALLER], "time": m[K_TIME],
+        "counter": m[K_COUNTER], "firmware": m[K_FW],
+        "evidence": {
+            "read_time": e[0],
+            "hub": None if e[1] is None else _named(_HUB, e[1]),
+            "wan": None if e[2] is None else _named(_WAN, e[2]),
+            "devices": [_named(_DEVICE, d) for d in e[3]],
+        },
+    }
+    if K_OVERRIDE in m:
+        ev["override"] = {"reason": m[K_OVERRIDE][0], "checks": m[K_OVERRIDE][1]}
+    return ev

@@ -1,0 +1,261 @@
+"""The field agent (real micropython, .mpy, 64 KiB heap) at emulated premises, delivering
+through real mosquitto to the real bridge: jobs, refusals, overrides, power cuts, outages."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pytest
+
+from companion.store import Store
+from companion.wire import verify_event
+from hil import hub, premises
+
+from .agent_support import Board
+from .bridge_support import BridgeProcess, Handheld, Mosquitto
+
+DEVICE = "70-B3-D5-F1-00-00-00-21"
+
+
+@pytest.fixture
+def broker(tmp_path):
+    m = Mosquitto(tmp_path).start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture
+def site(request):
+    name = getattr(request, "param", "smets2-dual-fuel")
+    with hub.HubEmulator(premises.load(name), seed=1) as h:
+        yield h
+
+
+@pytest.fixture
+def board(tmp_path, broker, site):
+    return Board(tmp_path / "flash", DEVICE, broker.port, site.path)
+
+
+@pytest.fixture
+def bridge(tmp_path, broker, board):
+    b = BridgeProcess(tmp_path, broker.url)
+    assert b.companion("keys", "add", DEVICE, board.public_key).returncode == 0
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def watch(broker):
+    h = Handheld(broker.url)
+    yield h
+    h.close()
+
+
+def saved(lines: list[str]) -> list[str]:
+    """Event ids the installer was told were saved (the line after SAVED)."""
+    return [lines[i + 1].strip() for i, ln in enumerate(lines[:-1]) if ln.startswith("SAVED")]
+
+
+def status(lines: list[str]) -> str:
+    return [ln for ln in lines if ln.startswith("STATUS")][-1]
+
+
+JOBS = [
+    ("smets2-dual-fuel", "commission", "2000012345672", "3000123456"),
+    ("install-and-leave", "install_and_leave", "2200987654322", "5000345678"),
+    ("install-and-leave", "install", "2200987654322", "-"),
+    ("legacy-meter", "removal", "1000123400010", "-"),
+]
+
+
+@pytest.mark.parametrize("site,jtype,mpan,mprn", JOBS, indirect=["site"], ids=[j[1] for j in JOBS])
+def test_each_job_type_reaches_the_broker_signed_with_its_evidence(site, board, bridge, watch, jtype, mpan, mprn):
+    rc, lines = board.job(jtype, mpan, mprn, "WO-1", "INST-1", "--deliver", "20")
+    assert rc == 0, lines
+    [eid] = saved(lines)
+    assert any(ln.startswith("ACKED " + eid[:16]) for ln in lines), "\n".join(lines)
+    assert status(lines).startswith("STATUS outbox=0/200")
+    watch.wait(lambda h: h.events, what="the published event")
+    topic, msg = watch.events[0]
+    assert topic == f"flagwise/events/{DEVICE}"
+    v = verify_event(msg, bytes.fromhex(board.public_key))
+    ev = v.event
+    assert (ev.id.hex(), ev.type) == (eid, jtype)
+    assert list(ev.mpans) == [mpan] and list(ev.mprns) == ([] if mprn == "-" else [mprn])
+    want = site.premises.expected_evidence()
+    got = v.event.evidence
+    if want["hub"] is None:
+        assert got.hub is None and got.devices == ()
+    else:
+        assert got.hub.chf == want["hub"]["chf"]
+        assert [(d.eui, d.status, d.answered) for d in got.devices] == \
+            [(d["eui"], d.get("status"), d["answered"]) for d in want["devices"]]
+    assert Store(bridge.db).event_count() == 1
+
+
+REFUSALS = [
+    ("install-and-leave", "commission", "2200987654322", "5000345678", {"wan_down", "meter_not_commissioned"}),
+    ("smets2-dual-fuel", "install_and_leave", "2000012345672", "-", {"wan_up"}),
+    ("smets2-dual-fuel", "removal", "2000012345672", "-", {"meter_answers"}),
+    ("smets2-dual-fuel", "commission", "1312345678907", "-", {"mpxn_not_in_log"}),
+]
+
+
+@pytest.mark.parametrize("site,jtype,mpan,mprn,codes", REFUSALS, indirect=["site"],
+                         ids=[r[1] + "-" + "-".join(sorted(r[4])) for r in REFUSALS])
+def test_contradicted_claims_are_refused_with_their_reason(site, board, jtype, mpan, mprn, codes):
+    rc, lines = board.job(jtype, mpan, mprn)
+    assert rc == 3, lines
+    refused = [ln for ln in lines if ln.startswith("REFUSED")][0]
+    assert set(refused.split()[1].split(",")) == codes
+    assert any(ln.startswith("WHY") for ln in lines) and any(ln.startswith("HINT") for ln in lines)
+    assert not saved(lines) and board.outbox() == []
+    assert all(len(ln) <= 40 for ln in lines), "fits the display (32 chars after the tag)"
+
+
+@pytest.mark.parametrize("site", ["install-and-leave"], indirect=True)
+def test_override_is_recorded_in_the_signed_event(site, board, bridge, watch):
+    board.boot()
+    try:
+        board.send("job commission 2200987654322 - WO-9 INST-3")
+        assert "wan_down" in board.expect("REFUSED")
+        board.send("override DCC confirmed WAN by phone")
+        line = board.expect("SAVED")
+        assert line.endswith("OVERRIDE")
+        eid = saved(board.lines)[0]
+        board.expect("ACKED " + eid[:16])
+    finally:
+        board.shutdown()
+    watch.wait(lambda h: h.events, what="event")
+    ev = verify_event(watch.events[0][1], bytes.fromhex(board.public_key)).event
+    assert ev.override.reason == "DCC confirmed WAN by phone"
+    assert set(ev.override.checks) == {"wan_down", "meter_not_commissioned"}
+    status, site_view = bridge.get("/v1/sites/2200987654322")
+    assert site_view["flag"] == "I"  # the evidence still says no WAN
+    assert site_view["override"].startswith("DCC confirmed WAN by phone")
+
+
+def test_console_new_asks_step_by_step(board, bridge):
+    board.boot()
+    try:
+        board.send("new")
+        for answer in ("commission", "2000012345672", "", "WO-5", "INST-5"):
+            board.expect("ASK", start=len(board.lines))
+            board.send(answer)
+        board.expect("SAVED")
+        board.send("status")
+        board.expect("STATUS")
+        board.send("bogus")
+        board.expect("HELP job TYPE MPAN MPRN JOB")
+    finally:
+        board.shutdown()
+
+
+def test_power_cuts_lose_no_saved_event(board, bridge, site):
+    """SIGKILL at random moments during jobs and delivery; every event the installer was
+    told was saved reaches the bridge (as an id, exactly once there); counters never repeat."""
+    rnd = random.Random(5)
+    told_saved: set[str] = set()
+    for cycle in range(12):
+        board.boot()
+        start = len(board.lines)
+        board.send(f"job commission 2000012345672 3000123456 WO-{cycle} INST-1")
+        time.sleep(rnd.uniform(0.0, 1.2))  # survey ~0.7 s, then sign, save, send, ack
+        board.power_cut()
+        told_saved.update(saved(board.lines[start:]))
+        assert not list((board.flash / "outbox").glob("bad/*")) if (board.flash / "outbox").exists() else True
+    rc, lines = board.run("--deliver", "30")
+    assert rc == 0 and status(lines).startswith("STATUS outbox=0/"), lines
+    assert not any(ln.startswith("BAD") for ln in lines)
+    store = Store(bridge.db)
+    stored = {bytes(r[0]).hex(): r[1] for r in store.conn().execute("SELECT event_id, counter FROM events")}
+    assert told_saved, "some cycles got as far as saving"
+    assert told_saved <= set(stored), f"lost: {told_saved - set(stored)}"
+    counters = list(stored.values())
+    assert len(counters) == len(set(counters)), "an event counter repeated"
+    assert board.outbox() == []
+
+
+def test_broker_down_then_back_the_backlog_drains_in_order(board, bridge, broker, watch):
+    broker.stop()
+    ids = []
+    for n in range(3):
+        rc, lines = board.job("commission", "2000012345672", "-", f"WO-{n}")
+        assert rc == 0
+        ids += saved(lines)
+    rc, lines = board.run("--deliver", "3")  # offline: nothing leaves, nothing is lost
+    assert any(ln.startswith("LINK failed") for ln in lines), lines
+    assert len(board.outbox()) == 3
+    broker.start()
+    watch.c.reconnect()
+    bridge.stop()
+    bridge.start()
+    rc, lines = board.run("--deliver", "30")
+    assert status(lines).startswith("STATUS outbox=0/"), lines
+    sent = [ln.split()[1] for ln in lines if ln.startswith("SENT")]
+    assert sent[:3] == [i[:16] for i in ids], "oldest first"
+    assert {bytes(r[0]).hex() for r in Store(bridge.db).conn().execute("SELECT event_id FROM events")} == set(ids)
+
+
+def test_broker_restart_mid_delivery(board, bridge, broker):
+    for n in range(6):
+        assert board.job("install", "2000012345672", "-", f"WO-{n}")[0] == 0
+    board.boot()
+    try:
+        board.expect("SENT")
+        broker.stop()
+        time.sleep(1)
+        broker.start()
+        deadline = time.monotonic() + 60
+        while board.outbox() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        board.shutdown()
+    assert board.outbox() == []
+    assert Store(bridge.db).event_count() == 6
+
+
+def test_outbox_full_is_told_and_drops_nothing(board):
+    board.set(outbox_max=2)
+    assert board.job("commission", "2000012345672")[0] == 0
+    assert board.job("commission", "2000012345672")[0] == 0
+    rc, lines = board.job("commission", "2000012345672")
+    assert rc == 1
+    assert any(ln.startswith("ERROR Outbox full: 2 events") for ln in lines), lines
+    assert len(board.outbox()) == 2
+
+
+def test_damaged_record_is_kept_and_reported(board):
+    assert board.job("commission", "2000012345672")[0] == 0
+    [name] = board.outbox()
+    rec = board.flash / "outbox" / name
+    data = bytearray(rec.read_bytes())
+    data[-5] ^= 0xFF
+    rec.write_bytes(bytes(data))
+    (board.flash / "outbox" / "000000000099.ev.tmp").write_bytes(b"torn")
+    rc, lines = board.run("--pubkey")
+    assert any(ln.startswith("BAD outbox record") for ln in lines) and any(name in ln for ln in lines), lines
+    assert (board.flash / "outbox" / "bad" / name).exists()
+    assert not (board.flash / "outbox" / "000000000099.ev.tmp").exists()
+
+
+def test_counter_and_key_survive_reboot(board):
+    first = board.job("commission", "2000012345672")[1]
+    second = board.job("commission", "2000012345672")[1]
+    n1 = int([ln for ln in first if ln.startswith("SAVED")][0].split()[1][1:])
+    n2 = int([ln for ln in second if ln.startswith("SAVED")][0].split()[1][1:])
+    assert saved(first) != saved(second)
+    assert n2 > n1
+    assert board.run("--pubkey")[1][-1] == "PUBKEY " + board.public_key
+
+
+def test_bad_configuration_is_a_clear_error(board):
+    board.set(colour="blue")
+    rc, lines = board.run("--pubkey")
+    assert rc == 2 and lines[-1].startswith("ERROR") and "unknown key 'colour'" in lines[-1]
+    (board.flash / "config.json").unlink()
+    rc, lines = board.run("--pubkey")
+    assert rc == 2 and "no configuration file" in lines[-1]
