@@ -21,6 +21,7 @@ bench: setup
 	$(PY) tools/bench_verify.py
 	$(PY) tools/bench_survey.py
 	$(PY) tools/bench_bridge.py
+	$(PY) tools/bench_agent.py
 
 clean:
 	rm -rf build out .pytest_cache .hypothesis
