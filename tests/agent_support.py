@@ -39,7 +39,7 @@ class Board:
         """One non-interactive run; (exit status, output lines)."""
         p = subprocess.run(self.cmd(*args, heapsize=heapsize), capture_output=True, text=True, timeout=timeout,
                            env=micropython.environment(micropython.firmware_path(mpy=True)))
-        return p.returncode, p.stdout.splitlines()
+        return p.returncode, p.stdout.splitlines() + [f"STDERR {ln}" for ln in p.stderr.splitlines()]
 
     def job(self, jtype: str, mpan: str = "-", mprn: str = "-", ref: str = "WO-1", who: str = "INST-1",
             *extra: str) -> tuple[int, list[str]]:

@@ -48,12 +48,18 @@ def wait_port(port: int, timeout: float = 10) -> None:
 
 
 class Mosquitto:
-    def __init__(self, workdir: Path, port: int | None = None):
+    def __init__(self, workdir: Path, port: int | None = None, tls: dict | None = None):
+        """tls: {"port", "cafile", "certfile", "keyfile"} adds a listener that requires client certificates."""
         self.port = port or free_port()
         self.conf = workdir / f"mosquitto-{self.port}.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-            "max_inflight_messages 1000\nmax_queued_messages 100000\npersistence false\n")
+        # `user root`: as root, mosquitto would otherwise switch to its own user, which cannot
+        # read a test's private temporary folder (no effect when not run as root).
+        text = (f"user root\nlistener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+                "max_inflight_messages 1000\nmax_queued_messages 100000\npersistence false\n")
+        if tls:
+            text += (f"listener {tls['port']} 127.0.0.1\ncafile {tls['cafile']}\ncertfile {tls['certfile']}\n"
+                     f"keyfile {tls['keyfile']}\nrequire_certificate true\n")
+        self.conf.write_text(text)
         self.proc: subprocess.Popen | None = None
 
     @property

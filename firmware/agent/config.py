@@ -16,6 +16,7 @@ DEFAULTS = {
     "tls_ca": None,  # CA file on flash, for tls
     "tls_cert": None,  # client certificate file on flash
     "tls_key": None,  # client key file on flash
+    "tls_server_name": None,  # name to check in the broker's certificate (default: broker_host)
     "keepalive": 30,  # s
     "connect_timeout": 5,  # s
     "socket_timeout": 5,  # s, for any one broker read
@@ -58,4 +59,9 @@ def load(root):
         raise ConfigError("%s: need 1 <= backoff_min <= backoff_max" % path)
     if not 1 <= cfg["outbox_max"] <= 10000:
         raise ConfigError("%s: outbox_max must be 1..10000" % path)
+    for k in ("tls_ca", "tls_cert", "tls_key"):  # files on flash: relative to its root
+        if cfg[k] and not cfg[k].startswith("/"):
+            cfg[k] = root + "/" + cfg[k]
+    if cfg["tls"] and bool(cfg["tls_cert"]) != bool(cfg["tls_key"]):
+        raise ConfigError("%s: tls_cert and tls_key go together" % path)
     return cfg

@@ -24,12 +24,15 @@ class _TimedSocket:
     # umqtt.simple makes its socket inside connect(); this gives it a timeout there.
     timeout = 5
 
+    last = None  # the raw TCP socket, under TLS too
+
     @staticmethod
     def socket(*args):
         import socket
 
         s = socket.socket(*args)
         s.settimeout(_TimedSocket.timeout)
+        _TimedSocket.last = s
         return s
 
     @staticmethod
@@ -41,14 +44,15 @@ class _TimedSocket:
 
 class _Client(simple.MQTTClient):
     read_timeout = 5
+    raw = None  # the TCP socket (self.sock is an SSLSocket under TLS)
 
     def wait_msg(self):
         # umqtt.simple ends each read with setblocking(True), dropping the timeout: restore it.
         try:
             return super().wait_msg()
         finally:
-            if self.sock is not None:
-                self.sock.settimeout(self.read_timeout)
+            if self.raw is not None:
+                self.raw.settimeout(self.read_timeout)
 
 
 class Courier:
@@ -91,7 +95,7 @@ class Courier:
         params = {}
         if cfg["tls"]:
             _ussl()
-            params = {"server_hostname": cfg["broker_host"]}
+            params = {"server_hostname": cfg["tls_server_name"] or cfg["broker_host"]}
             if cfg["tls_cert"]:
                 params["cert"] = open(cfg["tls_cert"], "rb").read()
                 params["key"] = open(cfg["tls_key"], "rb").read()
@@ -105,12 +109,13 @@ class Courier:
         c.read_timeout = cfg["socket_timeout"]
         c.set_callback(self._on_message)
         c.connect(clean_session=False)
+        c.raw = _TimedSocket.last
         # Nagle + delayed ACK would hold each small write (shared/pitfalls.md): IPPROTO_TCP, TCP_NODELAY.
         try:
-            c.sock.setsockopt(6, 1, 1)
+            c.raw.setsockopt(6, 1, 1)
         except (OSError, AttributeError):
             pass
-        c.sock.settimeout(cfg["socket_timeout"])
+        c.raw.settimeout(cfg["socket_timeout"])
         c.subscribe(self.acks_topic, qos=1)
         self.client = c
         self.sent = {}  # after a reconnect, everything pending goes again
@@ -122,7 +127,7 @@ class Courier:
         was_up = self.client is not None
         if was_up:
             try:
-                self.client.sock.close()
+                (self.client.raw or self.client.sock).close()
             except Exception:
                 pass
             self.client = None
@@ -158,7 +163,7 @@ class Courier:
                 return
             try:
                 self._connect()
-            except (OSError, simple.MQTTException, IndexError, AssertionError) as e:
+            except Exception as e:  # OSError, MQTTException, a broker's garbage: all mean "not now"
                 self.client = None
                 self._drop("connect failed %r" % (e,))
                 return
@@ -182,5 +187,5 @@ class Courier:
             if time.ticks_diff(time.ticks_ms(), self.last_io) > self.cfg["keepalive"] * 500:
                 self.client.ping()
                 self.last_io = time.ticks_ms()
-        except (OSError, simple.MQTTException, IndexError, AssertionError) as e:
+        except Exception as e:  # the link failed; the outbox is untouched
             self._drop("%r" % (e,))
