@@ -12,7 +12,8 @@ type: a `commission` whose survey shows no WAN gives `I`, whatever the job claim
 - ``None`` no smart event was ever seen for the meter point.
 
 Order-independent: events are taken in the order of their evidence (read time, then
-device time, then event id), so any arrival order of the same set gives the same flags.
+device time, then counter, then event id), so any arrival order of the same set gives the
+same flags.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def _date(ts: int) -> str:
 
 
 def order_key(ev: Event) -> tuple:
-    return (ev.evidence.read_time, ev.time, ev.id)
+    # Clocks tick in seconds: one handheld's events in the same second keep their counter order.
+    return (ev.evidence.read_time, ev.time, ev.counter, ev.id)
 
 
 def _meter(ev: Event, mpxn: str) -> Device | None:

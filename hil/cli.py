@@ -14,6 +14,12 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("selfcheck", help="firmware signs events under micropython; companion verifies")
     s.add_argument("-n", type=int, default=5, help="events to sign (default %(default)s)")
     s.add_argument("--heapsize", default="64k", help="micropython heap (default %(default)s)")
+    r = sub.add_parser("run", help="run scenarios (default: the whole library) on emulated boards")
+    r.add_argument("scenarios", nargs="*", help="scenario files or library names")
+    r.add_argument("--broker", choices=["embedded", "mosquitto"], default="embedded")
+    r.add_argument("--out", default="out/hil", help="output folder (report, JUnit XML, DTC files)")
+    r.add_argument("--jobs", type=int, default=8, help="scenarios at once (default %(default)s)")
+    r.add_argument("--list", action="store_true", help="list the scenario library")
     pr = sub.add_parser("premises", help="serve an emulated premises on a pseudo-terminal")
     pr.add_argument("--config", help="premises TOML file, or a library name (see --list)")
     pr.add_argument("--list", action="store_true", help="list the premises library")
@@ -22,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-CONSOLE_HELP = """commands: wan up [SIGNAL] | wan down | status EUI STATUS | remove EUI | forget EUI |
+CONSOLE_HELP = """commands: wan up [SIGNAL] | wan down | dcc true|false | status EUI STATUS | remove EUI | forget EUI |
   unplug | plug | hang | unhang | fault NAME VALUE (corrupt_rate, drop_byte_rate,
   drop_frame_rate, delay_ms, hung, unplugged) | show | quit"""
 
@@ -56,6 +62,20 @@ def cmd_premises(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "run":
+        from pathlib import Path
+
+        from . import runner, scenario
+
+        if args.list:
+            for name in scenario.library():
+                print(f"{name:40} {scenario.load(name).description}")
+            return 0
+        try:
+            return runner.run(args.scenarios, Path(args.out), args.broker, args.jobs)
+        except scenario.ScenarioError as exc:
+            print(f"hil run: {exc}", file=sys.stderr)
+            return 2
     if args.command == "premises":
         return cmd_premises(args)
     if args.command == "selfcheck":

@@ -153,6 +153,8 @@ class HubEmulator:
                 self.set_wan(args[0] == "up", int(args[1]) if len(args) > 1 else None)
             elif op == "status":
                 self.set_status(args[0], args[1])
+            elif op == "dcc":
+                self.set_hub(dcc=args[0] in ("true", "yes", "1", "on"))
             elif op == "remove":
                 self.remove_device(args[0])
             elif op == "forget":

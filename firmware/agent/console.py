@@ -4,7 +4,8 @@ import sys
 
 from agent.main import JOB_TYPES, _job
 
-_HELP = ("job TYPE MPAN MPRN JOB INSTALLER", "override REASON", "new", "survey", "status", "quit")
+_HELP = ("job TYPE MPAN MPRN JOB INSTALLER", "override REASON", "new", "survey", "status",
+         "plug PORT", "clock SECONDS", "quit")
 
 
 def command(agent, line):
@@ -27,6 +28,12 @@ def command(agent, line):
             agent.say("ERROR", "Survey failed: %s" % e)
     elif cmd == "status":
         agent.status()
+    elif cmd == "plug" and len(words) == 2:
+        agent.cfg["uart"] = words[1]  # the cable moved to another hub (bench)
+        agent.out("PLUGGED")
+    elif cmd == "clock" and len(words) == 2:
+        agent.cfg["clock_offset"] = int(words[1])  # set the device clock (bench)
+        agent.out("CLOCK %d" % agent.now())
     elif cmd in ("quit", "exit"):
         return False
     else:

@@ -1,0 +1,153 @@
+"""The bench: the broker and the bridge that a run's scenarios share, and what scenarios
+ask of them (register a key, read a site, find DTC groups, forge an event...).
+
+Two set-ups: `embedded` (the bridge with its embedded amqtt broker, the zero-setup
+default of the demo) and `mosquitto` (a real mosquitto, the bridge connecting to it).
+Flag updates are watched on MQTT as they happen, for the live view and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cbor2
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from paho.mqtt.enums import CallbackAPIVersion
+
+from companion import dtc
+from companion.store import Store
+
+from .scenario import http_json
+from .services import BridgeProcess, Mosquitto, free_port
+
+
+@dataclass
+class FlagUpdate:
+    at: float
+    mpxn: str
+    flag: str | None
+    since: str | None
+    version: int
+    reason: str
+
+
+class Bench:
+    def __init__(self, workdir: Path, broker: str = "embedded", say=print):
+        self.dir = workdir
+        self.kind = broker
+        self.say = say
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.dir / "bridge.toml"
+        cfg.write_text("dtc_batch_age = 1.0\ndtc_batch_size = 200\n")
+        self.mosquitto: Mosquitto | None = None
+        self.listen_port = free_port()
+        if broker == "mosquitto":
+            self.mosquitto = Mosquitto(self.dir).start()
+            self.bridge = BridgeProcess(self.dir, self.mosquitto.url, "--config", str(cfg))
+        else:
+            self.bridge = BridgeProcess(self.dir, None, "--config", str(cfg), "--listen",
+                                        f"127.0.0.1:{self.listen_port}")
+        self.bridge.start()
+        host, port = self.bridge.broker.split("://")[1].rsplit(":", 1)
+        self.broker_address = (host, int(port))
+        self.store = Store(self.bridge.db)
+        self.updates: list[FlagUpdate] = []
+        self._rejected: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+        self.t0 = time.monotonic()
+        self._watch()
+
+    # --- watching flags -------------------------------------------------------------------
+    def _watch(self) -> None:
+        c = self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{os.getpid()}",
+                                       protocol=mqtt.MQTTv311)
+        c.on_connect = lambda cl, *a: (cl.subscribe("flagwise/flags/#", qos=1),
+                                       cl.subscribe("flagwise/rejected/#", qos=1))
+        c.on_message = self._on_message
+        c.connect(*self.broker_address)
+        c.loop_start()
+
+    def _on_message(self, client, userdata, m) -> None:
+        if "/rejected/" in m.topic:
+            body = json.loads(m.payload)
+            with self._lock:
+                self._rejected.setdefault(m.topic.rsplit("/", 1)[1], []).append(body["reason"])
+            self.say(f"  rejected {m.topic.rsplit('/', 1)[1]}: {body['reason']}")
+            return
+        body = json.loads(m.payload)
+        u = FlagUpdate(time.monotonic() - self.t0, body["mpxn"], body["flag"], body["effective_from"],
+                       body["version"], body["reason"])
+        with self._lock:
+            if any(x.mpxn == u.mpxn and x.version == u.version for x in self.updates):
+                return  # a retained copy or a re-publish of a version already seen
+            self.updates.append(u)
+        self.say(f"  flag {u.mpxn}: {u.flag or 'none'} since {u.since} (v{u.version}) — {u.reason[:70]}")
+
+    # --- what scenarios ask ---------------------------------------------------------------
+    def register(self, device_id: str, public_key: str) -> None:
+        self.store.add_key(device_id, bytes.fromhex(public_key))
+
+    def revoke(self, device_id: str, hard: bool = False) -> None:
+        self.store.revoke_key(device_id, hard=hard)
+
+    def site(self, mpxn: str) -> dict | None:
+        return http_json(f"{self.bridge.http}/v1/sites/{mpxn}")
+
+    def rejections(self, device_id: str) -> list[str]:
+        with self._lock:
+            return list(self._rejected.get(device_id, []))
+
+    def stored_ids(self, ids: set[str]) -> set[str]:
+        rows = self.store.conn().execute("SELECT event_id FROM events").fetchall()
+        return {bytes(r[0]).hex() for r in rows} & ids
+
+    def dtc_groups(self, flow: str) -> list[list[str]]:
+        prefix = {"D0350": "D0350001", "GAS": "DXIE4601"}.get(flow.upper(), flow)
+        out = []
+        for p in sorted(self.bridge.out.glob(f"{prefix}_*.dtc")):
+            out += dtc.parse(p.read_text())["groups"]
+        return out
+
+    def forge(self, device_id: str, kind: str, mpan: str) -> None:
+        """Publish an event the bridge must refuse: signed by the wrong key, or tampered."""
+        now = int(time.time())
+        payload = cbor2.dumps({0: 1, 1: os.urandom(16), 2: "commission", 3: [mpan], 4: [], 5: "FORGED",
+                               6: "X", 7: now, 8: 1, 9: "0.0.0",
+                               10: {0: now, 1: {0: bytes(8), 2: "SMETS2", 5: True}, 2: {0: True},
+                                    3: [{0: bytes(7) + b"\x01", 1: "ESME", 2: "Commissioned", 3: mpan}]}},
+                              canonical=True)
+        kid = bytes.fromhex(device_id.replace("-", ""))
+        prot = cbor2.dumps({1: -7, 4: kid}, canonical=True)
+        key = ec.generate_private_key(ec.SECP256R1())  # not the device's key
+        r, s = utils.decode_dss_signature(key.sign(cbor2.dumps(["Signature1", prot, b"", payload]),
+                                                   ec.ECDSA(hashes.SHA256())))
+        sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        if kind == "tampered":
+            payload = payload.replace(b"FORGED", b"FORGEd")
+        msg = cbor2.dumps(cbor2.CBORTag(18, [prot, {}, payload, sig]))
+        self._client.publish(f"flagwise/events/{device_id}", msg, qos=1)
+
+    def restart_broker(self, down: float = 1.0) -> None:
+        if self.mosquitto:
+            self.mosquitto.stop()
+            time.sleep(down)
+            self.mosquitto.start()
+        else:  # the broker is embedded in the bridge: restart the bridge on the same port
+            self.bridge.stop()
+            time.sleep(down)
+            self.bridge.start()
+        self._client.reconnect()
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+        self.bridge.stop()
+        if self.mosquitto:
+            self.mosquitto.stop()

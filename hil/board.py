@@ -1,0 +1,142 @@
+"""An emulated board: the real firmware (.mpy) in the real micropython, with a heap limit,
+a flash folder, its UART on an emulated premises' pty, a console driven line by line, a
+clock offset, and its network path to the broker through a fault-injecting proxy.
+
+Power: `power_cut()` is SIGKILL at this instant; `boot()` starts again from the same flash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import micropython
+from .flashimage import provision
+from .netem import TcpProxy
+
+
+@dataclass
+class BoardSpec:
+    """The resource: a passive description of one handheld."""
+
+    name: str
+    device_id: str
+    heapsize: str = "64k"
+    clock_offset: int = 0
+    flash_limit: int = 512 * 1024  # bytes the flash folder may hold
+    config: dict = field(default_factory=dict)
+
+
+class Board:
+    """The driver: provisions the flash, boots, drives the console, pulls the power."""
+
+    def __init__(self, spec: BoardSpec, flash: Path, broker: tuple[str, int], uart: str | None,
+                 proxy: bool = True):
+        self.spec = spec
+        self.flash = flash
+        self.proxy = TcpProxy(broker).start() if proxy else None
+        port = self.proxy.port if self.proxy else broker[1]
+        extra = {"backoff_min": 1, "backoff_max": 4, "ack_timeout": 5, "keepalive": 15,
+                 "clock_offset": spec.clock_offset, **spec.config}
+        self.public_key = provision(flash, spec.device_id, f"127.0.0.1:{port}", uart, extra=extra)
+        self.proc: subprocess.Popen | None = None
+        self.lines: list[str] = []
+        self._partial = ""
+
+    # --- power and console ----------------------------------------------------------------
+    def argv(self, *args: str) -> list[str]:
+        return micropython.command(self.spec.heapsize) + ["-m", "agent.main", "--flash", str(self.flash), *args]
+
+    def boot(self) -> "Board":
+        self.check_flash()
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                     env=micropython.environment(micropython.firmware_path(mpy=True)))
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.mark = len(self.lines)
+        self.expect("READY", start=self.mark)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, line: str) -> int:
+        """Send a console line; returns the index of the first output line it may cause."""
+        self.pump()
+        start = len(self.lines)
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return start
+
+    def pump(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            chunk = self.proc.stdout.read()
+        except (TypeError, ValueError, OSError):
+            chunk = None
+        if chunk:
+            self._partial += chunk
+            *full, self._partial = self._partial.split("\n")
+            self.lines.extend(full)
+
+    def expect(self, *prefixes: str, timeout: float = 60, start: int = 0) -> str:
+        end = time.monotonic() + timeout
+        while True:
+            self.pump()
+            for line in self.lines[start:]:
+                if line.startswith(prefixes):
+                    return line
+            if not self.running or time.monotonic() > end:
+                self.pump()
+                for line in self.lines[start:]:
+                    if line.startswith(prefixes):
+                        return line
+                raise TimeoutError(f"{self.spec.name}: no line starting {prefixes}; last lines:\n"
+                                   + "\n".join(self.lines[-15:]))
+            time.sleep(0.01)
+
+    def power_cut(self) -> None:
+        if self.running:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.pump()
+
+    def shutdown(self) -> None:
+        if self.running:
+            try:
+                self.send("quit")
+                self.proc.wait(10)
+            except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
+                self.power_cut()
+        if self.proxy:
+            self.proxy.stop()
+
+    # --- flash ------------------------------------------------------------------------------
+    def outbox(self) -> list[str]:
+        d = self.flash / "outbox"
+        return sorted(p.name for p in d.glob("*.ev")) if d.exists() else []
+
+    def flash_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.flash.rglob("*") if p.is_file())
+
+    def check_flash(self) -> None:
+        used = self.flash_bytes()
+        if used > self.spec.flash_limit:
+            raise RuntimeError(f"{self.spec.name}: flash holds {used} bytes, over its {self.spec.flash_limit}")
+
+    def set_config(self, **values: object) -> None:
+        p = self.flash / "config.json"
+        data = json.loads(p.read_text())
+        data.update(values)
+        p.write_text(json.dumps(data))
+
+    def saved_ids(self, start: int = 0) -> list[str]:
+        ls = self.lines[start:]
+        return [ls[i + 1].strip() for i, ln in enumerate(ls[:-1]) if ln.startswith("SAVED")]

@@ -1,0 +1,93 @@
+"""`hil run`: scenarios in parallel on one bench, a live view, a result table, JUnit XML and
+a markdown report with each premises' flag timeline."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import scenario as sc
+from .bench import Bench
+
+
+def run(names: list[str], out: Path, broker: str = "embedded", jobs: int = 8, say=print) -> int:
+    scenarios = [sc.load(n) for n in (names or sc.library())]
+    out.mkdir(parents=True, exist_ok=True)
+    lock = threading.Lock()
+
+    def tell(text: str) -> None:
+        with lock:
+            say(text)
+            sys.stdout.flush()
+
+    t0 = time.monotonic()
+    tell(f"bench: {broker} broker, bridge with SQLite, {len(scenarios)} scenarios, up to {jobs} at once; "
+         f"output in {out}")
+    bench = Bench(out / "bench", broker, say=tell)
+    tell(f"bench: broker {bench.bridge.broker}, read API {bench.bridge.http}")
+    results: list[sc.Result] = []
+    try:
+        def one(s: sc.Scenario) -> sc.Result:
+            tell(f"▶ {s.name}")
+            r = sc.Run(s, bench, out / "boards" / s.name, say=tell).execute()
+            tell(f"{'✔' if r.ok else '✘'} {s.name} ({r.seconds:.1f} s)"
+                 + ("" if r.ok else ": " + (r.error or "; ".join(c.what for c in r.checks if not c.ok))))
+            return r
+
+        parallel = [s for s in scenarios if not s.exclusive]
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            results += list(pool.map(one, parallel))
+        for s in scenarios:
+            if s.exclusive:  # restarts the shared broker: alone
+                results.append(one(s))
+    finally:
+        bench.close()
+    wall = time.monotonic() - t0
+    table = result_table(results)
+    tell("\n" + table)
+    passed = sum(r.ok for r in results)
+    tell(f"{passed}/{len(results)} scenarios passed in {wall:.0f} s")
+    sc.write_junit(results, out / "junit.xml")
+    (out / "report.md").write_text(report(results, bench, wall))
+    tell(f"report: {out / 'report.md'}  junit: {out / 'junit.xml'}  DTC files: {bench.bridge.out}")
+    return 0 if passed == len(results) else 1
+
+
+def result_table(results: list[sc.Result]) -> str:
+    rows = [("scenario", "result", "expected", "derived")]
+    for r in results:
+        flag_checks = [c for c in r.checks if c.what.startswith("flag ")]
+        if not flag_checks:
+            rows.append((r.name, "PASS" if r.ok else "FAIL", r.error or "", ""))
+        for i, c in enumerate(flag_checks):
+            want, _, got = c.detail.partition(", got ")
+            rows.append((r.name if i == 0 else "", ("PASS" if r.ok else "FAIL") if i == 0 else "",
+                         f"{c.what[5:]} {want[5:]}", got))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def report(results: list[sc.Result], bench: Bench, wall: float) -> str:
+    out = ["# HIL run report", "",
+           f"{sum(r.ok for r in results)}/{len(results)} scenarios passed in {wall:.0f} s "
+           f"({bench.kind} broker).", "", "```", result_table(results), "```", ""]
+    for r in results:
+        out += [f"## {r.name} — {'PASS' if r.ok else 'FAIL'} ({r.seconds:.1f} s)", ""]
+        if r.error:
+            out += [f"**Error:** {r.error}", ""]
+        for c in r.checks:
+            out.append(f"- {'✔' if c.ok else '✘'} {c.what}: {c.detail}")
+        by_premises: dict[str, list[str]] = {}
+        for u in bench.updates:
+            if u.mpxn in r.premises_of:
+                by_premises.setdefault(r.premises_of[u.mpxn], []).append(
+                    f"  - {u.at:6.1f} s  {u.mpxn}: **{u.flag or 'none'}** since {u.since} (v{u.version}) — {u.reason}")
+        for prem, lines in sorted(by_premises.items()):
+            out += ["", f"Flag timeline at premises `{prem}`:", *lines]
+        out += ["", "<details><summary>steps</summary>", "", "```", *r.timeline, "```", "</details>", ""]
+    return "\n".join(out) + "\n"

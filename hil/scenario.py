@@ -1,0 +1,351 @@
+"""Scenarios: premises, handhelds, a timeline of steps, and expectations (docs/scenarios.md).
+
+A scenario runs against a `Bench` (the broker and the bridge, shared by the scenarios of a
+run). It starts its own emulated premises and boards, plays its steps, then checks its
+expectations against what the bridge derived and sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from . import premises as premises_mod
+from .board import Board, BoardSpec
+from .hub import HubEmulator
+
+LIBRARY = Path(__file__).resolve().parent / "scenarios"
+STEP_KINDS = ("job", "override", "hub", "network", "power_cut", "boot", "broker_restart", "wait", "clock",
+              "deliver", "visit", "forge", "revoke")
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    premises: dict[str, premises_mod.Premises]
+    handhelds: dict[str, BoardSpec]
+    plugged: dict[str, str]  # handheld -> premises its cable starts in
+    steps: list[dict]
+    expect: dict
+    path: Path | None = None
+    exclusive: bool = False  # restarts the shared broker: run it alone
+
+    def mpxn_premises(self) -> dict[str, str]:
+        out = {}
+        for name, p in self.premises.items():
+            for d in p.devices:
+                if d.mpxn:
+                    out[d.mpxn] = name
+            for lm in p.legacy_meters:
+                out[lm["mpxn"]] = name
+        for m in self.expect.get("flags", {}):
+            out.setdefault(m, next(iter(self.premises), "?"))
+        return out
+
+
+def load(path: str | Path) -> Scenario:
+    p = Path(path)
+    if not p.exists() and (LIBRARY / f"{path}.toml").exists():
+        p = LIBRARY / f"{path}.toml"
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ScenarioError(f"no scenario {path} (library: {', '.join(library())})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{p}: {exc}") from None
+    name = data.get("name", p.stem)
+    prem = {}
+    for pname, pdef in data.get("premises", {}).items():
+        if "library" in pdef:
+            base = premises_mod.load(pdef["library"])
+        else:
+            base = premises_mod.from_dict(pdef, pname)
+        prem[pname] = base
+    hh, plugged = {}, {}
+    for hname, hdef in data.get("handhelds", {}).items():
+        if "device_id" not in hdef:
+            raise ScenarioError(f"{name}: handheld {hname} needs a device_id")
+        hh[hname] = BoardSpec(hname, hdef["device_id"], hdef.get("heapsize", "64k"), int(hdef.get("clock_offset", 0)),
+                              config=hdef.get("config", {}))
+        plugged[hname] = hdef.get("premises", next(iter(prem), ""))
+        if plugged[hname] and plugged[hname] not in prem:
+            raise ScenarioError(f"{name}: handheld {hname} plugged into unknown premises {plugged[hname]}")
+    steps = data.get("steps", [])
+    for i, st in enumerate(steps):
+        if st.get("do") not in STEP_KINDS:
+            raise ScenarioError(f"{name}: step {i + 1}: 'do' must be one of {', '.join(STEP_KINDS)}")
+        if "handheld" in st and st["handheld"] not in hh:
+            raise ScenarioError(f"{name}: step {i + 1}: unknown handheld {st['handheld']}")
+        if "premises" in st and st["premises"] not in prem:
+            raise ScenarioError(f"{name}: step {i + 1}: unknown premises {st['premises']}")
+    return Scenario(name, data.get("description", ""), prem, hh, plugged, steps, data.get("expect", {}), p,
+                    any(s["do"] == "broker_restart" for s in steps))
+
+
+def library() -> list[str]:
+    return sorted(p.stem for p in LIBRARY.glob("*.toml"))
+
+
+@dataclass
+class Check:
+    what: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Result:
+    name: str
+    ok: bool
+    seconds: float
+    checks: list[Check] = field(default_factory=list)
+    timeline: list[str] = field(default_factory=list)
+    error: str | None = None
+    premises_of: dict[str, str] = field(default_factory=dict)
+
+
+def day(spec: str, now: datetime | None = None) -> str:
+    """'day+N' (or 'day-N') -> the UTC date N days from today, YYYY-MM-DD."""
+    now = now or datetime.now(timezone.utc)
+    if not spec.startswith("day"):
+        return spec
+    n = int(spec[3:] or 0)
+    return (now + timedelta(days=n)).strftime("%Y-%m-%d")
+
+
+class Run:
+    """One scenario against a bench (see hil/bench.py for what a bench provides)."""
+
+    def __init__(self, scenario: Scenario, bench, workdir: Path, say=print):
+        self.sc = scenario
+        self.bench = bench
+        self.dir = workdir
+        self.say = say
+        self.hubs: dict[str, HubEmulator] = {}
+        self.boards: dict[str, Board] = {}
+        self.saved: dict[str, list[str]] = {}  # handheld -> ids the installer was told saved
+        self.timeline: list[str] = []
+        self.t0 = time.monotonic()
+
+    def log(self, text: str) -> None:
+        line = f"{time.monotonic() - self.t0:6.1f}s {text}"
+        self.timeline.append(line)
+
+    def execute(self) -> Result:
+        started = time.monotonic()
+        result = Result(self.sc.name, False, 0.0, premises_of=self.sc.mpxn_premises())
+        try:
+            self._setup()
+            for i, step in enumerate(self.sc.steps):
+                self.log(f"step {i + 1}: {_describe(step)}")
+                self._step(step)
+            self._settle()
+            result.checks = self._verify()
+            result.ok = all(c.ok for c in result.checks)
+        except Exception as exc:  # a scenario that breaks is a failed scenario, not a crashed run
+            result.error = f"{type(exc).__name__}: {exc}"
+            self.log("ERROR " + result.error)
+        finally:
+            self._teardown()
+            result.seconds = time.monotonic() - started
+            result.timeline = self.timeline
+        return result
+
+    # --- setup -------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        for name, p in self.sc.premises.items():
+            self.hubs[name] = HubEmulator(p, seed=hash(self.sc.name) & 0xFFFF).start()
+        for name, spec in self.sc.handhelds.items():
+            uart = self.hubs[self.sc.plugged[name]].path if self.sc.plugged[name] else None
+            b = Board(spec, self.dir / name, self.bench.broker_address, uart)
+            self.bench.register(spec.device_id, b.public_key)
+            self.boards[name] = b
+            self.saved[name] = []
+            b.boot()
+
+    def _teardown(self) -> None:
+        for b in self.boards.values():
+            b.shutdown()
+        for h in self.hubs.values():
+            h.stop()
+
+    # --- steps -------------------------------------------------------------------------------
+    def _board(self, step: dict) -> Board:
+        b = self.boards[step["handheld"]]
+        if not b.running:
+            b.boot()
+        return b
+
+    def _step(self, st: dict) -> None:
+        kind = st["do"]
+        if kind == "job":
+            b = self._board(st)
+            cmd = f"job {st['type']} {st.get('mpan', '-')} {st.get('mprn', '-')} {st.get('ref', 'WO-' + self.sc.name[:20])} " \
+                  f"{st.get('installer', 'INST-1')}"
+            start = b.send(cmd)
+            line = b.expect("SAVED", "REFUSED", "ERROR", start=start, timeout=60)
+            outcome = line.split()[0].lower()
+            want = st.get("expect", "saved")
+            if outcome == "refused" and st.get("override"):
+                start = b.send(f"override {st['override']}")
+                line = b.expect("SAVED", "ERROR", start=start)
+                outcome = "saved"
+                self.log(f"  override: {st['override']}")
+            if outcome == "saved":
+                b.expect("  ", start=b.lines.index(line, start) + 1)
+                self.saved[st["handheld"]] += b.saved_ids(start)
+            self.log(f"  {st['handheld']}: {line}")
+            if outcome != want:
+                raise AssertionError(f"job {st['type']}: expected {want}, got {line}")
+            if "codes" in st and outcome == "refused":
+                got = set(line.split()[1].split(","))
+                if got != set(st["codes"]):
+                    raise AssertionError(f"refusal codes {sorted(got)}, expected {sorted(st['codes'])}")
+        elif kind == "hub":
+            reply = self.hubs[st["premises"]].command(st["command"])
+            if reply.startswith("error"):
+                raise ScenarioError(f"hub command {st['command']!r}: {reply}")
+        elif kind == "network":
+            proxy = self.boards[st["handheld"]].proxy
+            proxy.command(st["action"])
+        elif kind == "power_cut":
+            b = self.boards[st["handheld"]]
+            if "after" in st:  # pull the power once this console tag appears
+                b.expect(st["after"], start=getattr(b, "mark", 0), timeout=60)
+                time.sleep(float(st.get("delay", 0)))
+            b.power_cut()
+            self.saved[st["handheld"]] = sorted(set(self.saved[st["handheld"]]) | set(b.saved_ids()))
+            if st.get("reboot", True):
+                b.boot()
+        elif kind == "boot":
+            self._board(st)
+        elif kind == "broker_restart":
+            self.bench.restart_broker(float(st.get("down", 1.0)))
+        elif kind == "wait":
+            time.sleep(float(st["seconds"]))
+        elif kind == "clock":
+            b = self._board(st)
+            offset = int(st.get("days", 0)) * 86400 + int(st.get("seconds", 0))
+            b.spec.clock_offset = offset
+            start = b.send(f"clock {offset}")
+            b.expect("CLOCK", start=start)
+        elif kind == "deliver":
+            b = self._board(st)
+            end = time.monotonic() + float(st.get("timeout", 60))
+            while b.outbox() and time.monotonic() < end:
+                time.sleep(0.1)
+            if b.outbox():
+                raise AssertionError(f"{st['handheld']}: {len(b.outbox())} events still in the outbox")
+        elif kind == "visit":
+            b = self._board(st)
+            start = b.send(f"plug {self.hubs[st['premises']].path}")
+            b.expect("PLUGGED", start=start)
+        elif kind == "forge":
+            self.bench.forge(self.sc.handhelds[st["handheld"]].device_id, st.get("kind", "bad_signature"),
+                             st.get("mpan", "1312345678907"))
+        elif kind == "revoke":
+            self.bench.revoke(self.sc.handhelds[st["handheld"]].device_id, bool(st.get("hard", False)))
+
+    # --- expectations ------------------------------------------------------------------------
+    def _settle(self) -> None:
+        """Let every board deliver its backlog before checking."""
+        end = time.monotonic() + float(self.sc.expect.get("settle", 60))
+        while time.monotonic() < end:
+            if all(not b.outbox() or self.sc.expect.get("undelivered_ok") for b in self.boards.values()):
+                break
+            for b in self.boards.values():
+                if not b.running and b.outbox():
+                    b.boot()
+            time.sleep(0.2)
+
+    def _verify(self) -> list[Check]:
+        checks = []
+        exp = self.sc.expect
+        deadline = time.monotonic() + float(exp.get("converge", 20))
+        for mpxn, want in exp.get("flags", {}).items():
+            want_flag = None if want.get("flag") in (None, "none") else want["flag"]
+            want_since = day(want["since"]) if "since" in want else None
+            while True:
+                site = self.bench.site(mpxn)
+                got_flag = site.get("flag") if site else None
+                got_since = site.get("since") if site else None
+                ok = got_flag == want_flag and (want_since is None or got_since == want_since)
+                if ok or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            checks.append(Check(f"flag {mpxn}", ok, f"want {want_flag or 'none'}"
+                                + (f" since {want_since}" if want_since else "")
+                                + f", got {got_flag or 'none'}" + (f" since {got_since}" if got_since else "")))
+        for handheld, reasons in exp.get("rejected", {}).items():
+            device = self.sc.handhelds[handheld].device_id
+            while True:  # the set of reasons: a handheld re-sends what is not acknowledged
+                got = sorted(set(self.bench.rejections(device)))
+                ok = got == sorted(set(reasons))
+                if ok or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            checks.append(Check(f"rejected {handheld}", ok, f"want {sorted(reasons)}, got {got}"))
+        for spec in exp.get("dtc", []):
+            flow, mpxn, flag = spec.split(":")
+            while True:
+                groups = self.bench.dtc_groups(flow)
+                ok = any(g[1] == mpxn and g[2] == flag for g in groups)
+                if ok or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            checks.append(Check(f"dtc {spec}", ok, "in a DTC file" if ok else "not found in any DTC file"))
+        if exp.get("no_event_lost", True):
+            told = {i for ids in self.saved.values() for i in ids}
+            while True:
+                stored = self.bench.stored_ids(told)
+                missing = told - stored
+                if not missing or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            checks.append(Check("no event lost", not missing,
+                                f"{len(told)} saved, {len(told) - len(missing)} stored"
+                                + (f"; missing {sorted(missing)[:3]}" if missing else "")))
+        return checks
+
+
+def _describe(step: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in step.items())
+
+
+def http_json(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise
+
+
+def write_junit(results: list[Result], path: Path) -> None:
+    from xml.sax.saxutils import escape, quoteattr
+
+    failures = sum(not r.ok for r in results)
+    out = [f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="hil" tests="{len(results)}" '
+           f'failures="{failures}" time="{sum(r.seconds for r in results):.1f}">']
+    for r in results:
+        out.append(f'  <testcase classname="hil.scenarios" name={quoteattr(r.name)} time="{r.seconds:.1f}">')
+        if not r.ok:
+            msg = r.error or "; ".join(f"{c.what}: {c.detail}" for c in r.checks if not c.ok)
+            out.append(f"    <failure message={quoteattr(msg)}>{escape(chr(10).join(r.timeline))}</failure>")
+        out.append("  </testcase>")
+    out.append("</testsuite>\n")
+    path.write_text("\n".join(out))
+
+
