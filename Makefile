@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 .PHONY: demo test setup firmware bench clean
 
 demo: setup
-	$(VENV)/bin/hil selfcheck
+	$(VENV)/bin/hil run --out out/demo
 
 test: setup
 	$(PY) -m pytest -n auto -q

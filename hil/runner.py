@@ -3,6 +3,7 @@ a markdown report with each premises' flag timeline."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
@@ -16,6 +17,8 @@ from .bench import Bench
 def run(names: list[str], out: Path, broker: str = "embedded", jobs: int = 8, say=print) -> int:
     scenarios = [sc.load(n) for n in (names or sc.library())]
     out.mkdir(parents=True, exist_ok=True)
+    for sub in ("bench", "boards"):  # a run starts from empty stores and flash
+        shutil.rmtree(out / sub, ignore_errors=True)
     lock = threading.Lock()
 
     def tell(text: str) -> None:
