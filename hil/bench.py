@@ -40,7 +40,7 @@ class FlagUpdate:
 
 class Bench:
     def __init__(self, workdir: Path, broker: str = "embedded", say=print):
-        self.dir = workdir
+        self.dir = workdir.resolve()
         self.kind = broker
         self.say = say
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ class BridgeProcess:
     """`companion bridge` in its own process, as deployed."""
 
     def __init__(self, workdir: Path, broker_url: str | None, *extra: str, http: str = "127.0.0.1:0"):
-        self.workdir = workdir
+        self.workdir = workdir = workdir.resolve()
         self.db = workdir / "bridge.db"
         self.out = workdir / "out"
         self.args = [str(BIN / "companion"), "bridge", "--db", str(self.db), "--out", str(self.out),
