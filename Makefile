@@ -22,6 +22,7 @@ bench: setup
 	$(PY) tools/bench_survey.py
 	$(PY) tools/bench_bridge.py
 	$(PY) tools/bench_agent.py
+	$(PY) tools/bench_hil.py
 
 clean:
 	rm -rf build out .pytest_cache .hypothesis
