@@ -7,14 +7,9 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import cbor2

@@ -3,7 +3,6 @@ through real mosquitto to the real bridge: jobs, refusals, overrides, power cuts
 
 from __future__ import annotations
 
-import json
 import random
 import time
 

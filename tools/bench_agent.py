@@ -30,7 +30,8 @@ JOB = ["--job", "commission", "2000012345672", "3000123456", "WO-B", "INST-B"]
 def timed_cycle(board: Board, heapsize: str = "64k") -> dict[str, float] | None:
     """Run one job with delivery; time each stage from the output lines as they appear."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(board.cmd(*JOB, "--deliver", "20", heapsize=heapsize), stdout=subprocess.PIPE,
+    board.spec.heapsize = heapsize
+    p = subprocess.Popen(board.argv(*JOB, "--deliver", "20"), stdout=subprocess.PIPE,
                          text=True, env=micropython.environment(micropython.firmware_path(mpy=True)))
     marks: dict[str, float] = {}
     for line in p.stdout:
