@@ -161,3 +161,14 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def smallest_heap(fits, lo: int = 8, hi: int = 64) -> int | None:
+    """The smallest heap in KiB (lo < result <= hi) for which fits(kib) holds, by bisection;
+    None when even hi does not fit. fits is assumed monotonic."""
+    if not fits(hi):
+        return None
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    return hi

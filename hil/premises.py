@@ -129,17 +129,23 @@ def from_dict(data: dict, name: str = "premises") -> Premises:
     )
 
 
+def read_toml(path: str | Path, library_dir: Path, what: str, error: type[ValueError]) -> tuple[Path, dict]:
+    """A TOML file by path, or by name from a library folder; errors say which and why."""
+    p = Path(path)
+    if not p.exists() and (library_dir / f"{path}.toml").exists():
+        p = library_dir / f"{path}.toml"
+    try:
+        return p, tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        names = ", ".join(sorted(q.stem for q in library_dir.glob("*.toml")))
+        raise error(f"no {what} {path} (library: {names})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{p}: {exc}") from None
+
+
 def load(path: str | Path) -> Premises:
     """A premises from a TOML file, or by name from the library (hil/premises/NAME.toml)."""
-    p = Path(path)
-    if not p.exists() and (LIBRARY / f"{path}.toml").exists():
-        p = LIBRARY / f"{path}.toml"
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise PremisesError(f"no premises file {path} (library: {', '.join(library())})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PremisesError(f"{p}: {exc}") from None
+    p, data = read_toml(path, LIBRARY, "premises file", PremisesError)
     return from_dict(data, p.stem)
 
 

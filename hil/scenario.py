@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -55,15 +54,7 @@ class Scenario:
 
 
 def load(path: str | Path) -> Scenario:
-    p = Path(path)
-    if not p.exists() and (LIBRARY / f"{path}.toml").exists():
-        p = LIBRARY / f"{path}.toml"
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ScenarioError(f"no scenario {path} (library: {', '.join(library())})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{p}: {exc}") from None
+    p, data = premises_mod.read_toml(path, LIBRARY, "scenario", ScenarioError)
     name = data.get("name", p.stem)
     prem = {}
     for pname, pdef in data.get("premises", {}).items():

@@ -18,3 +18,13 @@ def firmware_built() -> None:
 @pytest.fixture(scope="session")
 def mpy() -> MicroPythonRunner:
     return MicroPythonRunner()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real mosquitto on a free loopback port, for this test."""
+    from hil.services import Mosquitto
+
+    m = Mosquitto(tmp_path).start()
+    yield m
+    m.stop()

@@ -19,13 +19,6 @@ DEVICE = "70-B3-D5-F1-00-00-00-21"
 
 
 @pytest.fixture
-def broker(tmp_path):
-    m = Mosquitto(tmp_path).start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture
 def site(request):
     name = getattr(request, "param", "smets2-dual-fuel")
     with hub.HubEmulator(premises.load(name), seed=1) as h:

@@ -15,18 +15,11 @@ from companion.event import parse_payload
 from companion.store import Store
 from companion.wire import parse_sign1
 
-from .bridge_support import (DEVICE_ID, MV, PUBLIC_KEY, BridgeProcess, Handheld, Mosquitto, evidence,
+from .bridge_support import (DEVICE_ID, MV, PUBLIC_KEY, BridgeProcess, Handheld, evidence,
                              make_event)
 
 T0 = 1793491200  # 2026-11-01, in the past: the bridge rejects events from the future
 DAY = 86400
-
-
-@pytest.fixture
-def broker(tmp_path):
-    m = Mosquitto(tmp_path).start()
-    yield m
-    m.stop()
 
 
 @pytest.fixture

@@ -63,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             flash_bytes = record.stat().st_size
             counter_bytes = (board.flash / "counter").stat().st_size
             board.run("--deliver", "20")
-            lo, hi = 32, 64
-            while lo + 1 < hi:
-                mid = (lo + hi) // 2
-                lo, hi = (lo, mid) if timed_cycle(board, f"{mid}k") else (mid, hi)
+            hi = micropython.smallest_heap(lambda kib: timed_cycle(board, f"{kib}k") is not None, 32, 64)
         finally:
             bridge.stop()
             broker.stop()

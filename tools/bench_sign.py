@@ -65,13 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     sign = statistics.median(r[0] for r in rows) / 1000
     whole = statistics.median(r[1] for r in rows) / 1000
     p95 = sorted(r[1] for r in rows)[int(len(rows) * 0.95) - 1] / 1000
-    lo, hi = 4, 64
-    if not fits(hi):
+    hi = micropython.smallest_heap(fits, 4, 64)
+    if hi is None:
         print("does not fit in 64 KiB")
         return 1
-    while lo + 1 < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
     print(f"events signed: {len(rows)} (.mpy modules, micropython -X heapsize=64k)")
     print(f"ECDSA P-256 sign (Sig_structure of a dual-fuel event): median {sign:.2f} ms")
     print(f"build + COSE_Sign1 of the event:                      median {whole:.2f} ms, p95 {p95:.2f} ms")

@@ -46,10 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         times.append(r["ms"])
         requests = r["link"]["requests"]
-    lo, hi = 8, 64
-    while lo + 1 < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if fits(p, mid) else (mid, hi)
+    hi = micropython.smallest_heap(lambda kib: fits(p, kib), 8, 64)
     print(f"premises {p.name}: {len(p.devices)} devices, {requests} requests a survey, {p.baud} baud, "
           f"response delay {p.response_delay_ms[0]}-{p.response_delay_ms[1]} ms")
     print(f"survey time (.mpy, heapsize=64k): median {statistics.median(times):.0f} ms "
