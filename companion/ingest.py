@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import time
+
+import cbor2
 from dataclasses import dataclass, field
 
 from . import policy
@@ -47,10 +49,11 @@ class Outcome:
 
 
 class Rejected(Exception):
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: str, detail: str, event_id: str | None = None):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.event_id = event_id  # only for a correctly signed event: the device may trust it
 
 
 class Ingestor:
@@ -82,17 +85,21 @@ class Ingestor:
             raise Rejected("unknown_key", f"no key registered for {device_id}")
         try:
             verify_sign1(sign1, self._public(key.device_id, key.public_key))
-            ev = parse_payload(sign1.payload)
         except WireError as exc:
             raise Rejected(exc.reason, str(exc)) from None
+        try:
+            ev = parse_payload(sign1.payload)
+        except WireError as exc:  # signed by the device, but not a valid event: say which, if we can
+            raise Rejected(exc.reason, str(exc), _payload_id(sign1.payload)) from None
         if key.revoked_at is not None and (key.hard or ev.time >= key.revoked_at):
             raise Rejected("revoked_key", f"key of {device_id} revoked at {int(key.revoked_at)}"
                            + (" (hard: no events accepted)" if key.hard else
-                              f"; event made at {ev.time}, after the revocation"))
+                              f"; event made at {ev.time}, after the revocation"), ev.id.hex())
         ahead = ev.time - msg.received_at
         if ahead > self.config.max_future:
             raise Rejected("time_in_future",
-                           f"device time {ev.time} is {int(ahead)} s ahead (tolerance {self.config.max_future} s)")
+                           f"device time {ev.time} is {int(ahead)} s ahead (tolerance {self.config.max_future} s)",
+                           ev.id.hex())
         return ev
 
     def _public(self, device_id: str, raw: bytes) -> object:
@@ -111,7 +118,7 @@ class Ingestor:
                 device_id = self.device_of(msg.topic)
                 ev = self.check(msg, device_id)
             except Rejected as rej:
-                outcomes.append(Outcome(msg, "rejected", device_id, None, rej.reason, rej.detail))
+                outcomes.append(Outcome(msg, "rejected", device_id, rej.event_id, rej.reason, rej.detail))
                 continue
             out = Outcome(msg, "stored", device_id, ev.id.hex(), event=ev)
             outcomes.append(out)
@@ -161,6 +168,14 @@ class Ingestor:
         db.execute("INSERT INTO outbox (mpxn, version, flow, body, created_at) VALUES (?, ?, ?, ?, ?)",
                    (mpxn, version, "electricity" if is_mpan(mpxn) else "gas", json.dumps(body, sort_keys=True), now))
         return body
+
+
+def _payload_id(payload: bytes) -> str | None:
+    try:
+        eid = cbor2.loads(payload).get(1)
+    except Exception:
+        return None
+    return eid.hex() if isinstance(eid, bytes) and len(eid) == 16 else None
 
 
 def flag_message(flag: policy.Flag, version: int, config: Config) -> dict:

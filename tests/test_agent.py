@@ -314,3 +314,13 @@ def test_delivery_over_tls_with_a_client_certificate(tmp_path, site):
         assert any(ln.startswith("LINK failed") for ln in lines) and not any(ln.startswith("ACKED") for ln in lines)
     finally:
         broker.stop()
+
+
+def test_event_refused_for_good_is_set_aside_not_resent(board, bridge):
+    assert bridge.companion("keys", "revoke", DEVICE, "--hard").returncode == 0
+    rc, lines = board.job("commission", "2000012345672", "-", "WO-1", "INST-1", "--deliver", "10")
+    [eid] = saved(lines)
+    assert any(ln.startswith(f"REJECTED {eid[:16]} revoked_key") for ln in lines), "\n".join(lines)
+    assert board.outbox() == []  # no longer sent ...
+    assert (board.flash / "outbox" / "rejected").glob("*.ev")  # ... but kept on flash
+    assert len(list((board.flash / "outbox" / "rejected").glob("*.ev"))) == 1

@@ -63,6 +63,7 @@ class Courier:
         dev = cfg["device_id"]
         self.events_topic = ("%s/events/%s" % (cfg["prefix"], dev)).encode()
         self.acks_topic = ("%s/acks/%s" % (cfg["prefix"], dev)).encode()
+        self.rejected_topic = ("%s/rejected/%s" % (cfg["prefix"], dev)).encode()
         self.client = None
         self.sent = {}  # event id -> ticks_ms of the last send
         self.backoff = cfg["backoff_min"] * 1000
@@ -117,6 +118,7 @@ class Courier:
             pass
         c.raw.settimeout(cfg["socket_timeout"])
         c.subscribe(self.acks_topic, qos=1)
+        c.subscribe(self.rejected_topic, qos=1)
         self.client = c
         self.sent = {}  # after a reconnect, everything pending goes again
         self.backoff = cfg["backoff_min"] * 1000
@@ -142,6 +144,9 @@ class Courier:
 
     def _on_message(self, topic, msg):
         self._rx += 1
+        if topic == self.rejected_topic:
+            self._on_rejected(msg)
+            return
         if topic != self.acks_topic:
             return
         try:
@@ -154,6 +159,21 @@ class Courier:
             self.sent.pop(eid, None)
             self.acked += 1
             self.say("ACKED %s %s" % (eid.hex()[:16], ack.get(1, "")))
+
+    def _on_rejected(self, msg):
+        # The bridge refused a correctly signed event for good (revoked key, clock far
+        # ahead, schema): stop sending it, keep it on flash (outbox/rejected/), tell the installer.
+        import json
+        from binascii import unhexlify
+
+        try:
+            body = json.loads(msg)
+            eid = unhexlify(body["event_id"])
+        except (ValueError, KeyError, TypeError):
+            return  # no event id: not signed by us, nothing to act on
+        if self.outbox.set_aside(eid):
+            self.sent.pop(eid, None)
+            self.say("REJECTED %s %s" % (eid.hex()[:16], body.get("reason", "")))
 
     def service(self, budget=20):
         # Do a little delivery work; never blocks longer than the socket timeouts.

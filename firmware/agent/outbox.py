@@ -5,7 +5,8 @@
 # written as a temporary file and renamed, so a record exists whole or not at all; the
 # installer is told "saved" only after the rename. On boot, leftover temporaries (never
 # reported saved) are deleted; a record failing its CRC (flash damage) is never deleted:
-# it is moved to outbox/bad/ and reported. Records are removed only on the bridge's ack.
+# it is moved to outbox/bad/ and reported. Records are removed only on the bridge's ack;
+# one the bridge refuses for good is moved to outbox/rejected/.
 import binascii
 import os
 
@@ -86,6 +87,16 @@ class Outbox:
         with open(self.dir + "/" + self._names[eid], "rb") as f:
             f.seek(_HEAD)
             return f.read()
+
+    def set_aside(self, eid):
+        # The back office refused it for good: out of the sending queue, kept on flash.
+        name = self._names.pop(bytes(eid), None)
+        if name is None:
+            return False
+        flash.makedirs(self.dir + "/rejected")
+        os.rename(self.dir + "/" + name, self.dir + "/rejected/" + name)
+        self._order.remove(name)
+        return True
 
     def remove(self, eid):
         name = self._names.pop(bytes(eid), None)
