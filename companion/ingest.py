@@ -135,8 +135,9 @@ class Ingestor:
                 if status == "stored":
                     for m in ev.mpxns:
                         touched[m] = out
+            known = {ev.id: ev for _, ev in accepted}
             for mpxn, out in sorted(touched.items()):
-                change = self._rederive(db, mpxn)
+                change = self._rederive(db, mpxn, known)
                 if change:
                     out.changes.append(change)
             for out in outcomes:
@@ -145,8 +146,8 @@ class Ingestor:
                                                 len(out.incoming.payload), out.incoming.received_at, db)
         return outcomes
 
-    def _rederive(self, db, mpxn: str) -> dict | None:
-        events = [e for _, _, e in self.store.events_for(mpxn, db)]
+    def _rederive(self, db, mpxn: str, known: dict) -> dict | None:
+        events = [e for _, _, e in self.store.events_for(mpxn, db, known)]
         new = policy.derive(mpxn, events)
         old = self.store.flag(mpxn, db)
         now = time.time()

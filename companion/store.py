@@ -149,12 +149,16 @@ class Store:
         db.executemany("INSERT OR IGNORE INTO event_mpxns VALUES (?, ?)", [(m, ev.id) for m in ev.mpxns])
         return "stored"
 
-    def events_for(self, mpxn: str, db: sqlite3.Connection | None = None) -> list[tuple[str, float, Event]]:
-        """(device id, received at, event) for every stored event naming mpxn."""
+    def events_for(self, mpxn: str, db: sqlite3.Connection | None = None,
+                   known: dict[bytes, Event] | None = None) -> list[tuple[str, float, Event]]:
+        """(device id, received at, event) for every stored event naming mpxn; `known` holds
+        events already parsed (this batch's), which are not decoded again."""
+        known = known or {}
         rows = (db or self.conn()).execute(
-            "SELECT e.device_id, e.received_at, e.message FROM event_mpxns m JOIN events e USING (event_id) "
-            "WHERE m.mpxn=?", (mpxn,)).fetchall()
-        return [(r[0], r[1], parse_payload(parse_sign1(bytes(r[2]), 1 << 20).payload)) for r in rows]
+            "SELECT e.event_id, e.device_id, e.received_at, e.message FROM event_mpxns m "
+            "JOIN events e USING (event_id) WHERE m.mpxn=?", (mpxn,)).fetchall()
+        return [(r[1], r[2], known.get(bytes(r[0])) or parse_payload(parse_sign1(bytes(r[3]), 1 << 20).payload))
+                for r in rows]
 
     def mpxns(self) -> list[str]:
         return [r[0] for r in self.conn().execute("SELECT DISTINCT mpxn FROM event_mpxns ORDER BY mpxn")]
