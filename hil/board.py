@@ -1,5 +1,6 @@
 """An emulated board: the real firmware (.mpy) in the real micropython, with a heap limit,
-a flash folder, its UART on an emulated premises' pty, a console driven line by line, a
+a flash of fixed size (LittleFS2 on a file-backed block device, mounted by hil/board/boot.py;
+or a plain folder), its UART on an emulated premises' pty, a console driven line by line, a
 clock offset, and its network path to the broker through a fault-injecting proxy.
 
 Power: `power_cut()` is SIGKILL at this instant; `boot()` starts again from the same flash.
@@ -28,7 +29,8 @@ class BoardSpec:
     device_id: str
     heapsize: str = "64k"
     clock_offset: int = 0
-    flash_limit: int = 512 * 1024  # bytes the flash folder may hold
+    flash_limit: int = 512 * 1024  # bytes of flash
+    flash: str = "littlefs"  # "littlefs": an image of flash_limit bytes; "folder": host files (tests look in)
     config: dict = field(default_factory=dict)
 
 
@@ -43,13 +45,20 @@ class Board:
         port = self.proxy.port if self.proxy else broker[1]
         extra = {"backoff_min": 1, "backoff_max": 4, "ack_timeout": 5, "keepalive": 15,
                  "clock_offset": spec.clock_offset, **spec.config}
+        # With LittleFS, `flash` is the seed folder copied in at first boot; the image is beside it.
         self.public_key = provision(flash, spec.device_id, f"127.0.0.1:{port}", uart, extra=extra)
+        self.image = flash.with_suffix(".lfs")
+        if spec.flash == "littlefs" and not self.image.exists():
+            self.image.write_bytes(b"\xff" * spec.flash_limit)
         self.proc: subprocess.Popen | None = None
         self.lines: list[str] = []
         self._partial = ""
 
     # --- power and console ----------------------------------------------------------------
     def argv(self, *args: str) -> list[str]:
+        if self.spec.flash == "littlefs":
+            return micropython.command(self.spec.heapsize) + [str(micropython.ROOT / "hil" / "board" / "boot.py"),
+                                                              str(self.image), str(self.flash), *args]
         return micropython.command(self.spec.heapsize) + ["-m", "agent.main", "--flash", str(self.flash), *args]
 
     def boot(self) -> "Board":
@@ -120,13 +129,26 @@ class Board:
 
     # --- flash ------------------------------------------------------------------------------
     def outbox(self) -> list[str]:
+        """The outbox records (folder flash only: a LittleFS image is read through the console)."""
         d = self.flash / "outbox"
         return sorted(p.name for p in d.glob("*.ev")) if d.exists() else []
+
+    def pending(self) -> int:
+        """Events waiting in the outbox, as the board reports them."""
+        if self.spec.flash == "folder":
+            return len(self.outbox())
+        if not self.running:
+            self.boot()
+        start = self.send("status")
+        line = self.expect("STATUS", start=start)
+        return int(line.split("outbox=")[1].split("/")[0])
 
     def flash_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.flash.rglob("*") if p.is_file())
 
     def check_flash(self) -> None:
+        if self.spec.flash == "littlefs":
+            return  # the image is its bound: LittleFS reports "no space" itself
         used = self.flash_bytes()
         if used > self.spec.flash_limit:
             raise RuntimeError(f"{self.spec.name}: flash holds {used} bytes, over its {self.spec.flash_limit}")

@@ -234,10 +234,10 @@ class Run:
         elif kind == "deliver":
             b = self._board(st)
             end = time.monotonic() + float(st.get("timeout", 60))
-            while b.outbox() and time.monotonic() < end:
-                time.sleep(0.1)
-            if b.outbox():
-                raise AssertionError(f"{st['handheld']}: {len(b.outbox())} events still in the outbox")
+            while (left := b.pending()) and time.monotonic() < end:
+                time.sleep(0.2)
+            if left:
+                raise AssertionError(f"{st['handheld']}: {left} events still in the outbox")
         elif kind == "visit":
             b = self._board(st)
             start = b.send(f"plug {self.hubs[st['premises']].path}")
@@ -253,11 +253,8 @@ class Run:
         """Let every board deliver its backlog before checking."""
         end = time.monotonic() + float(self.sc.expect.get("settle", 60))
         while time.monotonic() < end:
-            if all(not b.outbox() or self.sc.expect.get("undelivered_ok") for b in self.boards.values()):
+            if self.sc.expect.get("undelivered_ok") or all(not b.pending() for b in self.boards.values()):
                 break
-            for b in self.boards.values():
-                if not b.running and b.outbox():
-                    b.boot()
             time.sleep(0.2)
 
     def _verify(self) -> list[Check]:

@@ -1,0 +1,65 @@
+"""An emulated board with LittleFS flash of fixed size (hil/board/boot.py), through the
+pytest plugin's fixtures: power cuts, a full flash, the network path's faults."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from hil.board import Board, BoardSpec
+
+
+def make_board(hil_bench, tmp_path, site, name: str, device: str, **spec) -> Board:
+    b = Board(BoardSpec(name, device, **spec), tmp_path / name, hil_bench.broker_address, site.path)
+    hil_bench.register(device, b.public_key)
+    return b
+
+
+def test_power_cuts_on_littlefs_lose_nothing(hil_bench, hil_premises, tmp_path):
+    site = hil_premises("smets2-dual-fuel")
+    b = make_board(hil_bench, tmp_path, site, "lfs", "70-B3-D5-F1-00-02-00-01")
+    rnd = random.Random(11)
+    told: set[str] = set()
+    try:
+        for n in range(8):
+            b.boot()
+            start = b.send(f"job install 2000012345672 - WO-{n} INST-1")
+            time.sleep(rnd.uniform(0.3, 1.2))
+            b.power_cut()
+            told |= set(b.saved_ids(start))
+        b.boot()
+        end = time.monotonic() + 60
+        while b.pending() and time.monotonic() < end:
+            time.sleep(0.3)
+        assert b.pending() == 0
+    finally:
+        b.shutdown()
+    assert told, "some jobs were saved before the power went"
+    assert hil_bench.stored_ids(told) == told
+
+
+def test_full_flash_is_reported_and_loses_nothing(hil_bench, hil_premises, tmp_path):
+    site = hil_premises("smets2-electricity")
+    # 12 blocks of 4 KiB: LittleFS keeps two for itself, each event takes one.
+    b = make_board(hil_bench, tmp_path, site, "small", "70-B3-D5-F1-00-02-00-02", flash_limit=12 * 4096)
+    try:
+        b.boot()
+        b.proxy.cut()
+        saved, error = [], None
+        for n in range(12):
+            start = b.send(f"job commission 1312345678907 - WO-{n} INST-1")
+            line = b.expect("SAVED", "ERROR", start=start)
+            if line.startswith("ERROR"):
+                error = " ".join(b.lines[start:])
+                break
+            saved += b.saved_ids(start)
+        assert error is not None and ("ENOSPC" in error or "28" in error or "Outbox full" in error), error
+        assert b.running, "a full flash is an error for the installer, not a crash"
+        b.proxy.restore()
+        end = time.monotonic() + 60
+        while b.pending() and time.monotonic() < end:
+            time.sleep(0.3)
+    finally:
+        b.shutdown()
+    assert len(saved) >= 3
+    assert hil_bench.stored_ids(set(saved)) == set(saved)
