@@ -30,7 +30,9 @@ class BoardSpec:
     heapsize: str = "64k"
     clock_offset: int = 0
     flash_limit: int = 512 * 1024  # bytes of flash
-    flash: str = "littlefs"  # "littlefs": an image of flash_limit bytes; "folder": host files (tests look in)
+    # "folder": host files the bench can look into; "littlefs": a LittleFS2 image of flash_limit
+    # bytes, as on a board -- its driver runs in the board's heap and needs about 4 KiB more.
+    flash: str = "folder"
     config: dict = field(default_factory=dict)
 
 

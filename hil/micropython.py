@@ -56,7 +56,7 @@ def executable() -> str:
 
 def firmware_path(mpy: bool = False, extra: list[Path] | None = None) -> list[Path]:
     """The module search path of a board: firmware then its lib folder."""
-    base = [FIRMWARE_MPY, FIRMWARE_MPY / "lib"] if mpy else [FIRMWARE_SRC, BOARD_LIB]
+    base = [FIRMWARE_MPY, FIRMWARE_MPY / "lib", FIRMWARE_MPY / "bench"] if mpy else [FIRMWARE_SRC, BOARD_LIB]
     return list(extra or []) + base
 
 

@@ -67,8 +67,12 @@ def load(path: str | Path) -> Scenario:
     for hname, hdef in data.get("handhelds", {}).items():
         if "device_id" not in hdef:
             raise ScenarioError(f"{name}: handheld {hname} needs a device_id")
-        hh[hname] = BoardSpec(hname, hdef["device_id"], hdef.get("heapsize", "64k"), int(hdef.get("clock_offset", 0)),
-                              config=hdef.get("config", {}))
+        flash = hdef.get("flash", "folder")
+        if flash not in ("folder", "littlefs"):
+            raise ScenarioError(f"{name}: handheld {hname}: flash must be folder or littlefs")
+        hh[hname] = BoardSpec(hname, hdef["device_id"], hdef.get("heapsize", "72k" if flash == "littlefs" else "64k"),
+                              int(hdef.get("clock_offset", 0)), flash=flash,
+                              flash_limit=int(hdef.get("flash_limit", 512 * 1024)), config=hdef.get("config", {}))
         plugged[hname] = hdef.get("premises", next(iter(prem), ""))
         if plugged[hname] and plugged[hname] not in prem:
             raise ScenarioError(f"{name}: handheld {hname} plugged into unknown premises {plugged[hname]}")

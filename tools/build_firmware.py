@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [(ROOT / "firmware", ""), (ROOT / "build" / "lib", "lib")]
+SOURCES = [(ROOT / "firmware", ""), (ROOT / "build" / "lib", "lib"),
+           (ROOT / "hil" / "board", "bench")]  # the bench's board-side code, compiled the same way
 
 
 def mpy_cross() -> str:

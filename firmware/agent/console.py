@@ -9,23 +9,20 @@ _HELP = ("job TYPE MPAN MPRN JOB INSTALLER", "override REASON", "new", "survey",
 
 
 def command(agent, line):
-    # -> False to quit
+    # -> False to quit; ("job", job), ("override", reason) or ("survey", None) for the
+    # main loop to run once this module is unloaded (a job needs the memory); else None.
     words = line.split()
     if not words:
-        return True
+        return None
     cmd = words[0]
     if cmd == "job" and len(words) == 6:
-        agent.job(_job(words[1:]))
+        return "job", _job(words[1:])
     elif cmd == "override" and len(words) > 1:
-        agent.override(line.split(None, 1)[1].strip())
+        return "override", line.split(None, 1)[1].strip()
     elif cmd == "new":
-        new(agent)
+        return "job", new(agent)
     elif cmd == "survey":
-        agent.pause_delivery()
-        try:
-            agent.show(agent.survey())
-        except Exception as e:
-            agent.say("ERROR", "Survey failed: %s" % e)
+        return "survey", None
     elif cmd == "status":
         agent.status()
     elif cmd == "plug" and len(words) == 2:
@@ -39,7 +36,7 @@ def command(agent, line):
     else:
         for s in _HELP:
             agent.out("HELP " + s)
-    return True
+    return None
 
 
 def ask(agent, prompt):
@@ -54,4 +51,4 @@ def new(agent):
     mprn = ask(agent, "MPRN? (blank: none)")
     ref = ask(agent, "Job reference?")
     who = ask(agent, "Installer id?")
-    return agent.job(_job([t, mpan or "-", mprn or "-", ref, who]))
+    return _job([t, mpan or "-", mprn or "-", ref, who])

@@ -65,7 +65,7 @@ class Courier:
         self.acks_topic = ("%s/acks/%s" % (cfg["prefix"], dev)).encode()
         self.rejected_topic = ("%s/rejected/%s" % (cfg["prefix"], dev)).encode()
         self.client = None
-        self.sent = {}  # event id -> ticks_ms of the last send
+        self.sent = {}  # record counter -> ticks_ms of the last send
         self.backoff = cfg["backoff_min"] * 1000
         self.next_try = time.ticks_ms()
         self.last_io = time.ticks_ms()
@@ -155,8 +155,9 @@ class Courier:
         except (ValueError, KeyError, TypeError):
             self.say("ACK ignored: malformed")
             return
-        if self.outbox.remove(eid):
-            self.sent.pop(eid, None)
+        counter = self.outbox.remove(eid)
+        if counter is not None:
+            self.sent.pop(counter, None)
             self.acked += 1
             self.say("ACKED %s %s" % (eid.hex()[:16], ack.get(1, "")))
 
@@ -171,8 +172,9 @@ class Courier:
             eid = unhexlify(body["event_id"])
         except (ValueError, KeyError, TypeError):
             return  # no event id: not signed by us, nothing to act on
-        if self.outbox.set_aside(eid):
-            self.sent.pop(eid, None)
+        counter = self.outbox.set_aside(eid)
+        if counter is not None:
+            self.sent.pop(counter, None)
             self.say("REJECTED %s %s" % (eid.hex()[:16], body.get("reason", "")))
 
     def service(self, budget=20):
@@ -194,14 +196,16 @@ class Courier:
                     break
                 self.last_io = time.ticks_ms()
             resend = self.cfg["ack_timeout"] * 1000
-            for eid, _ in self.outbox.pending():
+            for counter in self.outbox.counters():
                 if budget <= 0:
                     break
-                t = self.sent.get(eid)
+                t = self.sent.get(counter)
                 if t is not None and time.ticks_diff(time.ticks_ms(), t) < resend:
                     continue
-                self.client.publish(self.events_topic, self.outbox.message(eid), qos=1)
-                self.sent[eid] = self.last_io = time.ticks_ms()
+                eid, message = self.outbox.read(counter)
+                self.client.publish(self.events_topic, message, qos=1)
+                del message
+                self.sent[counter] = self.last_io = time.ticks_ms()
                 self.say("SENT %s" % eid.hex()[:16])
                 budget -= 1
             if time.ticks_diff(time.ticks_ms(), self.last_io) > self.cfg["keepalive"] * 500:

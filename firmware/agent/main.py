@@ -16,7 +16,7 @@ import select
 import sys
 import time
 
-from agent import identity, ids
+from agent import identity
 from agent.outbox import Outbox, OutboxFull
 
 WIDTH = 32  # characters on the handheld's display, after the line's tag
@@ -66,10 +66,14 @@ class Agent:
         del config
         _unload("agent.config")
         self.key, created = identity.load_key(root)
+        from agent import ids
+
         self.kid = ids.eui64_bytes(self.cfg["device_id"])
+        del ids
+        _unload("agent.ids")
         self.outbox = Outbox(root, self.cfg["outbox_max"])
         self.counter = identity.Counter(root, self.outbox.highest_counter() + 1)
-        self.refused = None  # (job, evidence, problems) awaiting an override
+        self.refused = None  # (event fields, refusal codes) awaiting an override
         self.courier = None  # made when there is something to deliver
         self.acked = 0
         if created:
@@ -155,56 +159,74 @@ class Agent:
         problems = jobs.check(job, evidence)
         del jobs
         _unload("agent.jobs")
+        codes = []
+        for code, _ in problems:
+            if code not in codes:
+                codes.append(code)
+        ev = dict(job)
+        ev["evidence"] = evidence
+        evidence = None  # the event holds it now; it is freed once the payload is built
         if problems and not override:
-            self.refused = (job, evidence, problems)
-            self.say("REFUSED", ",".join(sorted(set(p[0] for p in problems))))
+            self.refused = (ev, codes)
+            self.say("REFUSED", ",".join(sorted(codes)))
             for _, msg in problems:
                 self.say("WHY", msg)
             self.say("HINT", "Fix it and run the job again, or: override REASON")
             return "refused"
-        return self._save(job, evidence, problems, override)
+        problems = None
+        return self._save(ev, codes, override)
+
+    def _sign(self, ev, counter):
+        # Build, then sign, loading one big module at a time (docs/agent.md "Memory"). A
+        # MemoryError in a fragmented heap is retried once after a collection.
+        payload = None
+        for attempt in (1, 2):
+            try:
+                if payload is None:
+                    gc.collect()
+                    from agent import event
+
+                    if "id" not in ev:
+                        ev.update({"id": event.new_id(), "time": self.now(), "counter": counter,
+                                   "firmware": self.firmware})
+                    payload = event.build(ev)
+                    del event
+                    _unload("agent.event")
+                ev["evidence"] = None
+                gc.collect()
+                from agent import cose
+
+                msg = cose.sign1(payload, self.key, self.kid)
+                del cose
+                return msg
+            except MemoryError:
+                if attempt == 2:
+                    raise
+            finally:
+                _unload("agent.event", "agent.cose", "agent.ecdsa", "agent.cbor")
 
     def override(self, reason):
         if self.refused is None:
             self.say("ERROR", "Nothing to override: no refused job.")
             return "error"
-        job, evidence, problems = self.refused
-        return self._save(job, evidence, problems, reason)
+        ev, codes = self.refused
+        return self._save(ev, codes, reason)
 
-    def _save(self, job, evidence, problems, override):
-        ev = dict(job)
-        ev["evidence"] = evidence
-        if problems:
-            codes = []
-            for code, _ in problems:
-                if code not in codes:
-                    codes.append(code)
+    def _save(self, ev, codes, override):
+        self.refused = None  # a failed save is run again as a new job (a fresh survey)
+        if codes:
             ev["override"] = {"reason": override, "checks": codes}
-        # Staged so that only one big module is loaded at a time (docs/agent.md "Memory").
         try:
             counter = self.counter.reserve()
-            from agent import event
-
-            ev.update({"id": event.new_id(), "time": self.now(), "counter": counter,
-                       "firmware": self.firmware})
-            payload = event.build(ev)
-            del event
-            _unload("agent.event")
-            from agent import cose
-
-            msg = cose.sign1(payload, self.key, self.kid)
-            del cose, payload
-            _unload("agent.cose", "agent.ecdsa", "agent.cbor")
+            msg = self._sign(ev, counter)
             self.outbox.save(counter, ev["id"], msg)
         except OutboxFull as e:
             self.say("ERROR", str(e))
             return "error"
         except (ValueError, OSError, MemoryError) as e:
-            _unload("agent.event", "agent.cose", "agent.ecdsa", "agent.cbor")
             self.say("ERROR", "Event not saved: %s" % e)
             return "error"
-        self.refused = None
-        self.out("SAVED #%d%s" % (counter, " OVERRIDE" if problems else ""))
+        self.out("SAVED #%d%s" % (counter, " OVERRIDE" if codes else ""))
         self.out("  " + ev["id"].hex())
         return "saved"
 
@@ -225,22 +247,45 @@ class Agent:
             len(self.outbox), self.cfg["outbox_max"], "up" if self.courier and self.courier.connected else "down"))
         self.out("  acked=%d next=#%d" % (self.acked, self.counter.next))
 
-    def loop(self, deliver_for=None, command=None):
-        # Deliver; with `command`, also take console lines (agent.console).
+    def loop(self, deliver_for=None, interactive=False):
+        # Deliver; when interactive, also take console lines (agent.console).
         poll = select.poll()
-        if command:
+        if interactive:
             poll.register(sys.stdin, select.POLLIN)
         end = None if deliver_for is None else time.ticks_add(time.ticks_ms(), int(deliver_for * 1000))
         while True:
             self.deliver()
             if end is not None and (not len(self.outbox) or time.ticks_diff(time.ticks_ms(), end) >= 0):
                 return
-            for _ in poll.poll(50) if command else ():
+            for _ in poll.poll(50) if interactive else ():
                 line = sys.stdin.readline()
-                if not line or not command(self, line):
+                if not line or not self.console(line):
                     return
-            if not command:
+            if not interactive:
                 time.sleep_ms(20)
+
+    def console(self, line):
+        # One console line; False to quit. The console module is loaded for the line only.
+        from agent import console
+
+        action = console.command(self, line)
+        del console
+        _unload("agent.console")
+        if action is False:
+            return False
+        if action:
+            kind, arg = action
+            if kind == "job":
+                self.job(arg)
+            elif kind == "override":
+                self.override(arg)
+            else:
+                self.pause_delivery()
+                try:
+                    self.show(self.survey())
+                except Exception as e:
+                    self.say("ERROR", "Survey failed: %s" % e)
+        return True
 
 
 def _job(w):
@@ -282,9 +327,7 @@ def main(argv):
         agent.loop(float(args["deliver"]))
         agent.status()
     elif "job" not in args:
-        from agent import console
-
-        agent.loop(command=console.command)
+        agent.loop(interactive=True)
     return rc
 
 

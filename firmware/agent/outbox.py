@@ -7,6 +7,9 @@
 # reported saved) are deleted; a record failing its CRC (flash damage) is never deleted:
 # it is moved to outbox/bad/ and reported. Records are removed only on the bridge's ack;
 # one the bridge refuses for good is moved to outbox/rejected/.
+#
+# RAM: only two lists of small integers (counter, first 3 bytes of the id) per record --
+# a few bytes each, so a full outbox fits a 64 KiB heap; ids and messages stay on flash.
 import binascii
 import os
 
@@ -20,20 +23,23 @@ class OutboxFull(Exception):
     pass
 
 
+def _tag(eid):
+    return (eid[0] << 16) | (eid[1] << 8) | eid[2]
+
+
 class Outbox:
     def __init__(self, root, capacity):
         self.dir = root + "/outbox"
         self.capacity = capacity
         self.damaged = []  # names of records moved to outbox/bad/
         flash.makedirs(self.dir)
-        self._names = {}  # event id -> file name
-        self._order = []  # file names, oldest first
-        for name in sorted(os.listdir(self.dir)):
+        self._order = []  # counters, oldest first
+        self._tags = []  # the first 3 bytes of each record's event id, as an int
+        names = sorted(n for n in os.listdir(self.dir) if n.endswith(".ev") or n.endswith(".tmp"))
+        for name in names:
             path = self.dir + "/" + name
             if name.endswith(".tmp"):
                 os.remove(path)  # a write cut short: never reported saved
-                continue
-            if not name.endswith(".ev"):
                 continue
             eid = self._check(path)
             if eid is None:
@@ -41,8 +47,11 @@ class Outbox:
                 os.rename(path, self.dir + "/bad/" + name)
                 self.damaged.append(name)
                 continue
-            self._names[eid] = name
-            self._order.append(name)
+            self._order.append(int(name[:-3]))
+            self._tags.append(_tag(eid))
+
+    def _path(self, counter):
+        return "%s/%012d.ev" % (self.dir, counter)
 
     def _check(self, path):
         try:
@@ -63,7 +72,7 @@ class Outbox:
         return len(self._order)
 
     def highest_counter(self):
-        return int(self._order[-1][:-3]) if self._order else -1
+        return self._order[-1] if self._order else -1
 
     def full(self):
         return len(self._order) >= self.capacity
@@ -71,37 +80,50 @@ class Outbox:
     def save(self, counter, eid, message):
         if self.full():
             raise OutboxFull("outbox full: %d events wait for the back office" % len(self._order))
-        name = "%012d.ev" % counter
         crc = binascii.crc32(eid + message) & 0xFFFFFFFF
         record = _MAGIC + eid + len(message).to_bytes(2, "big") + crc.to_bytes(4, "big") + message
-        flash.write_atomic(self.dir + "/" + name, record)
-        self._names[bytes(eid)] = name
-        self._order.append(name)
+        flash.write_atomic(self._path(counter), record)
+        self._order.append(counter)
+        self._tags.append(_tag(eid))
 
-    def pending(self):
-        # [(event id, name)] oldest first
-        ids = {v: k for k, v in self._names.items()}
-        return [(ids[n], n) for n in self._order]
+    def counters(self):
+        # The records' counters, oldest first (a copy: records may go while iterating).
+        return list(self._order)
 
-    def message(self, eid):
-        with open(self.dir + "/" + self._names[eid], "rb") as f:
-            f.seek(_HEAD)
-            return f.read()
+    def read(self, counter):
+        # -> (event id, message) of one record
+        with open(self._path(counter), "rb") as f:
+            head = f.read(_HEAD)
+            return head[4:20], f.read()
+
+    def _find(self, eid):
+        tag = _tag(eid)
+        for i in range(len(self._order)):
+            if self._tags[i] == tag:
+                with open(self._path(self._order[i]), "rb") as f:
+                    if f.read(20)[4:] == eid:
+                        return i
+        return -1
+
+    def _take(self, eid):
+        i = self._find(bytes(eid))
+        if i < 0:
+            return None
+        self._tags.pop(i)
+        return self._order.pop(i)
 
     def set_aside(self, eid):
         # The back office refused it for good: out of the sending queue, kept on flash.
-        name = self._names.pop(bytes(eid), None)
-        if name is None:
-            return False
+        counter = self._take(eid)
+        if counter is None:
+            return None
         flash.makedirs(self.dir + "/rejected")
-        os.rename(self.dir + "/" + name, self.dir + "/rejected/" + name)
-        self._order.remove(name)
-        return True
+        os.rename(self._path(counter), "%s/rejected/%012d.ev" % (self.dir, counter))
+        return counter
 
     def remove(self, eid):
-        name = self._names.pop(bytes(eid), None)
-        if name is None:
-            return False
-        os.remove(self.dir + "/" + name)
-        self._order.remove(name)
-        return True
+        # -> the record's counter, or None when no record has this id
+        counter = self._take(eid)
+        if counter is not None:
+            os.remove(self._path(counter))
+        return counter
