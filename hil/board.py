@@ -31,7 +31,7 @@ class BoardSpec:
     clock_offset: int = 0
     flash_limit: int = 512 * 1024  # bytes of flash
     # "folder": host files the bench can look into; "littlefs": a LittleFS2 image of flash_limit
-    # bytes, as on a board -- its driver runs in the board's heap and needs about 4 KiB more.
+    # bytes, as on a board (its driver runs in the board's own heap).
     flash: str = "folder"
     config: dict = field(default_factory=dict)
 

@@ -70,7 +70,7 @@ def load(path: str | Path) -> Scenario:
         flash = hdef.get("flash", "folder")
         if flash not in ("folder", "littlefs"):
             raise ScenarioError(f"{name}: handheld {hname}: flash must be folder or littlefs")
-        hh[hname] = BoardSpec(hname, hdef["device_id"], hdef.get("heapsize", "72k" if flash == "littlefs" else "64k"),
+        hh[hname] = BoardSpec(hname, hdef["device_id"], hdef.get("heapsize", "64k"),
                               int(hdef.get("clock_offset", 0)), flash=flash,
                               flash_limit=int(hdef.get("flash_limit", 512 * 1024)), config=hdef.get("config", {}))
         plugged[hname] = hdef.get("premises", next(iter(prem), ""))

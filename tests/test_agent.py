@@ -69,7 +69,7 @@ def test_each_job_type_reaches_the_broker_signed_with_its_evidence(site, board, 
     assert rc == 0, lines
     [eid] = saved(lines)
     assert any(ln.startswith("ACKED " + eid[:16]) for ln in lines), "\n".join(lines)
-    assert status(lines).startswith("STATUS outbox=0/200")
+    assert status(lines).startswith("STATUS outbox=0/100")
     watch.wait(lambda h: h.events, what="the published event")
     topic, msg = watch.events[0]
     assert topic == f"flagwise/events/{DEVICE}"

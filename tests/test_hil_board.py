@@ -10,8 +10,7 @@ from hil.board import Board, BoardSpec
 
 
 def make_board(hil_bench, tmp_path, site, name: str, device: str, **spec) -> Board:
-    # LittleFS flash: its driver shares the board's heap (docs/scenarios.md), hence 72k.
-    spec = {"flash": "littlefs", "heapsize": "72k", **spec}
+    spec = {"flash": "littlefs", **spec}  # the filesystem a board has, in the same 64 KiB heap
     b = Board(BoardSpec(name, device, **spec), tmp_path / name, hil_bench.broker_address, site.path)
     hil_bench.register(device, b.public_key)
     return b

@@ -23,7 +23,7 @@ DEFAULTS = {
     "ack_timeout": 10,  # s before an unacknowledged event is sent again
     "backoff_min": 1,  # s, first reconnect delay
     "backoff_max": 60,  # s, cap of the reconnect delay
-    "outbox_max": 200,  # events kept on flash for the back office, at most
+    "outbox_max": 100,  # events kept on flash for the back office, at most (docs/agent.md)
     "uart": None,  # serial port: a path on the unix port, a UART number on a board
     "baud": 19200,
     "clock_offset": 0,  # s added to the device clock (bench)

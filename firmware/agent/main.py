@@ -26,6 +26,12 @@ _SHORT = {"Commissioned": "COMM", "InstalledNotCommissioned": "INC", "Whiteliste
 JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
 
 
+# Every module a stage may load, directly or through another (cbor's decoder, ids).
+_STAGE = ("agent.survey", "agent.link", "agent.uart", "agent.frame", "agent.jobs", "agent.event",
+          "agent.cose", "agent.ecdsa", "agent.cbor", "agent.cbordec", "agent.ids", "agent.console",
+          "agent.delivery", "umqtt.simple", "umqtt", "ssl")
+
+
 def _unload(*names):
     # Modules are loaded for one stage of a job and dropped after it, so that the whole
     # agent runs in a 64 KiB heap as .mpy (docs/agent.md "Memory"). A board that freezes
@@ -104,7 +110,7 @@ class Agent:
         if self.courier is not None:
             self.courier.close()
             self.courier = None
-        _unload("agent.delivery", "umqtt.simple", "umqtt", "ssl", "agent.cbor")
+        _unload(*_STAGE)
 
     def now(self):
         return int(time.time()) + self.cfg["clock_offset"]
@@ -127,7 +133,7 @@ class Agent:
         finally:
             u.close()
             del link, survey, uart
-            _unload("agent.survey", "agent.link", "agent.uart", "agent.frame")
+            _unload(*_STAGE)
 
     def job(self, job, override=None):
         # -> "saved", "refused" or "error"; the screens say why.
@@ -158,7 +164,7 @@ class Agent:
 
         problems = jobs.check(job, evidence)
         del jobs
-        _unload("agent.jobs")
+        _unload(*_STAGE)
         codes = []
         for code, _ in problems:
             if code not in codes:
@@ -191,7 +197,7 @@ class Agent:
                                    "firmware": self.firmware})
                     payload = event.build(ev)
                     del event
-                    _unload("agent.event")
+                    _unload(*_STAGE)
                 ev["evidence"] = None
                 gc.collect()
                 from agent import cose
@@ -203,7 +209,7 @@ class Agent:
                 if attempt == 2:
                     raise
             finally:
-                _unload("agent.event", "agent.cose", "agent.ecdsa", "agent.cbor")
+                _unload(*_STAGE)
 
     def override(self, reason):
         if self.refused is None:
