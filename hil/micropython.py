@@ -165,10 +165,19 @@ class Session:
 
 def smallest_heap(fits, lo: int = 8, hi: int = 64) -> int | None:
     """The smallest heap in KiB (lo < result <= hi) for which fits(kib) holds, by bisection;
-    None when even hi does not fit. fits is assumed monotonic."""
-    if not fits(hi):
+    None when even hi does not fit. fits is assumed monotonic; a MemoryError it raises under
+    micropython counts as "does not fit"."""
+    def ok(kib: int) -> bool:
+        try:
+            return bool(fits(kib))
+        except MicroPythonError as exc:
+            if exc.exc_type != "MemoryError":
+                raise
+            return False
+
+    if not ok(hi):
         return None
     while lo + 1 < hi:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
     return hi
