@@ -4,7 +4,6 @@
 # Usage: micropython hil/board/boot.py IMAGE SEED_DIR [agent arguments...]
 # (boot.py only imports this module, which the bench runs as .mpy like the firmware.)
 import os
-import sys
 import vfs
 
 
