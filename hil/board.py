@@ -59,13 +59,21 @@ class Board:
     # --- power and console ----------------------------------------------------------------
     def argv(self, *args: str) -> list[str]:
         if self.spec.flash == "littlefs":
-            return micropython.command(self.spec.heapsize) + [str(micropython.ROOT / "hil" / "board" / "boot.py"),
-                                                              str(self.image), str(self.flash), *args]
+            boot = [str(micropython.ROOT / "hil" / "board" / "boot.py"), str(self.image), str(self.flash)]
+            cut = list(args[:2]) if args[:1] == ("--cut-after-writes",) else []
+            return micropython.command(self.spec.heapsize) + boot + cut + list(args[len(cut):])
         return micropython.command(self.spec.heapsize) + ["-m", "agent.main", "--flash", str(self.flash), *args]
 
-    def boot(self) -> "Board":
+    def boot(self, cut_after_writes: int = 0) -> "Board":
+        """Power on. With cut_after_writes (LittleFS only), the power goes in the middle of
+        that flash block write: half of it lands, the process dies there."""
         self.check_flash()
-        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        args = []
+        if cut_after_writes:
+            if self.spec.flash != "littlefs":
+                raise ValueError("a cut inside a flash write needs LittleFS flash")
+            args = ["--cut-after-writes", str(cut_after_writes)]
+        self.proc = subprocess.Popen(self.argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, bufsize=1,
                                      env=micropython.environment(micropython.firmware_path(mpy=True)))
         os.set_blocking(self.proc.stdout.fileno(), False)

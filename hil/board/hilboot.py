@@ -10,11 +10,13 @@ import vfs
 class FileBlockDevice:
     # The extended block protocol (readblocks/writeblocks with an offset, ioctl) that
     # vfs.VfsLfs2 needs, on a host file of fixed size.
-    def __init__(self, path, block_size=4096):
+    def __init__(self, path, block_size=4096, cut_after=0):
         self.f = open(path, "r+b")
         self.f.seek(0, 2)
         self.size = block_size
         self.count = self.f.tell() // block_size
+        self.cut_after = cut_after  # >0: the power goes in the middle of that write
+        self.writes = 0
 
     def readblocks(self, n, buf, off=0):
         self.f.seek(n * self.size + off)
@@ -22,6 +24,12 @@ class FileBlockDevice:
 
     def writeblocks(self, n, buf, off=0):
         self.f.seek(n * self.size + off)
+        self.writes += 1
+        if self.writes == self.cut_after:
+            # A power cut inside a flash write: half the data lands, then nothing more runs.
+            self.f.write(memoryview(buf)[:len(buf) // 2])
+            self.f.close()
+            os.system("kill -9 $PPID")  # the shell's parent is this interpreter
         self.f.write(buf)
 
     def ioctl(self, op, arg):
@@ -32,8 +40,8 @@ class FileBlockDevice:
         return 0  # init, deinit, sync, erase: nothing to do on a file
 
 
-def mount(image, seed):
-    bdev = FileBlockDevice(image)
+def mount(image, seed, cut_after=0):
+    bdev = FileBlockDevice(image, cut_after=cut_after)
     try:
         fs = vfs.VfsLfs2(bdev)
     except OSError:  # first boot: an erased image
@@ -51,7 +59,12 @@ def mount(image, seed):
 
 
 def run(argv):
-    mount(argv[0], argv[1])
+    # argv: IMAGE SEED [--cut-after-writes N] [agent arguments...]
+    cut = 0
+    if len(argv) > 3 and argv[2] == "--cut-after-writes":
+        cut = int(argv[3])
+        argv = argv[:2] + argv[4:]
+    mount(argv[0], argv[1], cut)
     from agent import main
 
     return main.main(["--flash", "/flash"] + argv[2:])
