@@ -189,15 +189,21 @@ class Run:
             cmd = f"job {st['type']} {st.get('mpan', '-')} {st.get('mprn', '-')} {st.get('ref', 'WO-' + self.sc.name[:20])} " \
                   f"{st.get('installer', 'INST-1')}"
             start = b.send(cmd)
-            line = b.expect("SAVED", "REFUSED", "ERROR", start=start, timeout=60)
-            outcome = line.split()[0].lower()
+            try:
+                line = b.expect("SAVED", "REFUSED", "ERROR", start=start, timeout=60)
+                outcome = line.split()[0].lower()
+            except TimeoutError:
+                if b.running:
+                    raise
+                line, outcome = "the power went during the job", "lost"  # a cut armed by power_cut
+            
             want = st.get("expect", "saved")
             if outcome == "refused" and st.get("override"):
                 start = b.send(f"override {st['override']}")
                 line = b.expect("SAVED", "ERROR", start=start)
                 outcome = "saved"
                 self.log(f"  override: {st['override']}")
-            if outcome == "saved":
+            if outcome == "saved" and line in b.lines[start:]:
                 b.expect("  ", start=b.lines.index(line, start) + 1)
                 self.saved[st["handheld"]] += b.saved_ids(start)
             self.log(f"  {st['handheld']}: {line}")
@@ -214,6 +220,11 @@ class Run:
         elif kind == "network":
             proxy = self.boards[st["handheld"]].proxy
             proxy.command(st["action"])
+        elif kind == "power_cut" and "inside_write" in st:
+            # Arm a cut inside the Nth flash block write from now (LittleFS boards): reboot armed.
+            b = self.boards[st["handheld"]]
+            b.power_cut()
+            b.boot(cut_after_writes=int(st["inside_write"]))
         elif kind == "power_cut":
             b = self.boards[st["handheld"]]
             if "after" in st:  # pull the power once this console tag appears
