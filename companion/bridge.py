@@ -319,8 +319,11 @@ class Bridge:
         from waitress.server import create_server
 
         host, port = host_port(self.config.http, "http")
-        self._http = create_server(Api(self.store, self.config, self.metrics, self.health),
-                                   host=host, port=port, threads=4)
+        try:
+            self._http = create_server(Api(self.store, self.config, self.metrics, self.health),
+                                       host=host, port=port, threads=4)
+        except OSError as exc:
+            raise OSError(f"cannot serve the read API on {host}:{port}: {exc.strerror}") from None
         self.state.http_url = f"http://{host}:{self._http.effective_port}"
         # Not joined on stop: closing the server's sockets is what ends it.
         threading.Thread(target=self._http.run, name="http", daemon=True).start()

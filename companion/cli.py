@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -46,11 +47,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace):
-    from .config import load
+    from .config import ConfigError, load
     from .store import Store
 
     cfg = load(args.config, {"db": args.db})
-    return cfg, Store(cfg.db_path)
+    try:
+        return cfg, Store(cfg.db_path)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot open the database {cfg.db_path}: {exc}") from None
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
@@ -64,10 +68,14 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     if args.http == "off":
         cfg.http = None
     setup_logging(cfg.log_level)
-    bridge = Bridge(cfg)
+    try:
+        bridge = Bridge(cfg)
+    except sqlite3.Error as exc:
+        print(f"companion bridge: cannot open the database {cfg.db_path}: {exc}", file=sys.stderr)
+        return 1
     try:
         bridge.start()
-    except ConnectionError as exc:
+    except (ConnectionError, OSError, RuntimeError) as exc:  # broker unreachable, port taken
         print(f"companion bridge: {exc}", file=sys.stderr)
         bridge.stop()
         return 1

@@ -265,3 +265,25 @@ def test_shared_subscription_on_mqtt5(tmp_path, broker):
     finally:
         b.stop()
     assert '"topic": "$share/bridges/flagwise/events/+"' in b.log.read_text()
+
+
+def test_bridge_start_errors_are_clear(tmp_path):
+    import socket
+    import subprocess
+
+    from hil.services import BIN
+
+    r = subprocess.run([str(BIN / "companion"), "bridge", "--db", str(tmp_path / "no" / "such" / "x.db"),
+                        "--http", "off"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "cannot open the database" in r.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([str(BIN / "companion"), "bridge", "--db", str(tmp_path / "x.db"), "--out",
+                            str(tmp_path / "out"), "--http", f"127.0.0.1:{port}"], capture_output=True, text=True,
+                           timeout=30)
+    assert r.returncode == 1 and f"cannot serve the read API on 127.0.0.1:{port}" in r.stderr
+    r = subprocess.run([str(BIN / "companion"), "bridge", "--broker", "mqtt://127.0.0.1:1", "--db",
+                        str(tmp_path / "x.db"), "--http", "off"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "cannot reach the broker" in r.stderr
