@@ -21,6 +21,35 @@ def mpy() -> MicroPythonRunner:
 
 
 @pytest.fixture
+def start_bridge(tmp_path, broker):
+    """start_bridge(device_id, public_key_hex, *options): the bridge as a process on `broker`,
+    with that handheld's key registered; stopped after the test."""
+    from hil.services import BridgeProcess
+
+    started = []
+
+    def start(device_id: str, public_key: str, *extra: str) -> BridgeProcess:
+        b = BridgeProcess(tmp_path, broker.url, *extra)
+        assert b.companion("keys", "add", device_id, public_key).returncode == 0
+        started.append(b.start())
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def watch(broker):
+    """An MQTT client on `broker` that collects events, acks, rejections and flag updates."""
+    from .bridge_support import Handheld
+
+    h = Handheld(broker.url)
+    yield h
+    h.close()
+
+
+@pytest.fixture
 def broker(tmp_path):
     """A real mosquitto on a free loopback port, for this test."""
     from hil.services import Mosquitto

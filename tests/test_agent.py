@@ -13,7 +13,7 @@ from companion.wire import verify_event
 from hil import hub, premises
 
 from .agent_support import Board
-from .bridge_support import BridgeProcess, Handheld, Mosquitto
+from .bridge_support import BridgeProcess, Mosquitto
 
 DEVICE = "70-B3-D5-F1-00-00-00-21"
 
@@ -31,19 +31,8 @@ def board(tmp_path, broker, site):
 
 
 @pytest.fixture
-def bridge(tmp_path, broker, board):
-    b = BridgeProcess(tmp_path, broker.url)
-    assert b.companion("keys", "add", DEVICE, board.public_key).returncode == 0
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def watch(broker):
-    h = Handheld(broker.url)
-    yield h
-    h.close()
+def bridge(start_bridge, board):
+    return start_bridge(DEVICE, board.public_key)
 
 
 def saved(lines: list[str]) -> list[str]:

@@ -23,19 +23,13 @@ DAY = 86400
 
 
 @pytest.fixture
-def bridge(tmp_path, broker):
-    b = BridgeProcess(tmp_path, broker.url)
-    assert b.companion("keys", "add", DEVICE_ID, PUBLIC_KEY).returncode == 0
-    b.start()
-    yield b
-    b.stop()
+def bridge(start_bridge):
+    return start_bridge(DEVICE_ID, PUBLIC_KEY)
 
 
 @pytest.fixture
-def hh(broker):
-    h = Handheld(broker.url)
-    yield h
-    h.close()
+def hh(watch):
+    return watch
 
 
 def test_event_is_stored_acked_and_flag_published(bridge, hh):
