@@ -175,10 +175,6 @@ class Store:
             return None
         return StoredFlag(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8])
 
-    def flags(self) -> list[StoredFlag]:
-        return [f for m in [r[0] for r in self.conn().execute("SELECT mpxn FROM flags ORDER BY mpxn")]
-                if (f := self.flag(m)) is not None]
-
     # --- outbox ----------------------------------------------------------------------
     def pending_mqtt(self, limit: int = 500) -> list[tuple[int, str, str]]:
         return self.conn().execute(
