@@ -2,8 +2,13 @@
 
 GET /v1/sites/{mpxn}         flag, since, reason, devices, event ids   (400 bad MPxN, 404 unknown)
 GET /v1/sites/{mpxn}/events  the events behind it, in policy order
-GET /healthz                 {"status": "ok", ...} while the bridge is connected
-GET /metrics                 Prometheus text format
+GET /v1/keys                 the bridge public keys that sign acks and flag updates (open)
+GET /healthz                 {"status": "ok", ...} while the bridge is healthy (open; 503 if not)
+GET /metrics                 Prometheus text format (open)
+
+Sites are personal data (a meter point with installer and device data): every /v1/sites
+request needs `Authorization: Bearer <token>`, a token made by `companion tokens add`
+(stored hashed). 401 without a valid token.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from .store import Store
 
 
 class Api:
-    def __init__(self, store: Store, config: Config, metrics: Metrics, health: Callable[[], dict]):
+    def __init__(self, store: Store, config: Config, metrics: Metrics, health: Callable[[], dict], pki=None):
         self.store, self.config, self.metrics, self.health = store, config, metrics, health
+        self.pki = pki
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
@@ -37,6 +43,13 @@ class Api:
             body = generate_latest(self.metrics.registry)
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
             return [body]
+        if path == "/v1/keys":
+            keys = self.pki.bridge_public_keys() if self.pki is not None else []
+            return self._json(start_response, 200, {"keys": keys})
+        if path.startswith("/v1/") and not self._authorised(environ):
+            return self._json(start_response, 401, {"error": "a valid bearer token is required "
+                                                             "(companion tokens add NAME)"},
+                              [("WWW-Authenticate", 'Bearer realm="flagwise"')])
         parts = path.strip("/").split("/")
         if len(parts) in (3, 4) and parts[:2] == ["v1", "sites"] and (len(parts) == 3 or parts[3] == "events"):
             mpxn = parts[2]
@@ -49,13 +62,24 @@ class Api:
             if len(parts) == 4:
                 return self._json(start_response, 200, {"mpxn": mpxn, "events": events_view(self.store, mpxn)})
             return self._json(start_response, 200, view)
-        return self._json(start_response, 404, {"error": f"no such resource {path}"})
+        return self._json(start_response, 404, {"error": f"no such resource {path[:80]}"})
+
+    def _authorised(self, environ: dict) -> bool:
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token or len(token) > 200:
+            return False
+        try:
+            return self.store.token_name(token.strip()) is not None
+        except Exception:  # storage failing: refuse, /healthz says why
+            return False
 
     @staticmethod
-    def _json(start_response: Callable, status: int, body: dict) -> list[bytes]:
+    def _json(start_response: Callable, status: int, body: dict,
+              headers: list[tuple[str, str]] | None = None) -> list[bytes]:
         data = json.dumps(body, indent=1).encode()
-        phrase = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                  503: "Service Unavailable"}[status]
+        phrase = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+                  405: "Method Not Allowed", 503: "Service Unavailable"}[status]
         start_response(f"{status} {phrase}", [("Content-Type", "application/json"),
-                                               ("Content-Length", str(len(data)))])
+                                               ("Content-Length", str(len(data)))] + (headers or []))
         return [data]

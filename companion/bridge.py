@@ -17,19 +17,22 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import cbor2
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .api import Api
-from .broker import EmbeddedBroker
-from .config import Config, broker_address, host_port
+from .broker import ManagedBroker
+from .config import Config, ConfigError, broker_address, host_port
+from .ids import eui64_bytes
 from .ingest import Incoming, Ingestor, Outcome
 from .metrics import Metrics
 from .outputs import DtcWriter
+from .pki import Pki, PkiError
+from .signing import Signer
 from .store import Store
 
 log = logging.getLogger("companion")
@@ -50,9 +53,29 @@ def setup_logging(level: str) -> None:
     log.propagate = False
 
 
-def ack_payload(event_id: str, status: str) -> bytes:
-    """<prefix>/acks/<device>: CBOR {0: event id (16 bytes), 1: "stored" | "duplicate"}."""
-    return cbor2.dumps({0: bytes.fromhex(event_id), 1: status}, canonical=True)
+def prepare_pki(config: Config) -> Pki:
+    """The bridge's identity and signing key, made on first start if missing (docs/security.md)."""
+    pki = Pki(config.pki, config.prefix)
+    try:
+        if not pki.exists:
+            pki.init()
+            log.warning("created a new certificate authority", extra={"fields": {"pki": str(pki.root)}})
+        crt, _ = pki.client_files(config.name)
+        if not crt.exists() and not (config.broker and config.tls_cert):
+            pki.issue("bridge", config.name)
+            log.info("issued the bridge identity", extra={"fields": {"name": config.name}})
+        if not pki.signing_key_path(config.name).exists():
+            pki.new_signing_key(config.name)
+    except PkiError as exc:
+        raise ConfigError(str(exc)) from None
+    return pki
+
+
+def _device_bytes(device_id: str | None) -> bytes:
+    try:
+        return eui64_bytes(device_id) if device_id else bytes(8)
+    except ValueError:
+        return bytes(8)
 
 
 @dataclass
@@ -79,21 +102,26 @@ class Bridge:
         self._connected = threading.Event()
         self._connack: tuple[int, bool] | None = None
         self._client: mqtt.Client | None = None
-        self._embedded: EmbeddedBroker | None = None
+        self._embedded: ManagedBroker | None = None
         self._http = None
+        self.pki = prepare_pki(config)
+        self.signer = Signer(self.pki.signing_key(config.name))
 
     # --- life cycle ----------------------------------------------------------------------
     def start(self) -> "Bridge":
         cfg = self.config
+        if cfg.insecure:
+            log.warning("INSECURE: no TLS and no client identities; anyone on the network can read and "
+                        "forge traffic (--insecure)")
         if cfg.broker is None:
-            self._embedded = EmbeddedBroker(cfg.listen).start()
-            self.state.broker_url = self._embedded.url + " (embedded)"
+            self._embedded = ManagedBroker(cfg.listen, Path(cfg.db_path).resolve().parent / "broker",
+                                           self.pki, cfg.max_packet_size, insecure=cfg.insecure).start()
+            self.state.broker_url = self._embedded.url + " (the bridge's own mosquitto)"
             url = self._embedded.url
         else:
             url = self.state.broker_url = cfg.broker
         self.dtc.recover()
-        # amqtt speaks MQTT 3.1.1 only, and does not answer an MQTT 5 CONNECT with properties.
-        self._connect(url, (mqtt.MQTTv311,) if self._embedded else (mqtt.MQTTv5, mqtt.MQTTv311))
+        self._connect(url, (mqtt.MQTTv5,) if self._embedded else (mqtt.MQTTv5, mqtt.MQTTv311))
         self._spawn("ingest", self._ingest_loop)
         self._spawn("flag-publisher", self._publish_loop)
         self._spawn("dtc", self._dtc_loop)
@@ -132,7 +160,7 @@ class Bridge:
     def _make_client(self, protocol: int) -> mqtt.Client:
         cfg = self.config
         kw = {"clean_session": False} if protocol == mqtt.MQTTv311 else {}
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=protocol,
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.mqtt_client_id, protocol=protocol,
                         manual_ack=True, **kw)
         c.max_inflight_messages_set(1000)
         c.max_queued_messages_set(0)
@@ -150,12 +178,13 @@ class Bridge:
         for protocol in protocols:
             c = self._make_client(protocol)
             if tls:
-                c.tls_set(ca_certs=self.config.tls_ca, certfile=self.config.tls_cert,
-                          keyfile=self.config.tls_key, cert_reqs=ssl.CERT_REQUIRED)
+                self._tls(c)
             props = None
             if protocol == mqtt.MQTTv5:
                 props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = self.config.session_expiry
+                # Nothing larger than an event (plus its topic) is delivered to us.
+                props.MaximumPacketSize = self.config.max_message + 1024
             self._connack = None
             self._connected.clear()
             try:
@@ -167,8 +196,8 @@ class Bridge:
                 raise ConnectionError(f"cannot reach the broker at {url}: {exc}") from None
             c.loop_start()
             if not self._connected.wait(5 if protocol == mqtt.MQTTv5 else 15):
-                c.loop_stop()
-                if protocol == mqtt.MQTTv5:
+                _discard(c)
+                if protocol == mqtt.MQTTv5 and len(protocols) > 1:
                     continue  # no answer to MQTT 5: try 3.1.1
                 raise ConnectionError(f"no CONNACK from the broker at {url}")
             rc, _ = self._connack or (1, False)
@@ -176,11 +205,30 @@ class Bridge:
                 self._client = c
                 self.state.protocol = "MQTT 5" if protocol == mqtt.MQTTv5 else "MQTT 3.1.1"
                 return
-            c.loop_stop()
-            c.disconnect()
-            if protocol == mqtt.MQTTv5:
+            _discard(c)
+            if rc in (134, 135, 4, 5):
+                raise ConnectionError(f"broker at {url} refused our identity {self.config.name} (reason {rc}): "
+                                      "check the client certificate and the ACL (docs/security.md)")
+            if protocol == mqtt.MQTTv5 and len(protocols) > 1:
                 continue  # e.g. the embedded broker: 3.1.1 only
             raise ConnectionError(f"broker at {url} refused the connection (reason {rc})")
+
+    def _tls(self, c: mqtt.Client) -> None:
+        cfg = self.config
+        ca = cfg.tls_ca or (str(self.pki.ca_crt) if self.pki.ca_crt.exists() else None)
+        crt, key = self.pki.client_files(cfg.name)
+        cert, keyfile = cfg.tls_cert or str(crt), cfg.tls_key or str(key)
+        if ca is None and not cfg.insecure:
+            raise ConfigError("mqtts:// needs tls_ca (the CA that signed the broker's certificate); "
+                              "without it any server would do (use --insecure to accept that)")
+        try:
+            if ca is None:
+                c.tls_set(certfile=cert, keyfile=keyfile, cert_reqs=ssl.CERT_NONE)
+                c.tls_insecure_set(True)
+            else:
+                c.tls_set(ca_certs=ca, certfile=cert, keyfile=keyfile, cert_reqs=ssl.CERT_REQUIRED)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the TLS files (ca {ca}, cert {cert}): {exc}") from None
 
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
         rc = reason_code.value if hasattr(reason_code, "value") else int(reason_code)
@@ -190,6 +238,8 @@ class Bridge:
             if self.config.share_group:
                 topic = f"$share/{self.config.share_group}/{topic}"
             client.subscribe(topic, qos=1)
+            keys = json.dumps({"keys": self.pki.bridge_public_keys()}, sort_keys=True)
+            client.publish(f"{self.config.prefix}/keys", keys, qos=1, retain=True)
             self.state.connected = True
             self._publish_wake.set()
             log.info("connected", extra={"fields": {"broker": self.state.broker_url, "topic": topic}})
@@ -238,14 +288,15 @@ class Bridge:
             self._report(o)
             if client is None:
                 continue
+            dev = _device_bytes(o.device_id)
+            eid = bytes.fromhex(o.event_id) if o.event_id else None
             if o.status in ("stored", "duplicate"):
-                client.publish(f"{self.config.prefix}/acks/{o.device_id}", ack_payload(o.event_id, o.status), qos=1)
+                client.publish(f"{self.config.prefix}/acks/{o.device_id}", self.signer.ack(dev, eid, o.status), qos=1)
                 self.metrics.ack_latency.observe(time.time() - o.incoming.received_at)
             else:
                 device = o.device_id or "unknown"
-                body = {"reason": o.reason, "detail": o.detail, "event_id": o.event_id,
-                        "size": len(o.incoming.payload), "topic": o.incoming.topic}
-                client.publish(f"{self.config.prefix}/rejected/{device}", json.dumps(body), qos=1)
+                body = self.signer.ack(dev, eid, "rejected", o.reason, o.detail)
+                client.publish(f"{self.config.prefix}/rejected/{device}", body, qos=1)
             mid, qos = o.incoming.token if o.incoming.token else (None, 0)
             if mid is not None and qos > 0:
                 client.ack(mid, qos)
@@ -285,7 +336,8 @@ class Bridge:
                 if not rows:
                     break
                 sent = []
-                infos = [(seq, client.publish(f"{self.config.prefix}/flags/{mpxn}", body, qos=1, retain=True))
+                infos = [(seq, client.publish(f"{self.config.prefix}/flags/{mpxn}",
+                                              self.signer.flag(json.loads(body)), qos=1, retain=True))
                          for seq, mpxn, body in rows]
                 for seq, info in infos:
                     try:
@@ -311,22 +363,61 @@ class Bridge:
 
     # --- read API -----------------------------------------------------------------------
     def health(self) -> dict:
-        return {"status": "ok" if self.state.connected else "disconnected", "broker": self.state.broker_url,
-                "protocol": self.state.protocol, "events": self.store.event_count(),
-                "queue": self._queue.qsize(), "uptime_s": round(time.time() - self.state.started_at, 1)}
+        """ok only when the broker link is up, the store answers and every worker runs."""
+        problems = []
+        if not self.state.connected:
+            problems.append("broker link down")
+        if self._embedded is not None and not self._embedded.alive:
+            problems.append("the bridge's broker process has exited")
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if dead and not self._stop.is_set():
+            problems.append("worker stopped: " + ", ".join(dead))
+        events = None
+        try:
+            self.store.ping()
+            events = self.store.event_count()
+        except Exception as exc:  # sqlite3.Error, OSError: storage is failing
+            problems.append(f"storage: {type(exc).__name__}: {str(exc)[:80]}")
+        return {"status": "ok" if not problems else "failing", "problems": problems,
+                "broker": self.state.broker_url, "protocol": self.state.protocol, "events": events,
+                "insecure": self.config.insecure, "queue": self._queue.qsize(),
+                "uptime_s": round(time.time() - self.state.started_at, 1)}
 
     def _start_http(self) -> None:
         from waitress.server import create_server
 
         host, port = host_port(self.config.http, "http")
         try:
-            self._http = create_server(Api(self.store, self.config, self.metrics, self.health),
-                                       host=host, port=port, threads=4)
+            # Idle and slow connections cost no worker thread (asyncore), are capped, and time
+            # out; poll() instead of select() lifts the 1,024-descriptor ceiling (slowloris).
+            self._http = create_server(Api(self.store, self.config, self.metrics, self.health, self.pki),
+                                       host=host, port=port, threads=8, connection_limit=2000,
+                                       channel_timeout=10, cleanup_interval=2, asyncore_use_poll=True,
+                                       max_request_header_size=8192, max_request_body_size=1024,
+                                       ident="flagwise")
         except OSError as exc:
             raise OSError(f"cannot serve the read API on {host}:{port}: {exc.strerror}") from None
         self.state.http_url = f"http://{host}:{self._http.effective_port}"
         # Not joined on stop: closing the server's sockets is what ends it.
         threading.Thread(target=self._http.run, name="http", daemon=True).start()
+
+
+def _discard(c: mqtt.Client) -> None:
+    """A client that will not be used: stop its loop and close its socket (no leak)."""
+    try:
+        c.loop_stop()
+    except Exception:
+        pass
+    try:
+        c.disconnect()
+    except Exception:
+        pass
+    sock = c.socket()
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
 
 
 def _nodelay(client, userdata, sock) -> None:

@@ -1,13 +1,25 @@
-"""The embedded broker (amqtt, MQTT 3.1.1): a complete pilot deployment in one process."""
+"""The bridge's own broker: mosquitto (Debian's package), started as a child process with the
+configuration the project ships (companion.pki.mosquitto_conf): TLS, client certificates,
+CRL, ACL, a packet size limit. It is reloaded (SIGHUP) when `companion pki` changes the CRL
+or the ACL, so a revocation reaches the broker within a second.
+
+`--insecure` alone gives a plain-TCP broker that accepts anyone: for a throwaway trial,
+announced loudly on every start.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import os
+import shutil
+import signal
 import socket
+import subprocess
 import threading
+import time
+from pathlib import Path
 
 from .config import host_port
+from .pki import Pki, mosquitto_conf
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -16,53 +28,100 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-class EmbeddedBroker:
-    def __init__(self, listen: str = "127.0.0.1:0"):
+def mosquitto_binary() -> str:
+    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if exe is None:
+        raise RuntimeError("mosquitto is not installed (Debian/Ubuntu: apt-get install mosquitto); "
+                           "or point the bridge at your broker with --broker mqtts://HOST:PORT")
+    return exe
+
+
+class ManagedBroker:
+    def __init__(self, listen: str, workdir: Path, pki: Pki | None, max_packet_size: int,
+                 insecure: bool = False):
         host, port = host_port(listen, "listen")
         self.host, self.port = host, port or free_port(host)
-        self._loop = asyncio.new_event_loop()
-        self._broker = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
+        self.workdir = workdir
+        self.pki = pki
+        self.insecure = insecure
+        self.max_packet_size = max_packet_size
+        self.proc: subprocess.Popen | None = None
+        self._watch_stop = threading.Event()
+        self._mtimes: tuple[float, ...] = ()
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtt' if self.insecure else 'mqtts'}://{self.host}:{self.port}"
 
-    def start(self) -> "EmbeddedBroker":
-        self._thread.start()
-        self._ready.wait(30)
-        if self._error:
-            raise RuntimeError(f"embedded broker failed to start on {self.host}:{self.port}: {self._error}")
+    def config_text(self) -> str:
+        # As root, mosquitto would switch to its own user, which may not read our files.
+        head = "user root\n" if os.geteuid() == 0 else ""
+        if self.insecure:
+            return (head + f"# INSECURE: anyone may connect, read and write (companion bridge --insecure)\n"
+                    f"listener {self.port} {self.host}\nallow_anonymous true\n"
+                    f"max_packet_size {self.max_packet_size}\nset_tcp_nodelay true\n"
+                    "max_inflight_messages 1000\nmax_queued_messages 100000\npersistence false\n")
+        assert self.pki is not None
+        return head + mosquitto_conf(self.pki, self.host, self.port, persistence_dir=self.workdir,
+                                     max_packet_size=self.max_packet_size)
+
+    def start(self) -> "ManagedBroker":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(self.config_text())
+        log = open(self.workdir / "mosquitto.log", "ab")
+        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log,
+                                     start_new_session=True)
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                tail = (self.workdir / "mosquitto.log").read_text(errors="replace")[-600:]
+                raise RuntimeError(f"the broker did not start on {self.host}:{self.port}:\n{tail}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            self.stop()
+            raise RuntimeError(f"the broker did not open {self.host}:{self.port} within 10 s")
+        if self.pki is not None and not self.insecure:
+            self._mtimes = self._stamp()
+            threading.Thread(target=self._watch, name="broker-reload", daemon=True).start()
         return self
 
-    def _run(self) -> None:
-        from amqtt.broker import Broker
+    def _stamp(self) -> tuple[float, ...]:
+        assert self.pki is not None
+        out = []
+        for p in (self.pki.crl, self.pki.acl):
+            try:
+                out.append(p.stat().st_mtime)
+            except OSError:
+                out.append(0.0)
+        return tuple(out)
 
-        logging.getLogger("amqtt").setLevel(logging.WARNING)
-        logging.getLogger("transitions").setLevel(logging.WARNING)
-        asyncio.set_event_loop(self._loop)
-        config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-        }
-        try:
-            self._broker = Broker(config, loop=self._loop)
-            self._loop.run_until_complete(self._broker.start())
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
+    def _watch(self) -> None:
+        # A revocation or a new identity (companion pki) rewrites the CRL and the ACL.
+        while not self._watch_stop.wait(0.5):
+            now = self._stamp()
+            if now != self._mtimes:
+                self._mtimes = now
+                self.reload()
+
+    def reload(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        if self._broker is not None and self._loop.is_running():
-            fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
+        self._watch_stop.set()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
             try:
-                fut.result(10)
-            except Exception:
-                pass
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

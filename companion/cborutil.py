@@ -7,12 +7,93 @@ import io
 
 import cbor2
 
-from .errors import DuplicateKeyError, MalformedError
+from .errors import DuplicateKeyError, MalformedError, NotSign1Error
 
 MAX_DEPTH = 16  # the same limit as the firmware decoder (firmware/agent/cbor.py)
+MAX_ITEMS = 4096  # data items in one decode; a 4 KB message has fewer than that
 
 
-def loads_strict(data: bytes, what: str = "message") -> object:
+def _arg(data: bytes, pos: int, ai: int) -> tuple[int, int]:
+    if ai < 24:
+        return ai, pos
+    if ai > 27:
+        raise MalformedError(f"reserved or indefinite length (additional information {ai}) at offset {pos - 1}")
+    n = 1 << (ai - 24)
+    if pos + n > len(data):
+        raise MalformedError(f"truncated at offset {pos}")
+    return int.from_bytes(data[pos:pos + n], "big"), pos + n
+
+
+def check_shape(data: bytes, top_tag: int | None = None, what: str = "message") -> None:
+    """Walk the CBOR item's heads before anything decodes it: definite lengths only, at most
+    MAX_DEPTH deep and MAX_ITEMS items, and no tag at all except TOP_TAG on the outermost
+    item. Value-sharing (tags 28/29), bignums, dates and every other tag the schema does not
+    use are refused here, so nothing downstream can expand them (shared/pitfalls.md)."""
+    pos, end = 0, len(data)
+    todo = [1]  # items still to read at each open level
+    items = 0
+    while todo:
+        if todo[-1] == 0:
+            todo.pop()
+            continue
+        todo[-1] -= 1
+        if pos >= end:
+            raise MalformedError(f"{what}: truncated at offset {pos}")
+        ib = data[pos]
+        pos += 1
+        major, ai = ib >> 5, ib & 31
+        items += 1
+        if items > MAX_ITEMS:
+            raise MalformedError(f"{what}: more than {MAX_ITEMS} CBOR items")
+        if major == 7:
+            if ai in (20, 21, 22):
+                continue
+            if ai in (25, 26, 27):
+                pos += 1 << (ai - 24)
+                continue
+            raise MalformedError(f"{what}: CBOR simple value {ai} at offset {pos - 1} is not used")
+        if ai == 31:
+            raise MalformedError(f"{what}: indefinite length at offset {pos - 1} is not used")
+        n, pos = _arg(data, pos, ai)
+        if major in (0, 1):
+            continue
+        if major in (2, 3):
+            pos += n
+            if pos > end:
+                raise MalformedError(f"{what}: truncated string")
+            continue
+        if major == 6:
+            if items == 1 and top_tag is not None and n != top_tag:
+                raise NotSign1Error(f"{what}: CBOR tag {n} where tag {top_tag} belongs")
+            if not (n == top_tag and items == 1):
+                raise MalformedError(f"{what}: CBOR tag {n} at offset {pos - 1} is not used by this schema")
+            todo.append(1)
+        else:  # 4 array, 5 map
+            count = n if major == 4 else 2 * n
+            if count > end - pos:
+                raise MalformedError(f"{what}: truncated container at offset {pos}")
+            todo.append(count)
+        if len(todo) > MAX_DEPTH + 1:
+            raise MalformedError(f"{what}: CBOR nested too deeply")
+    if pos > end:
+        raise MalformedError(f"{what}: truncated at offset {end}")
+
+
+def summary(value: object, limit: int = 24) -> str:
+    """Attacker data in a message: its type and size and a short prefix, never a full repr."""
+    if isinstance(value, (bytes, bytearray)):
+        return f"bytes[{len(value)}] {bytes(value[:limit // 2]).hex()}" + ("…" if len(value) > limit // 2 else "")
+    if isinstance(value, str):
+        return f"'{value[:limit]}'" + (f"… ({len(value)} chars)" if len(value) > limit else "")
+    if value is None or isinstance(value, (bool, int)):
+        text = str(value)
+        return text if len(text) <= limit else f"int of {len(text)} digits"
+    size = len(value) if hasattr(value, "__len__") else 0  # type: ignore[arg-type]
+    return f"{type(value).__name__}[{size}]"
+
+
+def loads_strict(data: bytes, what: str = "message", top_tag: int | None = None) -> object:
+    check_shape(data, top_tag, what)
     fp = io.BytesIO(data)
     try:
         obj = cbor2.CBORDecoder(fp, allow_duplicate_keys=False, max_depth=MAX_DEPTH).decode()

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import __version__
-from .errors import WireError
+from .errors import CompanionError, WireError
 from .wire import MAX_MESSAGE, verify_event
 
 
@@ -64,7 +64,11 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     http = None if args.http == "off" else args.http
     cfg = load(args.config, {"broker": args.broker, "db": args.db, "http": http, "out": args.out,
                              "listen": args.listen, "prefix": args.prefix, "client_id": args.client_id,
-                             "share_group": args.share_group})
+                             "share_group": args.share_group, "pki": args.pki, "name": args.name,
+                             "insecure": True if args.insecure else None})
+    if cfg.insecure:
+        print("companion bridge: WARNING: --insecure: no TLS, no client identities, anyone on the network "
+              "can read and forge MQTT traffic. Never use this with real data.", file=sys.stderr, flush=True)
     if args.http == "off":
         cfg.http = None
     setup_logging(cfg.log_level)
@@ -105,6 +109,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         elif args.action == "revoke":
             store.revoke_key(args.device_id, at=args.at, hard=args.hard)
             print(f"revoked {args.device_id}" + (" (hard)" if args.hard else ""))
+            _revoke_at_broker(args)
         else:
             for k in store.keys():
                 state = "active" if k.active else f"revoked {int(k.revoked_at)}" + (" hard" if k.hard else "")
@@ -112,6 +117,112 @@ def cmd_keys(args: argparse.Namespace) -> int:
     except (RegistryError, ValueError) as exc:
         print(f"companion keys {args.action}: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _revoke_at_broker(args: argparse.Namespace) -> None:
+    """A revoked handheld loses its broker identity too (CRL and ACL), if it has one here."""
+    from .config import load
+    from .pki import Pki, PkiError
+
+    cfg = load(args.config, {"pki": getattr(args, "pki", None)})
+    pki = Pki(cfg.pki, cfg.prefix)
+    if not pki.exists:
+        print(f"note: no PKI in {pki.root}: revoke the handheld's certificate at your broker as well")
+        return
+    try:
+        pki.revoke(args.device_id)
+        print(f"certificate of {args.device_id} revoked at the broker (CRL and ACL in {pki.root})")
+    except PkiError as exc:
+        print(f"note: {exc}")
+
+
+def cmd_pki(args: argparse.Namespace) -> int:
+    from .config import load
+    from .pki import Pki, mosquitto_conf
+
+    cfg = load(args.config, {"pki": args.pki})
+    pki = Pki(cfg.pki, cfg.prefix)
+    if args.action == "init":
+        names = tuple(args.broker_name or ("localhost", "127.0.0.1"))
+        pki.init(names)
+        print(f"CA, broker certificate ({', '.join(names)}), CRL and ACL in {pki.root}")
+    elif args.action == "issue":
+        crt, key = pki.issue(args.role, args.name)
+        print(f"{args.role} {args.name}: {crt} {key}")
+        if args.role == "bridge":
+            print(f"signing key: {pki.signing_key_path(args.name)}")
+    elif args.action == "handheld":
+        try:
+            raw = bytes.fromhex(args.public_key)
+        except ValueError:
+            print("companion pki handheld: PUBLIC_KEY_HEX must be hex (65-byte SEC1 point)", file=sys.stderr)
+            return 2
+        print(f"handheld {args.device_id}: {pki.issue_handheld(args.device_id, raw)}")
+    elif args.action == "revoke":
+        ident = pki.revoke(args.name)
+        print(f"revoked {ident.role} {ident.name} (serial {ident.serial}): CRL and ACL rewritten; "
+              "reload an external broker (SIGHUP)")
+    elif args.action == "rollover":
+        point = pki.new_signing_key(args.name)
+        print(f"new signing key for {args.name}: {point.hex()}")
+        print("the old key stays published until its .old file is removed from "
+              f"{pki.root / 'signing'} and from the handhelds' bridge_keys")
+    elif args.action == "keys":
+        print(json.dumps({"keys": pki.bridge_public_keys()}, indent=1))
+    elif args.action == "mosquitto-conf":
+        host, _, port = args.listen.rpartition(":")
+        print(mosquitto_conf(pki, host or "0.0.0.0", int(port), persistence_dir=Path(args.persistence)))
+    else:
+        for i in pki.identities():
+            print(f"{i.role:9} {i.name:28} serial {i.serial:x}" + ("  REVOKED" if i.revoked else ""))
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    from .store import RegistryError
+
+    _, store = _store(args)
+    try:
+        if args.action == "add":
+            print(store.add_token(args.name))
+            print(f"token for {args.name}: shown once, stored hashed; send it as "
+                  "'Authorization: Bearer <token>'", file=sys.stderr)
+        elif args.action == "revoke":
+            store.revoke_token(args.name)
+            print(f"revoked token {args.name}")
+        else:
+            for name, created, revoked in store.tokens():
+                print(f"{name}  created {int(created)}" + (f"  revoked {int(revoked)}" if revoked else ""))
+    except RegistryError as exc:
+        print(f"companion tokens {args.action}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_flags_verify(args: argparse.Namespace) -> int:
+    from .signing import FlagVerifier, KeyRing, VersionRegressionError
+
+    try:
+        ring = KeyRing.from_file(args.keys)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"companion flags verify: cannot read bridge keys from {args.keys}: {exc}", file=sys.stderr)
+        return 2
+    verifier = FlagVerifier(ring)
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"companion flags verify: {exc.strerror}: {args.file}", file=sys.stderr)
+        return 2
+    try:
+        body = verifier.verify(data, args.topic)
+        if args.last_version is not None and body["version"] <= args.last_version:
+            raise VersionRegressionError(f"version {body['version']} of {body['mpxn']} is not newer "
+                                         f"than {args.last_version}")
+    except CompanionError as exc:
+        print(json.dumps({"ok": False, "reason": exc.reason, "error": str(exc)}))
+        return 1
+    print(json.dumps({"ok": True, "flag": body}, indent=1 if args.pretty else None))
     return 0
 
 
@@ -172,7 +283,56 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--prefix", help="MQTT topic prefix (default flagwise)")
     b.add_argument("--client-id", help="MQTT client id (one per replica)")
     b.add_argument("--share-group", help="subscribe as $share/GROUP/... (several replicas)")
+    b.add_argument("--pki", help="folder of the CA, identities and signing keys (default pki)")
+    b.add_argument("--name", help="this bridge's identity (default bridge)")
+    b.add_argument("--insecure", action="store_true",
+                   help="INSECURE: plain TCP and anonymous clients, for a throwaway trial only")
     b.set_defaults(func=cmd_bridge)
+
+    pk = sub.add_parser("pki", help="identities at the broker: CA, certificates, revocation (docs/security.md)")
+    pks = pk.add_subparsers(dest="action", required=True)
+    pi = pks.add_parser("init", help="make the CA, the broker certificate, the CRL and the ACL")
+    pi.add_argument("--broker-name", action="append", help="DNS name or IP of the broker (repeatable)")
+    pis = pks.add_parser("issue", help="issue a bridge, consumer or auditor identity")
+    pis.add_argument("role", choices=("bridge", "consumer", "auditor"))
+    pis.add_argument("name")
+    ph = pks.add_parser("handheld", help="issue a handheld's certificate for its own public key")
+    ph.add_argument("device_id")
+    ph.add_argument("public_key", metavar="PUBLIC_KEY_HEX")
+    prv = pks.add_parser("revoke", help="revoke an identity (CRL and ACL)")
+    prv.add_argument("name")
+    pro = pks.add_parser("rollover", help="a new signing key for a bridge; the old one stays published")
+    pro.add_argument("name")
+    pkk = pks.add_parser("keys", help="print the bridge public keys (as GET /v1/keys)")
+    pmc = pks.add_parser("mosquitto-conf", help="print the broker configuration for this PKI")
+    pmc.add_argument("--listen", default="0.0.0.0:8883", help="HOST:PORT (default %(default)s)")
+    pmc.add_argument("--persistence", default="/var/lib/mosquitto", help="persistence folder")
+    pkl = pks.add_parser("list", help="list issued identities")
+    for p in (pi, pis, ph, prv, pro, pkk, pmc, pkl):
+        p.add_argument("--pki", help="PKI folder (default pki)")
+        p.add_argument("--config", help="TOML configuration file (docs/bridge.md)")
+    pk.set_defaults(func=cmd_pki)
+
+    t = sub.add_parser("tokens", help="bearer tokens for the read API")
+    ts = t.add_subparsers(dest="action", required=True)
+    ta = ts.add_parser("add", help="make a token (printed once)")
+    ta.add_argument("name")
+    tr = ts.add_parser("revoke", help="revoke a token")
+    tr.add_argument("name")
+    tl = ts.add_parser("list", help="list tokens")
+    for p in (ta, tr, tl):
+        common(p)
+    t.set_defaults(func=cmd_tokens)
+
+    fl = sub.add_parser("flags", help="flag updates, for consumers")
+    fls = fl.add_subparsers(dest="action", required=True)
+    fv = fls.add_parser("verify", help="verify one signed flag update (<prefix>/flags/<mpxn> message)")
+    fv.add_argument("file", help="message file, or - for standard input")
+    fv.add_argument("--keys", required=True, help="bridge keys: the JSON of GET /v1/keys, or hex keys a line")
+    fv.add_argument("--topic", help="the topic it came on (checked against its meter point)")
+    fv.add_argument("--last-version", type=int, help="the last version you accepted: older or equal is refused")
+    fv.add_argument("--pretty", action="store_true")
+    fv.set_defaults(func=cmd_flags_verify)
 
     k = sub.add_parser("keys", help="the device key registry")
     ksub = k.add_subparsers(dest="action", required=True)
@@ -186,6 +346,7 @@ def parser() -> argparse.ArgumentParser:
     kl = ksub.add_parser("list", help="list registered keys")
     for p in (ka, kr, kl):
         common(p)
+    kr.add_argument("--pki", help="PKI folder whose CRL and ACL the revocation reaches (default pki)")
     k.set_defaults(func=cmd_keys)
 
     s = sub.add_parser("site", help="what is at this meter point, and why")
@@ -201,8 +362,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import CompanionError
-
     args = parser().parse_args(argv)
     try:
         return args.func(args)

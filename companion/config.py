@@ -3,7 +3,6 @@ and the command line, in that order of precedence (the command line wins)."""
 
 from __future__ import annotations
 
-import socket
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,21 +19,27 @@ class ConfigError(CompanionError):
 @dataclass
 class Config:
     # -- broker ----------------------------------------------------------------------
-    broker: str | None = None  # mqtt://host:port or mqtts://host:port; None: embedded broker
-    listen: str = "127.0.0.1:0"  # embedded broker listen address (port 0: a free port)
+    broker: str | None = None  # mqtts://host:port; None: the bridge's own mosquitto
+    listen: str = "127.0.0.1:8883"  # the bridge's own broker listens here (port 0: a free port)
+    insecure: bool = False  # plain TCP, no identities: a loud opt-in for throwaway trials only
+    pki: str = "pki"  # folder of the CA, identities, CRL, ACL and signing keys (companion pki)
+    name: str = "bridge"  # this bridge's identity: certificate CN, MQTT client id, signing key
+    max_packet_size: int = 65536  # bytes: the broker drops larger packets before they reach anyone
     prefix: str = "flagwise"  # topic prefix
-    client_id: str = field(default_factory=lambda: f"companion-{socket.gethostname()}")
+    client_id: str | None = None  # default: the identity name (the broker enforces it)
     share_group: str | None = None  # subscribe as $share/<group>/... (several replicas)
     session_expiry: int = 7 * 86400  # s, MQTT 5 persistent-session lifetime
     keepalive: int = 30  # s
-    tls_ca: str | None = None  # CA file for mqtts://
-    tls_cert: str | None = None  # client certificate for mqtts://
-    tls_key: str | None = None  # client key for mqtts://
+    tls_ca: str | None = None  # CA file for mqtts:// (default: the pki folder's ca.crt)
+    tls_cert: str | None = None  # client certificate (default: pki/clients/<name>.crt)
+    tls_key: str | None = None  # client key (default: pki/clients/<name>.key)
     username: str | None = None
     password: str | None = None
     # -- ingest ----------------------------------------------------------------------
     max_message: int = MAX_MESSAGE  # bytes; larger messages are rejected unread
     max_future: int = 300  # s a device clock may run ahead of ours
+    time_floor: str = "2025-01-01"  # device and survey times before this date are refused (UTC)
+    max_survey_age: int = 86400  # s from the survey to the event it backs
     batch_max: int = 500  # messages per commit (group commit)
     batch_wait_ms: int = 5  # wait for more messages before committing a batch
     # -- store -----------------------------------------------------------------------
@@ -64,9 +69,29 @@ class Config:
     def db_path(self) -> str:
         return self.db[len("sqlite:///"):] if self.db.startswith("sqlite:///") else self.db
 
+    @property
+    def time_floor_epoch(self) -> int:
+        import datetime
+
+        d = datetime.date.fromisoformat(self.time_floor)
+        return int(datetime.datetime(d.year, d.month, d.day, tzinfo=datetime.timezone.utc).timestamp())
+
+    @property
+    def mqtt_client_id(self) -> str:
+        return self.client_id or self.name
+
     def check(self) -> "Config":
         if self.broker is not None and not self.broker.startswith(("mqtt://", "mqtts://")):
-            raise ConfigError(f"broker must be mqtt://HOST:PORT or mqtts://HOST:PORT, got {self.broker!r}")
+            raise ConfigError(f"broker must be mqtts://HOST:PORT (or mqtt:// with --insecure), got {self.broker!r}")
+        if self.broker is not None and self.broker.startswith("mqtt://") and not self.insecure:
+            raise ConfigError("a plain mqtt:// broker carries no identities and no encryption: use mqtts:// "
+                              "(docs/security.md), or opt in with --insecure")
+        try:
+            self.time_floor_epoch
+        except (TypeError, ValueError):
+            raise ConfigError(f"time_floor must be a date YYYY-MM-DD, got {str(self.time_floor)[:20]!r}") from None
+        if not (1024 <= self.max_packet_size <= 1 << 24):
+            raise ConfigError("max_packet_size must be 1024 .. 16777216 bytes")
         if self.db.startswith(("postgres://", "postgresql://")):
             raise ConfigError("PostgreSQL is not supported yet: use a SQLite file")
         for name in ("listen", "http"):

@@ -6,6 +6,8 @@ hold the shared cases both implementations must agree on.
 
 from __future__ import annotations
 
+from .cborutil import summary as _summary
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -150,7 +152,7 @@ def _mpxn(path: str, v: Any) -> str:
 def _one_of(allowed: tuple[str, ...]) -> Callable[[str, Any], str]:
     def check(path: str, v: Any) -> str:
         if v not in allowed:
-            raise SchemaError(f"{path}: one of {', '.join(allowed)} required, got {v!r}")
+            raise SchemaError(f"{path}: one of {', '.join(allowed)} required, got {_summary(v)}")
         return v
 
     return check
@@ -180,7 +182,7 @@ def _map(path: str, v: Any) -> Mapping:
 def _keys(path: str, m: Mapping, allowed: range | set[int]) -> None:
     for k in m:
         if k not in allowed:
-            raise SchemaError(f"{path}: unknown key {k!r}")
+            raise SchemaError(f"{path}: unknown key {_summary(k)}")
 
 
 def _submap(path: str, spec: _Spec, v: Any) -> dict[str, Any]:
@@ -244,14 +246,14 @@ def _override(v: Any) -> Override:
 def event_from_map(m: Any) -> Event:
     m = _map("payload", m)
     if type(m.get(0)) is not int or m.get(0) != VERSION:
-        raise UnsupportedVersionError(f"payload version {m.get(0)!r} is not supported (want {VERSION})")
+        raise UnsupportedVersionError(f"payload version {_summary(m.get(0))} is not supported (want {VERSION})")
     _keys("payload", m, range(12))
     for key, name in enumerate(PAYLOAD_NAMES[:11]):
         if key not in m:
             raise SchemaError(f"{name}: required (payload key {key})")
     etype = m[2]
     if etype not in EVENT_TYPES:
-        raise UnknownEventTypeError(f"type: unknown event type {etype!r}")
+        raise UnknownEventTypeError(f"type: unknown event type {_summary(etype)}")
     eid = m[1]
     if not isinstance(eid, bytes) or len(eid) != ID_LEN:
         raise SchemaError(f"id: {ID_LEN} bytes required")

@@ -10,6 +10,17 @@ from __future__ import annotations
 
 import re
 
+
+def _summary(v: object) -> str:
+    # ids are checked on untrusted input: quote a short prefix only, never a whole repr
+    if isinstance(v, (bytes, bytearray)):
+        t = bytes(v).hex()
+    elif isinstance(v, str):
+        t = v
+    else:
+        return type(v).__name__
+    return repr(t[:24] + ("…" if len(t) > 24 else ""))
+
 MPAN_WEIGHTS = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
 MPRN_MIN, MPRN_MAX = 6, 10
 _EUI64 = re.compile(r"[A-Fa-f0-9]{2}(-[A-Fa-f0-9]{2}){7}")
@@ -21,9 +32,9 @@ def mpan_check_digit(first12: str) -> int:
 
 def check_mpan(value: object) -> str:
     if not isinstance(value, str) or len(value) != 13 or not value.isascii() or not value.isdigit():
-        raise ValueError(f"MPAN core must be 13 digits: {value!r}")
+        raise ValueError(f"MPAN core must be 13 digits: {_summary(value)}")
     if mpan_check_digit(value[:12]) != int(value[12]):
-        raise ValueError(f"MPAN core check digit mismatch: {value!r}")
+        raise ValueError(f"MPAN core check digit mismatch: {_summary(value)}")
     return value
 
 
@@ -34,7 +45,7 @@ def check_mprn(value: object) -> str:
         or not value.isdigit()
         or not MPRN_MIN <= len(value) <= MPRN_MAX
     ):
-        raise ValueError(f"MPRN must be {MPRN_MIN} to {MPRN_MAX} digits: {value!r}")
+        raise ValueError(f"MPRN must be {MPRN_MIN} to {MPRN_MAX} digits: {_summary(value)}")
     return value
 
 
@@ -51,11 +62,11 @@ def is_mpan(mpxn: str) -> bool:
 
 def eui64_text(raw: bytes) -> str:
     if not isinstance(raw, bytes) or len(raw) != 8:
-        raise ValueError(f"EUI-64 must be 8 bytes, got {raw!r}")
+        raise ValueError(f"EUI-64 must be 8 bytes, got {_summary(raw)}")
     return "-".join(f"{b:02X}" for b in raw)
 
 
 def eui64_bytes(text: str) -> bytes:
     if not isinstance(text, str) or not _EUI64.fullmatch(text):
-        raise ValueError(f"EUI-64 must be XX-XX-XX-XX-XX-XX-XX-XX: {text!r}")
+        raise ValueError(f"EUI-64 must be XX-XX-XX-XX-XX-XX-XX-XX: {_summary(text)}")
     return bytes.fromhex(text.replace("-", ""))

@@ -13,6 +13,8 @@ revocation rule (`revoked_key`) · signature (`bad_signature`) · payload schema
 
 from __future__ import annotations
 
+from .cborutil import summary as _summary
+
 import json
 import time
 
@@ -66,13 +68,14 @@ class Ingestor:
     def device_of(self, topic: str) -> str:
         prefix = f"{self.config.prefix}/events/"
         if not topic.startswith(prefix):
-            raise Rejected("bad_topic", f"topic {topic!r} is not {prefix}<device-id>")
+            raise Rejected("bad_topic", f"topic {_summary(topic)} is not {prefix}<device-id>")
         try:
             return eui64_text(eui64_bytes(topic[len(prefix):]))
         except ValueError:
-            raise Rejected("bad_topic", f"topic {topic!r} does not end in an EUI-64 device id") from None
+            raise Rejected("bad_topic", f"topic {_summary(topic)} does not end in an EUI-64 device id") from None
 
-    def check(self, msg: Incoming, device_id: str) -> Event:
+    def check(self, msg: Incoming, device_id: str) -> tuple[Event, bytes]:
+        """The verified event, and its signed content (wire.Sign1.canonical) to store."""
         try:
             sign1 = parse_sign1(msg.payload, self.config.max_message)
         except WireError as exc:
@@ -89,9 +92,12 @@ class Ingestor:
             raise Rejected(exc.reason, str(exc)) from None
         try:
             ev = parse_payload(sign1.payload)
+            ev_bytes = sign1.canonical()
         except WireError as exc:  # signed by the device, but not a valid event: say which, if we can
             raise Rejected(exc.reason, str(exc), _payload_id(sign1.payload)) from None
-        if key.revoked_at is not None and (key.hard or ev.time >= key.revoked_at):
+        # Fail-closed to the second: device times are whole seconds, so an event stamped in
+        # the second of the revocation is refused too.
+        if key.revoked_at is not None and (key.hard or ev.time >= int(key.revoked_at)):
             raise Rejected("revoked_key", f"key of {device_id} revoked at {int(key.revoked_at)}"
                            + (" (hard: no events accepted)" if key.hard else
                               f"; event made at {ev.time}, after the revocation"), ev.id.hex())
@@ -100,7 +106,18 @@ class Ingestor:
             raise Rejected("time_in_future",
                            f"device time {ev.time} is {int(ahead)} s ahead (tolerance {self.config.max_future} s)",
                            ev.id.hex())
-        return ev
+        floor = self.config.time_floor_epoch
+        if ev.time < floor or ev.evidence.read_time < floor:
+            raise Rejected("time_before_floor",
+                           f"device or survey time before {self.config.time_floor} (the clock was not set)",
+                           ev.id.hex())
+        # The survey is read during the job, before the event is made, on the same clock.
+        survey_age = ev.time - ev.evidence.read_time
+        if not 0 <= survey_age <= self.config.max_survey_age:
+            raise Rejected("read_time_out_of_range",
+                           f"survey read {survey_age} s before the event (allowed 0..{self.config.max_survey_age} s)",
+                           ev.id.hex())
+        return ev, ev_bytes
 
     def _public(self, device_id: str, raw: bytes) -> object:
         k = self._keys.get(device_id)
@@ -111,31 +128,33 @@ class Ingestor:
     # --- a batch, one transaction ------------------------------------------------------
     def handle_batch(self, batch: list[Incoming]) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        accepted: list[tuple[Outcome, Event]] = []
+        accepted: list[tuple[Outcome, Event, bytes]] = []
         for msg in batch:
             device_id = None
             try:
                 device_id = self.device_of(msg.topic)
-                ev = self.check(msg, device_id)
+                ev, signed = self.check(msg, device_id)
             except Rejected as rej:
                 outcomes.append(Outcome(msg, "rejected", device_id, rej.event_id, rej.reason, rej.detail))
                 continue
             out = Outcome(msg, "stored", device_id, ev.id.hex(), event=ev)
             outcomes.append(out)
-            accepted.append((out, ev))
+            accepted.append((out, ev, signed))
         with self.store.tx() as db:
             touched: dict[str, Outcome] = {}
-            for out, ev in accepted:
-                status = self.store.insert_event(db, out.device_id, ev, out.incoming.payload, out.incoming.received_at)
+            for out, ev, signed in accepted:
+                status = self.store.insert_event(db, out.device_id, ev, signed, out.incoming.received_at)
                 if status == "conflict":
-                    out.status, out.reason = "rejected", "id_conflict"
-                    out.detail = f"event id {ev.id.hex()} already stored with different bytes"
+                    # Never hand out the event id here: the stored copy is the genuine one, and
+                    # the handheld must not set its own copy aside on an impostor's account.
+                    out.status, out.reason, out.event_id = "rejected", "id_conflict", None
+                    out.detail = f"event id {ev.id.hex()} already stored with different signed content"
                     continue
                 out.status = status
                 if status == "stored":
                     for m in ev.mpxns:
                         touched[m] = out
-            known = {ev.id: ev for _, ev in accepted}
+            known = {ev.id: ev for _, ev, _ in accepted}
             for mpxn, out in sorted(touched.items()):
                 change = self._rederive(db, mpxn, known)
                 if change:

@@ -47,6 +47,12 @@ CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT N
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT, reason TEXT NOT NULL,
     detail TEXT NOT NULL, size INTEGER NOT NULL, received_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS rejection_counts (
+    device_id TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
+    first_at REAL NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (device_id, reason)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_tokens (
+    name TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE, created_at REAL NOT NULL,
+    revoked_at REAL);
 """
 
 
@@ -195,11 +201,62 @@ class Store:
         db.execute("UPDATE sequences SET value = value + 1 WHERE name=?", (name,))
         return db.execute("SELECT value FROM sequences WHERE name=?", (name,)).fetchone()[0]
 
+    REJECTIONS_KEPT = 10000  # detailed rows; older ones live on only in rejection_counts
+
     def record_rejection(self, device_id: str | None, reason: str, detail: str, size: int,
                          received_at: float, db: sqlite3.Connection | None = None) -> None:
-        (db or self.conn()).execute(
+        """Bounded whatever a flood of bad messages does: a count per (device, reason), and
+        the details of the latest REJECTIONS_KEPT rejections."""
+        c = db or self.conn()
+        c.execute("INSERT INTO rejection_counts VALUES (?, ?, 1, ?, ?) ON CONFLICT (device_id, reason) "
+                  "DO UPDATE SET count = count + 1, last_at = excluded.last_at",
+                  (device_id or "unknown", reason, received_at, received_at))
+        cur = c.execute(
             "INSERT INTO rejections (device_id, reason, detail, size, received_at) VALUES (?, ?, ?, ?, ?)",
             (device_id, reason, detail[:500], size, received_at))
+        if cur.lastrowid and cur.lastrowid % 100 == 0:
+            c.execute("DELETE FROM rejections WHERE id <= ?", (cur.lastrowid - self.REJECTIONS_KEPT,))
+
+    def rejection_counts(self) -> list[tuple[str, str, int]]:
+        return [tuple(r) for r in self.conn().execute(  # type: ignore[misc]
+            "SELECT device_id, reason, count FROM rejection_counts ORDER BY device_id, reason")]
+
+    # --- read API tokens (stored as SHA-256; the token itself is shown once) -----------------
+    def add_token(self, name: str) -> str:
+        import hashlib
+        import secrets
+
+        if not name or len(name) > 64:
+            raise RegistryError("a token name is 1-64 characters")
+        token = "fw_" + secrets.token_urlsafe(32)
+        with self.tx() as db:
+            if db.execute("SELECT 1 FROM api_tokens WHERE name=?", (name,)).fetchone():
+                raise RegistryError(f"a token named {name} exists; revoke it or choose another name")
+            db.execute("INSERT INTO api_tokens VALUES (?, ?, ?, NULL)",
+                       (name, hashlib.sha256(token.encode()).digest(), time.time()))
+        return token
+
+    def revoke_token(self, name: str) -> None:
+        with self.tx() as db:
+            if db.execute("UPDATE api_tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
+                          (time.time(), name)).rowcount == 0:
+                raise RegistryError(f"no live token named {name}")
+
+    def tokens(self) -> list[tuple[str, float, float | None]]:
+        return [tuple(r) for r in self.conn().execute(  # type: ignore[misc]
+            "SELECT name, created_at, revoked_at FROM api_tokens ORDER BY name")]
+
+    def token_name(self, token: str) -> str | None:
+        """The name of a live token, or None."""
+        import hashlib
+
+        row = self.conn().execute("SELECT name FROM api_tokens WHERE token_hash=? AND revoked_at IS NULL",
+                                  (hashlib.sha256(token.encode()).digest(),)).fetchone()
+        return row[0] if row else None
+
+    def ping(self) -> None:
+        """Raises if the database cannot be read (for /healthz)."""
+        self.conn().execute("SELECT count(*) FROM sequences").fetchone()
 
 
 class _Tx:

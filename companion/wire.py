@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from .cborutil import loads_strict
+from .cborutil import loads_strict, summary
 from .errors import (
     BadSignatureError,
     MissingKidError,
@@ -43,6 +43,12 @@ class Sign1:
     def to_be_signed(self) -> bytes:
         return sig_structure(self.protected, self.payload)
 
+    def canonical(self) -> bytes:
+        """The message rebuilt from its signed parts alone (protected header, payload and
+        signature as received; an empty unprotected header): what the store keeps, so that
+        no unsigned wrapper or encoding variant can change what is kept or compared."""
+        return cbor2.dumps(cbor2.CBORTag(TAG_SIGN1, [self.protected, {}, self.payload, self.signature]))
+
 
 @dataclass(frozen=True)
 class VerifiedEvent:
@@ -68,7 +74,7 @@ def parse_sign1(message: bytes, max_size: int = MAX_MESSAGE) -> Sign1:
         raise NotSign1Error("message must be bytes")
     if len(message) > max_size:
         raise OversizeError(f"message of {len(message)} bytes exceeds the {max_size}-byte limit")
-    obj = loads_strict(bytes(message))
+    obj = loads_strict(bytes(message), top_tag=TAG_SIGN1)
     if not isinstance(obj, cbor2.CBORTag) or obj.tag != TAG_SIGN1:
         raise NotSign1Error("not a tagged COSE_Sign1 (CBOR tag 18)")
     parts = obj.value
@@ -89,9 +95,13 @@ def parse_sign1(message: bytes, max_size: int = MAX_MESSAGE) -> Sign1:
     if HDR_ALG in unprotected or HDR_KID in unprotected:
         # Our profile: alg and kid are integrity-protected (RFC 9052 §3.1 allows either).
         raise NotSign1Error("alg and kid belong in the protected header only")
+    if len(unprotected):
+        # Nothing unsigned may travel with the evidence (docs/wire.md): a re-wrapped copy
+        # must never be stored in place of the genuine one.
+        raise NotSign1Error("the unprotected header must be empty")
     alg = header.get(HDR_ALG)
     if alg != ALG_ES256:
-        raise WrongAlgError(f"alg must be ES256 (-7), got {alg!r}")
+        raise WrongAlgError(f"alg must be ES256 (-7), got {summary(alg)}")
     kid = header.get(HDR_KID)
     if not isinstance(kid, bytes) or not kid:
         raise MissingKidError("protected header has no kid")

@@ -40,15 +40,14 @@ class Board:
     """The driver: provisions the flash, boots, drives the console, pulls the power."""
 
     def __init__(self, spec: BoardSpec, flash: Path, broker: tuple[str, int], uart: str | None,
-                 proxy: bool = True):
+                 proxy: bool = True, pki=None):
         self.spec = spec
         self.flash = flash
         self.proxy = TcpProxy(broker).start() if proxy else None
         port = self.proxy.port if self.proxy else broker[1]
-        extra = {"backoff_min": 1, "backoff_max": 4, "ack_timeout": 5, "keepalive": 15,
-                 "clock_offset": spec.clock_offset, **spec.config}
+        extra = {"backoff_min": 1, "backoff_max": 4, "ack_timeout": 5, "keepalive": 15, **spec.config}
         # With LittleFS, `flash` is the seed folder copied in at first boot; the image is beside it.
-        self.public_key = provision(flash, spec.device_id, f"127.0.0.1:{port}", uart, extra=extra)
+        self.public_key = provision(flash, spec.device_id, f"127.0.0.1:{port}", uart, extra=extra, pki=pki)
         self.image = flash.with_suffix(".lfs")
         if spec.flash == "littlefs" and not self.image.exists():
             self.image.write_bytes(b"\xff" * spec.flash_limit)
@@ -58,11 +57,13 @@ class Board:
 
     # --- power and console ----------------------------------------------------------------
     def argv(self, *args: str) -> list[str]:
-        if self.spec.flash == "littlefs":
-            boot = [str(micropython.ROOT / "hil" / "board" / "boot.py"), str(self.image), str(self.flash)]
-            cut = list(args[:2]) if args[:1] == ("--cut-after-writes",) else []
-            return micropython.command(self.spec.heapsize) + boot + cut + list(args[len(cut):])
-        return micropython.command(self.spec.heapsize) + ["-m", "agent.main", "--flash", str(self.flash), *args]
+        """The board's boot (hil/board/boot.py): its flash, the bench's clock offset, then
+        the agent's arguments."""
+        boot = [str(micropython.ROOT / "hil" / "board" / "boot.py")]
+        boot += [str(self.image), str(self.flash)] if self.spec.flash == "littlefs" else ["--folder", str(self.flash)]
+        if self.spec.clock_offset:
+            boot += ["--clock-offset", str(self.spec.clock_offset)]
+        return micropython.command(self.spec.heapsize) + boot + list(args)
 
     def boot(self, cut_after_writes: int = 0) -> "Board":
         """Power on. With cut_after_writes (LittleFS only), the power goes in the middle of

@@ -4,7 +4,7 @@ bridge as a process (`companion bridge`), as deployed."""
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import signal
 import socket
 import subprocess
@@ -13,6 +13,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from paho.mqtt.enums import CallbackAPIVersion
+
+from companion.broker import ManagedBroker
+from companion.pki import Pki, public_point
 
 BIN = Path(sys.executable).parent
 
@@ -35,46 +43,82 @@ def wait_port(port: int, timeout: float = 10) -> None:
 
 
 class Mosquitto:
-    def __init__(self, workdir: Path, port: int | None = None, tls: dict | None = None):
-        """tls: {"port", "cafile", "certfile", "keyfile"} adds a listener that requires client certificates."""
+    """mosquitto with the shipped configuration (companion.pki.mosquitto_conf): TLS, client
+    certificates, CRL, ACL and packet limit, on a PKI in `workdir/pki` (made if missing).
+    Reloads itself when the PKI's CRL or ACL change, like the bridge's own broker."""
+
+    def __init__(self, workdir: Path, port: int | None = None, pki: Pki | None = None):
         self.port = port or free_port()
-        self.conf = workdir / f"mosquitto-{self.port}.conf"
-        # `user root`: as root, mosquitto would otherwise switch to its own user, which cannot
-        # read a test's private temporary folder (no effect when not run as root).
-        text = (f"user root\nlistener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-                "max_inflight_messages 1000\nmax_queued_messages 100000\npersistence false\n")
-        if tls:
-            text += (f"listener {tls['port']} 127.0.0.1\ncafile {tls['cafile']}\ncertfile {tls['certfile']}\n"
-                     f"keyfile {tls['keyfile']}\nrequire_certificate true\n")
-        self.conf.write_text(text)
-        self.proc: subprocess.Popen | None = None
+        self.workdir = workdir
+        self.pki = pki or Pki(workdir / "pki")
+        if not self.pki.exists:
+            self.pki.init()
+        self._broker = ManagedBroker(f"127.0.0.1:{self.port}", workdir / f"mosquitto-{self.port}", self.pki,
+                                     max_packet_size=65536)
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"mqtts://127.0.0.1:{self.port}"
 
     def start(self) -> "Mosquitto":
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+        self._broker.start()
         return self
 
+    def reload(self) -> None:
+        self._broker.reload()
+
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        self._broker.stop()
+        self._broker = ManagedBroker(f"127.0.0.1:{self.port}", self.workdir / f"mosquitto-{self.port}", self.pki,
+                                     max_packet_size=65536)
+
+
+def identity_files(pki: Pki, name: str, role: str) -> tuple[str, str]:
+    """(certificate, key) of an identity, issued now if missing. A handheld's key is made
+    here (the bench's stand-in for a handheld's own key) and kept beside its certificate."""
+    if role == "handheld":
+        key_path = pki.root / "handhelds" / f"{name}.key"
+        if not key_path.exists():
+            key = ec.generate_private_key(ec.SECP256R1())
+            pki.issue_handheld(name, public_point(key))
+            key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                   serialization.PrivateFormat.TraditionalOpenSSL,
+                                                   serialization.NoEncryption()))
+        return str(pki.handheld_crt(name)), str(key_path)
+    crt, key = pki.client_files(name)
+    if not crt.exists():
+        pki.issue(role, name)
+    return str(crt), str(key)
+
+
+def mqtt_client(pki: Pki, name: str, role: str = "auditor", protocol: int = mqtt.MQTTv5) -> mqtt.Client:
+    """A paho client with this identity's certificate (not yet connected)."""
+    cert, key = identity_files(pki, name, role)
+    kw = {} if protocol == mqtt.MQTTv5 else {"clean_session": True}
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=protocol, **kw)
+    c.tls_set(ca_certs=str(pki.ca_crt), certfile=cert, keyfile=key)
+    return c
+
+
+def broker_host_port(url: str) -> tuple[str, int]:
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    return host, int(port)
 
 
 class BridgeProcess:
     """`companion bridge` in its own process, as deployed."""
 
-    def __init__(self, workdir: Path, broker_url: str | None, *extra: str, http: str = "127.0.0.1:0"):
+    def __init__(self, workdir: Path, broker_url: str | None, *extra: str, http: str = "127.0.0.1:0",
+                 pki: Path | None = None, listen: str = "127.0.0.1:0"):
         self.workdir = workdir = workdir.resolve()
         self.db = workdir / "bridge.db"
         self.out = workdir / "out"
+        self.pki = Pki(pki or workdir / "pki")
         self.args = [str(BIN / "companion"), "bridge", "--db", str(self.db), "--out", str(self.out),
-                     "--http", http, *extra]
+                     "--http", http, "--pki", str(self.pki.root), *extra]
+        if not broker_url and "--listen" not in extra:
+            self.args += ["--listen", listen]
+        self.token: str | None = None
         if broker_url:
             self.args += ["--broker", broker_url]
         self.proc: subprocess.Popen | None = None
@@ -94,6 +138,8 @@ class BridgeProcess:
             lines[key] = value.strip()
         self.http = lines["http"]
         self.broker = lines["broker"].split()[0]
+        if self.token is None:
+            self.token = self.companion("tokens", "add", f"bench-{os.getpid()}-{free_port()}").stdout.strip()
         return self
 
     def kill(self) -> None:
@@ -110,15 +156,17 @@ class BridgeProcess:
                 self.kill()
 
     def get(self, path: str) -> tuple[int, dict | str]:
+        req = urllib.request.Request(self.http + path, headers={"Authorization": f"Bearer {self.token}"})
         try:
-            with urllib.request.urlopen(self.http + path, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10) as r:
                 body = r.read().decode()
                 return r.status, json.loads(body) if r.headers["Content-Type"] == "application/json" else body
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read().decode())
 
     def companion(self, *args: str) -> subprocess.CompletedProcess:
+        # From the bridge's folder, so that relative defaults (the pki folder) are the bridge's.
         return subprocess.run([str(BIN / "companion"), *args, "--db", str(self.db)], capture_output=True,
-                              text=True, timeout=60)
+                              text=True, timeout=60, cwd=self.workdir)
 
 

@@ -12,10 +12,10 @@ from hil.board import BoardSpec
 
 
 class Board(HilBoard):
-    def __init__(self, flash: Path, device_id: str, broker_port: int, uart: str | None, **cfg):
+    def __init__(self, flash: Path, device_id: str, broker_port: int, uart: str | None, pki=None, **cfg):
         spec = BoardSpec(flash.name, device_id, flash="folder",
                          config={"backoff_max": 2, "ack_timeout": 3, "keepalive": 10, **cfg})
-        super().__init__(spec, flash, ("127.0.0.1", broker_port), uart, proxy=False)
+        super().__init__(spec, flash, ("127.0.0.1", broker_port), uart, proxy=False, pki=pki)
 
     set = HilBoard.set_config
 

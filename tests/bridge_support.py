@@ -14,9 +14,12 @@ from pathlib import Path
 
 import cbor2
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from hil.services import BridgeProcess, Mosquitto, free_port, wait_port  # noqa: F401  (re-exported)
+from companion.errors import CompanionError
+from companion.pki import Pki
+from companion.signing import KeyRing, UntrustedError, verify_bridge_message
+from hil.services import (BridgeProcess, Mosquitto, broker_host_port, free_port,  # noqa: F401  (re-exported)
+                          mqtt_client, wait_port)
 
 from .support import load_tool
 
@@ -28,44 +31,114 @@ BIN = Path(sys.executable).parent
 
 
 class Handheld:
-    """An MQTT client standing in for handhelds: publishes events, collects what comes back."""
+    """Stands in for handhelds on the secured broker: an auditor connection that collects
+    events, acks, rejections and flag updates (acks and flags verified with the bridge's
+    published keys; anything that does not verify lands in `unverified`), and one
+    connection per device id, with that device's own certificate, to publish events."""
 
-    def __init__(self, broker_url: str, prefix: str = "flagwise", client_id: str | None = None):
-        host, port = broker_url.split("://")[1].rsplit(":", 1)
+    def __init__(self, broker_url: str, pki: Pki, prefix: str = "flagwise", name: str | None = None):
+        self.host, self.port = broker_host_port(broker_url)
+        self.pki = pki
         self.prefix = prefix
-        self.acks: dict[str, str] = {}  # event id hex -> status (last)
+        self.acks: dict[str, str] = {}  # event id hex -> outcome (last)
         self.ack_count: dict[str, int] = {}
         self.rejected: list[dict] = []
         self.flags: dict[str, list[dict]] = {}
         self.events: list[tuple[str, bytes]] = []  # (topic, payload) as published by handhelds
+        self.unverified: list[tuple[str, str]] = []  # (topic, why)
         self.lock = threading.Lock()
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"hh-{free_port()}",
-                             protocol=mqtt.MQTTv311)
+        self._ring: KeyRing | None = None
+        self._publishers: dict[str, tuple[mqtt.Client, dict]] = {}
+        self.c = mqtt_client(pki, name or f"watch-{free_port()}", "auditor")
         self.c.on_message = self._on_message
-        self.c.on_connect = lambda c, *a: c.subscribe(f"{prefix}/+/#", qos=1)
+        subscribed = threading.Event()
+        self.c.on_connect = lambda c, *a: c.subscribe(f"{prefix}/#", qos=1)
+        self.c.on_subscribe = lambda *a: subscribed.set()
         self.c.max_inflight_messages_set(1000)
-        self.c.connect(host, int(port))
+        self.c.connect(self.host, self.port)
         self.c.loop_start()
-        time.sleep(0.3)
+        if not subscribed.wait(10):
+            raise TimeoutError("the watching client did not get its SUBACK")
+
+    def ring(self, refresh: bool = False) -> KeyRing | None:
+        if self._ring is None or refresh:
+            keys = self.pki.bridge_public_keys()
+            self._ring = KeyRing.of(keys) if keys else None
+        return self._ring
+
+    def _verified(self, topic: str, payload: bytes) -> bytes | None:
+        for refresh in (False, True):
+            ring = self.ring(refresh)
+            if ring is None:
+                continue
+            try:
+                return verify_bridge_message(payload, ring)[0]
+            except UntrustedError:
+                continue
+            except CompanionError as exc:
+                self.unverified.append((topic, str(exc)[:80]))
+                return None
+        self.unverified.append((topic, "no bridge key verifies it"))
+        return None
 
     def _on_message(self, client, userdata, m) -> None:
-        kind = m.topic.split("/")[1]
+        parts = m.topic.split("/")
+        kind = parts[1] if len(parts) > 1 else ""
+        payload = bytes(m.payload)
+        if kind == "events":
+            with self.lock:
+                self.events.append((m.topic, payload))
+            return
+        if kind not in ("acks", "rejected", "flags"):
+            return
+        body = self._verified(m.topic, payload)
+        if body is None:
+            return
         with self.lock:
+            if kind == "flags":
+                flag = json.loads(body)
+                self.flags.setdefault(flag["mpxn"], []).append(flag)
+                return
+            a = cbor2.loads(body)
+            eid = a[2].hex() if 2 in a else None
             if kind == "acks":
-                body = cbor2.loads(m.payload)
-                eid = body[0].hex()
-                self.acks[eid] = body[1]
+                self.acks[eid] = a[3]
                 self.ack_count[eid] = self.ack_count.get(eid, 0) + 1
-            elif kind == "rejected":
-                self.rejected.append(json.loads(m.payload))
-            elif kind == "events":
-                self.events.append((m.topic, bytes(m.payload)))
-            elif kind == "flags":
-                body = json.loads(m.payload)
-                self.flags.setdefault(body["mpxn"], []).append(body)
+            else:
+                self.rejected.append({"reason": a.get(4), "detail": a.get(5), "event_id": eid,
+                                      "device": parts[-1]})
+
+    def publisher(self, name: str, role: str = "handheld") -> tuple[mqtt.Client, dict]:
+        if name not in self._publishers:
+            c = mqtt_client(self.pki, name, role)
+            acked: dict[int, int] = {}
+            c.on_publish = lambda cl, u, mid, rc, props: acked.__setitem__(mid, rc.value)
+            c.max_inflight_messages_set(1000)
+            c.connect(self.host, self.port)
+            c.loop_start()
+            self._publishers[name] = (c, acked)
+        return self._publishers[name]
+
+    def publish_as(self, name: str, role: str, topic: str, payload: bytes, retain: bool = False,
+                   timeout: float = 10) -> int:
+        """Publish with that identity; the PUBACK's reason code (135: not authorised)."""
+        c, acked = self.publisher(name, role)
+        info = c.publish(topic, payload, qos=1, retain=retain)
+        end = time.monotonic() + timeout
+        while info.mid not in acked:
+            if time.monotonic() > end:
+                raise TimeoutError(f"no PUBACK for {name} on {topic}")
+            time.sleep(0.01)
+        return acked.pop(info.mid)
 
     def send(self, message: bytes, device_id: str = DEVICE_ID) -> None:
-        self.c.publish(f"{self.prefix}/events/{device_id}", message, qos=1)
+        """Publish an event as that handheld would. A certificate issued a moment ago takes
+        effect when the broker has reloaded its ACL: until then the broker says 135."""
+        end = time.monotonic() + 10
+        while self.publish_as(device_id, "handheld", f"{self.prefix}/events/{device_id}", message) == 135:
+            if time.monotonic() > end:
+                raise TimeoutError(f"the broker does not let {device_id} publish its events")
+            time.sleep(0.1)
 
     def wait(self, cond, timeout: float = 20, what: str = "condition") -> None:
         end = time.monotonic() + timeout
@@ -77,8 +150,9 @@ class Handheld:
         raise TimeoutError(f"timed out waiting for {what}")
 
     def close(self) -> None:
-        self.c.loop_stop()
-        self.c.disconnect()
+        for c, _ in [(self.c, None), *self._publishers.values()]:
+            c.loop_stop()
+            c.disconnect()
 
 
 def evidence(meters=(("ESME", MV.MPAN, "Commissioned"),), wan=True, hub=True, generation="SMETS2",

@@ -44,16 +44,21 @@ def watch(broker):
     """An MQTT client on `broker` that collects events, acks, rejections and flag updates."""
     from .bridge_support import Handheld
 
-    h = Handheld(broker.url)
+    h = Handheld(broker.url, broker.pki)
     yield h
     h.close()
 
 
 @pytest.fixture
 def broker(tmp_path):
-    """A real mosquitto on a free loopback port, for this test."""
+    """A real mosquitto with the shipped configuration (TLS, client certificates, ACL) on a
+    free loopback port, for this test; the bridge's identity is issued before it starts."""
     from hil.services import Mosquitto
 
-    m = Mosquitto(tmp_path).start()
+    from hil.services import identity_files
+
+    m = Mosquitto(tmp_path)
+    identity_files(m.pki, "bridge", "bridge")
+    m.start()
     yield m
     m.stop()

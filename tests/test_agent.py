@@ -27,7 +27,7 @@ def site(request):
 
 @pytest.fixture
 def board(tmp_path, broker, site):
-    return Board(tmp_path / "flash", DEVICE, broker.port, site.path)
+    return Board(tmp_path / "flash", DEVICE, broker.port, site.path, pki=broker.pki)
 
 
 @pytest.fixture
@@ -242,67 +242,39 @@ def test_bad_configuration_is_a_clear_error(board):
     assert rc == 2 and "no configuration file" in lines[-1]
 
 
-def _pki(d):
-    """A test CA, a server certificate for localhost, and a client certificate (DER for the device)."""
-    import datetime
+def test_tls_identity_is_required_and_the_broker_certificate_checked(tmp_path, board, bridge, broker):
+    """The shipped broker takes only TLS with a client certificate from its CA, and the
+    handheld takes only a broker whose certificate its CA signed (no MITM)."""
+    from companion.pki import Pki
 
+    rc, lines = board.job("commission", "2000012345672", "-", "WO-1", "INST-1", "--deliver", "20")
+    assert rc == 0 and any(ln.startswith("ACKED") for ln in lines), "\n".join(lines)
+    # No client certificate: the broker refuses; the event stays on flash.
+    board.set(tls_cert=None, tls_key=None)
+    assert board.job("commission", "2000012345672")[0] == 0
+    rc, lines = board.run("--deliver", "3")
+    assert any(ln.startswith("LINK failed") for ln in lines) and not any(ln.startswith("ACKED") for ln in lines)
+    assert len(board.outbox()) == 1
+    # A man in the middle with a certificate from another CA: the handheld refuses it.
+    rogue = Pki(tmp_path / "rogue")
+    rogue.init()
+    board.set(tls_cert="cert.der", tls_key="tls.key")
+    (board.flash / "ca.der").rename(board.flash / "ca.good")
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
 
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-
-    def cert(subject, key, issuer_key, ca=False, san=None):
-        b = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name("flagwise test CA"))
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=7)))
-        if ca:
-            b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        if san:
-            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
-        return b.sign(issuer_key, hashes.SHA256())
-
-    ca = cert("flagwise test CA", ca_key, ca_key, ca=True)
-    sk, ck = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    pem, der = serialization.Encoding.PEM, serialization.Encoding.DER
-    trad, none = serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    (d / "ca.pem").write_bytes(ca.public_bytes(pem))
-    (d / "server.pem").write_bytes(cert("localhost", sk, ca_key, san="localhost").public_bytes(pem))
-    (d / "server.key").write_bytes(sk.private_bytes(pem, trad, none))
-    return ca.public_bytes(der), cert(DEVICE, ck, ca_key).public_bytes(der), ck.private_bytes(der, trad, none)
-
-
-def test_delivery_over_tls_with_a_client_certificate(tmp_path, site):
-    from .bridge_support import free_port
-
-    ca, cert, key = _pki(tmp_path)
-    tls_port = free_port()
-    broker = Mosquitto(tmp_path, tls={"port": tls_port, "cafile": tmp_path / "ca.pem",
-                                      "certfile": tmp_path / "server.pem", "keyfile": tmp_path / "server.key"}).start()
-    try:
-        board = Board(tmp_path / "flash", DEVICE, tls_port, site.path, tls=True, tls_ca="ca.der",
-                      tls_cert="client.der", tls_key="client.key", tls_server_name="localhost")
-        for name, data in (("ca.der", ca), ("client.der", cert), ("client.key", key)):
-            (board.flash / name).write_bytes(data)
-        b = BridgeProcess(tmp_path, broker.url)  # the bridge on the plain listener
-        assert b.companion("keys", "add", DEVICE, board.public_key).returncode == 0
-        b.start()
-        try:
-            rc, lines = board.job("commission", "2000012345672", "-", "WO-1", "INST-1", "--deliver", "20")
-            assert rc == 0 and any(ln.startswith("ACKED") for ln in lines), "\n".join(lines)
-        finally:
-            b.stop()
-        board.set(tls_cert=None, tls_key=None)  # no client certificate: the broker refuses
-        assert board.job("commission", "2000012345672")[0] == 0
-        rc, lines = board.run("--deliver", "3")
-        assert any(ln.startswith("LINK failed") for ln in lines) and not any(ln.startswith("ACKED") for ln in lines)
-    finally:
-        broker.stop()
+    (board.flash / "ca.der").write_bytes(x509.load_pem_x509_certificate(rogue.ca_crt.read_bytes())
+                                         .public_bytes(serialization.Encoding.DER))
+    rc, lines = board.run("--deliver", "3")
+    assert any(ln.startswith("LINK failed") for ln in lines) and len(board.outbox()) == 1
+    # tls without a CA is refused when the config loads, never run unchecked.
+    board.set(tls_ca=None)
+    rc, lines = board.run("--deliver", "1")
+    assert rc == 2 and any("tls needs tls_ca" in ln for ln in lines), lines
+    # Plain TCP needs the explicit opt-in.
+    board.set(tls=False, tls_ca="ca.der")
+    rc, lines = board.run("--deliver", "1")
+    assert rc == 2 and any("insecure" in ln for ln in lines), lines
 
 
 def test_event_refused_for_good_is_set_aside_not_resent(board, bridge):

@@ -6,14 +6,18 @@ from agent import flash
 from agent import ids
 
 FIRMWARE = "0.2.0"
+# No event is signed with a clock before this (2025-01-01T00:00:00Z, before this firmware
+# was built): a handheld whose clock was never set says so instead of dating evidence 1970.
+TIME_FLOOR = 1735689600
 
 DEFAULTS = {
     "device_id": None,  # EUI-64 text; required
     "broker_host": "127.0.0.1",
     "broker_port": 1883,
     "prefix": "flagwise",
-    "tls": False,
-    "tls_ca": None,  # CA file on flash, for tls
+    "tls": True,  # TLS to the broker, its certificate checked against tls_ca
+    "insecure": False,  # allow tls false (plain TCP): a loud opt-in, never for real jobs
+    "tls_ca": None,  # CA file on flash, for tls (required)
     "tls_cert": None,  # client certificate file on flash
     "tls_key": None,  # client key file on flash
     "tls_server_name": None,  # name to check in the broker's certificate (default: broker_host)
@@ -26,7 +30,7 @@ DEFAULTS = {
     "outbox_max": 100,  # events kept on flash for the back office, at most (docs/agent.md)
     "uart": None,  # serial port: a path on the unix port, a UART number on a board
     "baud": 19200,
-    "clock_offset": 0,  # s added to the device clock (bench)
+    "bridge_keys": None,  # bridge public keys (hex SEC1), the acks' signers; required
 }
 
 
@@ -52,7 +56,7 @@ def load(root):
     except ValueError:
         raise ConfigError("%s: device_id must be an EUI-64 (XX-XX-XX-XX-XX-XX-XX-XX)" % path)
     for k in ("broker_port", "keepalive", "connect_timeout", "socket_timeout", "ack_timeout",
-              "backoff_min", "backoff_max", "outbox_max", "baud", "clock_offset"):
+              "backoff_min", "backoff_max", "outbox_max", "baud"):
         if not isinstance(cfg[k], int) or isinstance(cfg[k], bool):
             raise ConfigError("%s: %s must be an integer" % (path, k))
     if cfg["backoff_min"] < 1 or cfg["backoff_max"] < cfg["backoff_min"]:
@@ -64,4 +68,14 @@ def load(root):
             cfg[k] = root + "/" + cfg[k]
     if cfg["tls"] and bool(cfg["tls_cert"]) != bool(cfg["tls_key"]):
         raise ConfigError("%s: tls_cert and tls_key go together" % path)
+    if cfg["tls"] and not cfg["tls_ca"]:
+        raise ConfigError("%s: tls needs tls_ca, or any server could pose as the broker" % path)
+    if not cfg["tls"] and not cfg["insecure"]:
+        raise ConfigError("%s: tls is off: set insecure true to allow plain TCP" % path)
+    keys = cfg["bridge_keys"]
+    if not isinstance(keys, list) or not keys:
+        raise ConfigError("%s: bridge_keys missing: provision again (tools/provision.py)" % path)
+    for k in keys:
+        if not isinstance(k, str) or len(k) != 130 or not k.startswith("04"):
+            raise ConfigError("%s: bridge_keys: each a 65-byte public key in hex" % path)
     return cfg

@@ -4,8 +4,7 @@ import sys
 
 from agent.main import JOB_TYPES, _job
 
-_HELP = ("job TYPE MPAN MPRN JOB INSTALLER", "override REASON", "new", "survey", "status",
-         "plug PORT", "clock SECONDS", "quit")
+_HELP = ("job TYPE MPAN MPRN JOB INSTALLER", "override REASON", "new", "survey", "status", "quit")
 
 
 def command(agent, line):
@@ -25,14 +24,10 @@ def command(agent, line):
         return "survey", None
     elif cmd == "status":
         agent.status()
-    elif cmd == "plug" and len(words) == 2:
-        agent.cfg["uart"] = words[1]  # the cable moved to another hub (bench)
-        agent.out("PLUGGED")
-    elif cmd == "clock" and len(words) == 2:
-        agent.cfg["clock_offset"] = int(words[1])  # set the device clock (bench)
-        agent.out("CLOCK %d" % agent.now())
     elif cmd in ("quit", "exit"):
         return False
+    elif agent.bench_command is not None and agent.bench_command(agent, words):
+        pass  # a bench-only command (hil/board/hilboot.py)
     else:
         for s in _HELP:
             agent.out("HELP " + s)

@@ -1,15 +1,32 @@
 # Delivery of the outbox over MQTT (docs/agent.md "Delivery"), around micropython-lib's
 # umqtt.simple in the spirit of umqtt.robust: connect with a timeout, keepalive pings,
 # exponential backoff with jitter and a cap, QoS 1 to <prefix>/events/<device-id>.
-# An event leaves the outbox only on the bridge's ack on <prefix>/acks/<device-id>;
-# until then it is sent again after ack_timeout, as the same signed bytes.
+# An event leaves the outbox only on the bridge's signed ack on <prefix>/acks/<device-id>
+# (agent.ackcheck); until then it is sent again after ack_timeout, as the same signed bytes.
+# Acks are checked and applied after the send loop, never from inside a publish, so a
+# record is never pulled from under the loop that is reading it.
+import gc
 import sys
 import time
 from os import urandom
 
-from agent import cbor
-
 from umqtt import simple
+
+
+def _drop(*names):
+    # Modules of one step, dropped after it (docs/agent.md "Memory").
+    import agent
+
+    for n in names:
+        sys.modules.pop(n, None)
+        if hasattr(agent, n[6:]):
+            delattr(agent, n[6:])
+    gc.collect()
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _ussl():
@@ -42,6 +59,9 @@ class _TimedSocket:
         return socket.getaddrinfo(*args)
 
 
+_MAX_IN = 1024  # bytes of an incoming message we read; larger ones are skipped unread
+
+
 class _Client(simple.MQTTClient):
     read_timeout = 5
     raw = None  # the TCP socket (self.sock is an SSLSocket under TLS)
@@ -49,10 +69,52 @@ class _Client(simple.MQTTClient):
     def wait_msg(self):
         # umqtt.simple ends each read with setblocking(True), dropping the timeout: restore it.
         try:
-            return super().wait_msg()
+            return self._wait_msg()
         finally:
             if self.raw is not None:
                 self.raw.settimeout(self.read_timeout)
+
+    def _wait_msg(self):
+        # umqtt.simple's wait_msg, bounded: a message over _MAX_IN is read in small pieces and
+        # dropped (still PUBACKed, so a retained or repeated poison never blocks delivery).
+        res = self.sock.read(1)
+        self.sock.setblocking(True)
+        if res is None:
+            return None
+        if res == b"":
+            raise OSError(-1)
+        if res == b"\xd0":  # PINGRESP
+            self.sock.read(1)
+            return None
+        op = res[0]
+        if op & 0xF0 != 0x30:
+            return op
+        sz = self._recv_len()
+        n = self.sock.read(2)
+        n = (n[0] << 8) | n[1]
+        topic = self.sock.read(n) if n <= 128 else None
+        if topic is None:
+            self._skip(n)
+        sz -= n + 2
+        pid = 0
+        if op & 6:
+            pid = self.sock.read(2)
+            pid = pid[0] << 8 | pid[1]
+            sz -= 2
+        if sz > _MAX_IN or topic is None:
+            self._skip(sz)
+            self.cb(topic or b"", None)
+        else:
+            self.cb(topic, self.sock.read(sz))
+        if op & 6 == 2:
+            self.sock.write(bytes((0x40, 2, pid >> 8, pid & 255)))
+        return None
+
+    def _skip(self, n):
+        while n > 0:
+            k = min(n, 256)
+            self.sock.read(k)
+            n -= k
 
 
 class Courier:
@@ -71,7 +133,13 @@ class Courier:
         self.last_io = time.ticks_ms()
         self.acked = 0
         self.failures = 0
+        self.ignored = 0  # messages on our topics that did not verify
         self._rx = 0
+        self._inbox = []  # (topic is rejected?, message) received, checked after the send loop
+        from binascii import unhexlify
+
+        self.device = unhexlify(dev.replace("-", ""))  # config.load checked the EUI-64
+        self.keys = [unhexlify(k) for k in cfg["bridge_keys"]]
 
     def take_acked(self):
         n, self.acked = self.acked, 0
@@ -92,24 +160,25 @@ class Courier:
     def _connect(self):
         cfg = self.cfg
         _TimedSocket.timeout = cfg["connect_timeout"]
+        _TimedSocket.last = None
         simple.socket = _TimedSocket
         params = {}
         if cfg["tls"]:
-            _ussl()
-            params = {"server_hostname": cfg["tls_server_name"] or cfg["broker_host"]}
-            if cfg["tls_cert"]:
-                params["cert"] = open(cfg["tls_cert"], "rb").read()
-                params["key"] = open(cfg["tls_key"], "rb").read()
-            if cfg["tls_ca"]:
-                import ssl
+            import ssl
 
-                params["cadata"] = open(cfg["tls_ca"], "rb").read()
-                params["cert_reqs"] = ssl.CERT_REQUIRED
+            _ussl()
+            # config.load refused tls without a CA: the broker's certificate is always checked.
+            params = {"server_hostname": cfg["tls_server_name"] or cfg["broker_host"],
+                      "cadata": _read(cfg["tls_ca"]), "cert_reqs": ssl.CERT_REQUIRED}
+            if cfg["tls_cert"]:
+                params["cert"] = _read(cfg["tls_cert"])
+                params["key"] = _read(cfg["tls_key"])
         c = _Client(cfg["device_id"], cfg["broker_host"], cfg["broker_port"], keepalive=cfg["keepalive"],
                     ssl=cfg["tls"], ssl_params=params)
         c.read_timeout = cfg["socket_timeout"]
         c.set_callback(self._on_message)
         c.connect(clean_session=False)
+        c.ssl_params = None  # the certificate and key bytes are not needed after the handshake
         c.raw = _TimedSocket.last
         # Nagle + delayed ACK would hold each small write (shared/pitfalls.md): IPPROTO_TCP, TCP_NODELAY.
         try:
@@ -143,39 +212,50 @@ class Courier:
         self.backoff = min(self.backoff * 2, self.cfg["backoff_max"] * 1000)
 
     def _on_message(self, topic, msg):
+        # Called from inside umqtt (check_msg); only queue here.
         self._rx += 1
-        if topic == self.rejected_topic:
-            self._on_rejected(msg)
+        if msg is None or (topic != self.acks_topic and topic != self.rejected_topic):
+            self.ignored += 1
             return
-        if topic != self.acks_topic:
-            return
-        try:
-            ack = cbor.loads(msg)
-            eid = ack[0]
-        except (ValueError, KeyError, TypeError):
-            self.say("ACK ignored: malformed")
-            return
-        counter = self.outbox.remove(eid)
-        if counter is not None:
-            self.sent.pop(counter, None)
-            self.acked += 1
-            self.say("ACKED %s %s" % (eid.hex()[:16], ack.get(1, "")))
+        if len(self._inbox) < 20:
+            self._inbox.append((topic == self.rejected_topic, msg))
+        else:
+            self.ignored += 1  # more than a burst of acks: the rest come again
 
-    def _on_rejected(self, msg):
-        # The bridge refused a correctly signed event for good (revoked key, clock far
-        # ahead, schema): stop sending it, keep it on flash (outbox/rejected/), tell the installer.
-        import json
-        from binascii import unhexlify
+    def _apply(self):
+        # Acks and rejections that verify against a bridge key and name this device; the
+        # rest is ignored and counted (docs/security.md).
+        from agent import ackcheck
 
-        try:
-            body = json.loads(msg)
-            eid = unhexlify(body["event_id"])
-        except (ValueError, KeyError, TypeError):
-            return  # no event id: not signed by us, nothing to act on
-        counter = self.outbox.set_aside(eid)
-        if counter is not None:
-            self.sent.pop(counter, None)
-            self.say("REJECTED %s %s" % (eid.hex()[:16], body.get("reason", "")))
+        while self._inbox:
+            rejected, msg = self._inbox.pop(0)
+            try:
+                eid, outcome, reason = ackcheck.check(msg, self.keys, self.device)
+            except (ValueError, KeyError, TypeError, IndexError):
+                self.ignored += 1
+                self.say("ACK ignored: not from the bridge")
+                continue
+            finally:
+                msg = None
+            if eid is None:
+                continue  # a rejection that names no event: nothing of ours to act on
+            if not rejected and outcome in ("stored", "duplicate"):
+                counter = self.outbox.remove(eid)
+                if counter is not None:
+                    self.sent.pop(counter, None)
+                    self.acked += 1
+                    self.say("ACKED %s %s" % (eid.hex()[:16], outcome))
+            elif rejected and outcome == "rejected":
+                # Refused for good (revoked key, clock far ahead, schema): stop sending it,
+                # keep it on flash (outbox/rejected/), tell the installer.
+                counter = self.outbox.set_aside(eid)
+                if counter is not None:
+                    self.sent.pop(counter, None)
+                    self.say("REJECTED %s %s" % (eid.hex()[:16], reason or ""))
+            else:
+                self.ignored += 1
+        del ackcheck
+        _drop("agent.ackcheck", "agent.ecverify", "agent.ecpoint")
 
     def service(self, budget=20):
         # Do a little delivery work; never blocks longer than the socket timeouts.
@@ -184,9 +264,16 @@ class Courier:
             if not len(self.outbox) or time.ticks_diff(now, self.next_try) < 0:
                 return
             try:
+                gc.collect()  # the TLS handshake needs the largest free blocks we have
                 self._connect()
             except Exception as e:  # OSError, MQTTException, a broker's garbage: all mean "not now"
                 self.client = None
+                if _TimedSocket.last is not None:  # never leak the socket of a failed connect
+                    try:
+                        _TimedSocket.last.close()
+                    except Exception:
+                        pass
+                    _TimedSocket.last = None
                 self._drop("connect failed %r" % (e,))
                 return
         try:
@@ -195,6 +282,8 @@ class Courier:
                 if self.client.check_msg() is None and self._rx == before:
                     break
                 self.last_io = time.ticks_ms()
+            if self._inbox:
+                self._apply()
             resend = self.cfg["ack_timeout"] * 1000
             for counter in self.outbox.counters():
                 if budget <= 0:
@@ -202,12 +291,17 @@ class Courier:
                 t = self.sent.get(counter)
                 if t is not None and time.ticks_diff(time.ticks_ms(), t) < resend:
                     continue
-                eid, message = self.outbox.read(counter)
+                try:
+                    eid, message = self.outbox.read(counter)
+                except OSError:
+                    continue  # acked or set aside meanwhile
                 self.client.publish(self.events_topic, message, qos=1)
                 del message
                 self.sent[counter] = self.last_io = time.ticks_ms()
                 self.say("SENT %s" % eid.hex()[:16])
                 budget -= 1
+            if self._inbox:  # acks that came in while publishing (umqtt reads them in publish)
+                self._apply()
             if time.ticks_diff(time.ticks_ms(), self.last_io) > self.cfg["keepalive"] * 500:
                 self.client.ping()
                 self.last_io = time.ticks_ms()

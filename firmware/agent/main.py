@@ -29,7 +29,7 @@ JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
 # Every module a stage may load, directly or through another (cbor's decoder, ids).
 _STAGE = ("agent.survey", "agent.link", "agent.uart", "agent.frame", "agent.jobs", "agent.event",
           "agent.cose", "agent.ecdsa", "agent.cbor", "agent.cbordec", "agent.ids", "agent.console",
-          "agent.delivery", "umqtt.simple", "umqtt", "ssl")
+          "agent.delivery", "agent.ackcheck", "agent.ecverify", "agent.ecpoint", "umqtt.simple", "umqtt", "ssl", "ussl")
 
 
 def _unload(*names):
@@ -43,6 +43,14 @@ def _unload(*names):
         if n.startswith("agent.") and hasattr(agent, n[6:]):
             delattr(agent, n[6:])
     gc.collect()
+
+
+def clean(text, n=WIDTH):
+    # Text read from the premises (hub and meter strings) before it reaches the display:
+    # printable ASCII only (no terminal control sequences), at most n characters.
+    text = str(text)
+    out = "".join(c if " " <= c <= "~" else "?" for c in text[:n])
+    return out
 
 
 def wrap(text, width=WIDTH):
@@ -60,6 +68,11 @@ def wrap(text, width=WIDTH):
 
 
 class Agent:
+    # Bench hooks (hil/board/hilboot.py sets them; a handheld's firmware has none): extra
+    # console commands, and a clock offset.
+    bench_command = None
+    clock_offset = 0
+
     def __init__(self, root, out=None):
         # Collect early rather than late: a fragmented 64 KiB heap fails big allocations.
         gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
@@ -69,6 +82,7 @@ class Agent:
 
         self.cfg = config.load(root)
         self.firmware = config.FIRMWARE
+        self.time_floor = config.TIME_FLOOR
         del config
         _unload("agent.config")
         self.key, created = identity.load_key(root)
@@ -113,7 +127,7 @@ class Agent:
         _unload(*_STAGE)
 
     def now(self):
-        return int(time.time()) + self.cfg["clock_offset"]
+        return int(time.time()) + self.clock_offset
 
     def say(self, tag, text):
         lines = wrap(text)
@@ -222,6 +236,9 @@ class Agent:
         self.refused = None  # a failed save is run again as a new job (a fresh survey)
         if codes:
             ev["override"] = {"reason": override, "checks": codes}
+        if self.now() < self.time_floor:
+            self.say("ERROR", "Clock not set (before 2025): event not saved. Set the date, then run the job again.")
+            return "error"
         try:
             counter = self.counter.reserve()
             msg = self._sign(ev, counter)
@@ -241,12 +258,12 @@ class Agent:
         if hub is None:
             self.out("HUB none")
         else:
-            self.out("HUB %s %s" % (hub["chf"], hub["generation"]))
+            self.out("HUB %s %s" % (clean(hub["chf"], 23), clean(hub["generation"], 6)))
             wan = ev["wan"]
-            self.out("WAN %s" % ("up %s dBm" % wan.get("signal", "?") if wan["connected"] else "down"))
+            self.out("WAN %s" % ("up %s dBm" % clean(wan.get("signal", "?"), 5) if wan["connected"] else "down"))
         for d in ev["devices"]:
             st = d.get("status", "-")
-            self.out("DEV %s %s %s" % (d["type"], _SHORT.get(st, st[:6]), d.get("mpxn", "-")))
+            self.out("DEV %s %s %s" % (clean(d["type"], 6), _SHORT.get(st, clean(st, 6)), clean(d.get("mpxn", "-"), 13)))
 
     def status(self):
         self.out("STATUS outbox=%d/%d link=%s" % (

@@ -1,8 +1,13 @@
 # Boots an emulated board (micropython): mounts its flash -- a LittleFS2 filesystem on a
 # file-backed block device of fixed size, as on a board -- at /flash, provisions it on
 # first boot from a seed folder, then runs the agent with the remaining arguments.
-# Usage: micropython hil/board/boot.py IMAGE SEED_DIR [agent arguments...]
+# Usage: micropython hil/board/boot.py (IMAGE SEED_DIR | --folder FLASH_DIR)
+#            [--clock-offset S] [--cut-after-writes N] [agent arguments...]
 # (boot.py only imports this module, which the bench runs as .mpy like the firmware.)
+#
+# Bench powers live here, never in the firmware a handheld runs: a clock offset, and the
+# console commands `clock SECONDS` (set the clock offset) and `plug PORT` (move the cable
+# to another hub), installed through the agent's bench hook.
 import os
 import vfs
 
@@ -58,13 +63,41 @@ def mount(image, seed, cut_after=0):
                 dst.write(data)
 
 
+def _bench_command(agent, words):
+    # -> True when the line was a bench command
+    if words[0] == "plug" and len(words) == 2:
+        agent.cfg["uart"] = words[1]  # the cable moved to another hub
+        agent.out("PLUGGED")
+        return True
+    if words[0] == "clock" and len(words) == 2:
+        try:
+            agent.clock_offset = int(words[1])  # set the device clock
+        except ValueError:
+            agent.out("ERROR clock SECONDS")
+            return True
+        agent.out("CLOCK %d" % agent.now())
+        return True
+    return False
+
+
 def run(argv):
-    # argv: IMAGE SEED [--cut-after-writes N] [agent arguments...]
-    cut = 0
-    if len(argv) > 3 and argv[2] == "--cut-after-writes":
-        cut = int(argv[3])
-        argv = argv[:2] + argv[4:]
-    mount(argv[0], argv[1], cut)
+    if argv[0] == "--folder":
+        flash, argv = argv[1], argv[2:]
+    else:
+        image, seed, argv = argv[0], argv[1], argv[2:]
+        flash = None
+    offset = cut = 0
+    while argv and argv[0] in ("--clock-offset", "--cut-after-writes"):
+        if argv[0] == "--clock-offset":
+            offset = int(argv[1])
+        else:
+            cut = int(argv[1])
+        argv = argv[2:]
+    if flash is None:
+        mount(image, seed, cut)
+        flash = "/flash"
     from agent import main
 
-    return main.main(["--flash", "/flash"] + argv[2:])
+    main.Agent.bench_command = _bench_command
+    main.Agent.clock_offset = offset
+    return main.main(["--flash", flash] + argv)

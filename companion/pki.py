@@ -1,0 +1,383 @@
+"""Identities at the broker: a small certificate authority on disk (docs/security.md).
+
+Every MQTT client has an identity, its certificate's common name, which the broker uses
+as its user name and client id (mosquitto `use_identity_as_username`,
+`use_username_as_clientid`), so no one can take another's client id. Roles:
+
+| role     | common name                 | may publish                      | may read                     |
+|----------|-----------------------------|----------------------------------|------------------------------|
+| handheld | its device id (EUI-64)      | <prefix>/events/<own id>         | own acks/, rejected/; keys   |
+| bridge   | bridge name                 | acks/+, rejected/+, flags/+, keys| events/+                     |
+| consumer | consumer name               | -                                | flags/#, keys                |
+| auditor  | auditor name (bench, ops)   | -                                | everything under the prefix  |
+
+Layout of the folder (`pki` config key; `companion pki init` makes it):
+
+    ca.crt ca.key crl.pem          the CA, and its revocation list (the broker's `crlfile`)
+    broker.crt broker.key          the broker's server certificate
+    acl                            mosquitto ACL file, written from the inventory below
+    issued.json                    every identity issued: role, serial, revoked
+    clients/<name>.crt|.key        bridge, consumer and auditor identities
+    handhelds/<device>.crt         handheld certificates (the key stays on the handheld)
+    signing/<name>.key             each bridge's COSE signing key (acks, rejections, flags)
+
+A handheld's certificate is issued for the handheld's own P-256 key (the one that signs
+its events), so its TLS identity and its COSE `kid` are the same device.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .errors import CompanionError
+from .ids import eui64_bytes, eui64_text
+
+ROLES = ("handheld", "bridge", "consumer", "auditor")
+_NAME = re.compile(r"^[a-z][a-z0-9._-]{0,47}$")
+CA_DAYS = 3650
+CERT_DAYS = 825
+_PEM = serialization.Encoding.PEM
+_DER = serialization.Encoding.DER
+_NO_PASS = serialization.NoEncryption()
+
+
+class PkiError(CompanionError):
+    reason = "pki"
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    role: str
+    serial: int
+    revoked: bool
+
+
+def key_id(public_point: bytes) -> bytes:
+    """A bridge signing key's COSE kid: the first 8 bytes of SHA-256 of its SEC1 point."""
+    import hashlib
+
+    return hashlib.sha256(public_point).digest()[:8]
+
+
+def public_point(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) -> bytes:
+    pub = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
+    return pub.public_bytes(serialization.Encoding.X962,
+                            serialization.PublicFormat.UncompressedPoint)
+
+
+def check_name(role: str, name: str) -> str:
+    """A handheld is named by its EUI-64; other roles by a lower-case name that can never
+    be mistaken for a device id (so ACL entries and topics never collide)."""
+    if role not in ROLES:
+        raise PkiError(f"role must be one of {', '.join(ROLES)}")
+    if role == "handheld":
+        try:
+            return eui64_text(eui64_bytes(name))
+        except ValueError:
+            raise PkiError("a handheld is named by its device id, an EUI-64 (XX-XX-XX-XX-XX-XX-XX-XX)") from None
+    if not _NAME.match(name):
+        raise PkiError(f"a {role} name is 1-48 characters of a-z 0-9 . _ -, starting with a letter")
+    return name
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class Pki:
+    def __init__(self, root: str | Path, prefix: str = "flagwise"):
+        self.root = Path(root)
+        self.prefix = prefix
+
+    # --- paths ------------------------------------------------------------------------
+    ca_crt = property(lambda self: self.root / "ca.crt")
+    ca_key = property(lambda self: self.root / "ca.key")
+    crl = property(lambda self: self.root / "crl.pem")
+    broker_crt = property(lambda self: self.root / "broker.crt")
+    broker_key = property(lambda self: self.root / "broker.key")
+    acl = property(lambda self: self.root / "acl")
+    inventory = property(lambda self: self.root / "issued.json")
+
+    def client_files(self, name: str) -> tuple[Path, Path]:
+        return self.root / "clients" / f"{name}.crt", self.root / "clients" / f"{name}.key"
+
+    def handheld_crt(self, device_id: str) -> Path:
+        return self.root / "handhelds" / f"{device_id}.crt"
+
+    def signing_key_path(self, name: str) -> Path:
+        return self.root / "signing" / f"{name}.key"
+
+    @property
+    def exists(self) -> bool:
+        return self.ca_crt.exists() and self.ca_key.exists()
+
+    # --- the CA -----------------------------------------------------------------------
+    def init(self, broker_names: tuple[str, ...] = ("localhost", "127.0.0.1")) -> None:
+        """Make the CA, an empty CRL, the broker's certificate and the ACL (idempotent: an
+        existing CA is kept)."""
+        if not self.exists:
+            key = ec.generate_private_key(ec.SECP256R1())
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flagwise CA"),
+                              x509.NameAttribute(NameOID.ORGANIZATION_NAME, "flagwise")])
+            now = _now()
+            cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                    .serial_number(x509.random_serial_number())
+                    .not_valid_before(now - datetime.timedelta(hours=1))
+                    .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+                    .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                    .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                                   critical=True)
+                    .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                    .sign(key, hashes.SHA256()))
+            _write(self.ca_key, key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, _NO_PASS), private=True)
+            _write(self.ca_crt, cert.public_bytes(_PEM))
+            self._save_inventory({})
+        if not self.broker_crt.exists():
+            self.issue_broker(broker_names)
+        self.write_crl()
+        self.write_acl()
+
+    def _ca(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        if not self.exists:
+            raise PkiError(f"no CA in {self.root}: run `companion pki init --pki {self.root}`")
+        cert = x509.load_pem_x509_certificate(self.ca_crt.read_bytes())
+        key = serialization.load_pem_private_key(self.ca_key.read_bytes(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return cert, key
+
+    def _sign(self, subject: str, public: ec.EllipticCurvePublicKey, server_names: tuple[str, ...] = (),
+              client: bool = True) -> x509.Certificate:
+        ca, ca_key = self._ca()
+        now = _now()
+        b = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+             .issuer_name(ca.subject).public_key(public).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(hours=1))
+             .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
+             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+             .add_extension(x509.KeyUsage(True, False, True, False, True, False, False, False, False),
+                            critical=True)
+             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH] if client
+                                                  else [ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                            critical=False))
+        if server_names:
+            alt: list[x509.GeneralName] = []
+            for n in server_names:
+                try:
+                    alt.append(x509.IPAddress(ipaddress.ip_address(n)))
+                except ValueError:
+                    alt.append(x509.DNSName(n))
+            b = b.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        return b.sign(ca_key, hashes.SHA256())
+
+    def issue_broker(self, names: tuple[str, ...]) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._sign(names[0], key.public_key(), server_names=names, client=False)
+        _write(self.broker_key, key.private_bytes(_PEM, serialization.PrivateFormat.TraditionalOpenSSL, _NO_PASS),
+               private=True)
+        _write(self.broker_crt, cert.public_bytes(_PEM))
+
+    # --- identities -------------------------------------------------------------------
+    def _load_inventory(self) -> dict[str, dict]:
+        try:
+            return json.loads(self.inventory.read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            raise PkiError(f"{self.inventory} is damaged (not JSON)") from None
+
+    def _save_inventory(self, inv: dict[str, dict]) -> None:
+        _write(self.inventory, (json.dumps(inv, indent=1, sort_keys=True) + "\n").encode())
+
+    def identities(self) -> list[Identity]:
+        return [Identity(n, v["role"], int(v["serial"]), bool(v.get("revoked")))
+                for n, v in sorted(self._load_inventory().items())]
+
+    def _record(self, name: str, role: str, cert: x509.Certificate) -> None:
+        inv = self._load_inventory()
+        old = inv.get(name)
+        if old and old["role"] != role:
+            raise PkiError(f"{name} is already a {old['role']}")
+        if old and old.get("revoked"):
+            raise PkiError(f"{name} was revoked; an identity is not reused, choose another name")
+        inv[name] = {"role": role, "serial": str(cert.serial_number), "revoked": False,
+                     "not_after": cert.not_valid_after_utc.isoformat()}
+        self._save_inventory(inv)
+        self.write_acl()
+
+    def issue(self, role: str, name: str) -> tuple[Path, Path]:
+        """A bridge, consumer or auditor identity: a key and a certificate in clients/.
+        A bridge also gets its COSE signing key (signing/<name>.key) if it has none."""
+        if role == "handheld":
+            raise PkiError("a handheld's certificate is issued for its own key: use issue_handheld")
+        name = check_name(role, name)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._sign(name, key.public_key())
+        crt_path, key_path = self.client_files(name)
+        _write(key_path, key.private_bytes(_PEM, serialization.PrivateFormat.TraditionalOpenSSL, _NO_PASS),
+               private=True)
+        _write(crt_path, cert.public_bytes(_PEM))
+        if role == "bridge" and not self.signing_key_path(name).exists():
+            self.new_signing_key(name)
+        self._record(name, role, cert)
+        return crt_path, key_path
+
+    def issue_handheld(self, device_id: str, public_key: bytes) -> Path:
+        device_id = check_name("handheld", device_id)
+        try:
+            pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public_key)
+        except ValueError:
+            raise PkiError("the handheld's public key must be a 65-byte SEC1 P-256 point") from None
+        cert = self._sign(device_id, pub)
+        path = self.handheld_crt(device_id)
+        _write(path, cert.public_bytes(_PEM))
+        self._record(device_id, "handheld", cert)
+        return path
+
+    def revoke(self, name: str) -> Identity:
+        """Revoke an identity: into the CRL (the broker refuses its certificate) and out of
+        the ACL. A broker picks both up on SIGHUP (the bridge's own broker: at once)."""
+        inv = self._load_inventory()
+        try:
+            name = check_name("handheld", name)
+        except PkiError:
+            pass
+        if name not in inv:
+            raise PkiError(f"no identity {name} was issued from {self.root}")
+        inv[name]["revoked"] = True
+        inv[name]["revoked_at"] = _now().isoformat()
+        self._save_inventory(inv)
+        self.write_crl()
+        self.write_acl()
+        v = inv[name]
+        return Identity(name, v["role"], int(v["serial"]), True)
+
+    def write_crl(self) -> None:
+        ca, ca_key = self._ca()
+        now = _now()
+        b = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject).last_update(now)
+             .next_update(now + datetime.timedelta(days=CERT_DAYS)))
+        for name, v in sorted(self._load_inventory().items()):
+            if v.get("revoked"):
+                b = b.add_revoked_certificate(
+                    x509.RevokedCertificateBuilder().serial_number(int(v["serial"]))
+                    .revocation_date(datetime.datetime.fromisoformat(v.get("revoked_at", now.isoformat())))
+                    .build())
+        _write(self.crl, b.sign(ca_key, hashes.SHA256()).public_bytes(_PEM))
+
+    def write_acl(self) -> None:
+        _write(self.acl, acl_text(self.identities(), self.prefix).encode())
+
+    # --- bridge signing keys ------------------------------------------------------------
+    def new_signing_key(self, name: str) -> bytes:
+        """A new COSE signing key for bridge NAME (key rollover: the old public key stays
+        published until removed from the handhelds' configuration)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        path = self.signing_key_path(name)
+        if path.exists():  # keep the old one, for the record and for rollback
+            os.replace(path, path.with_name(f"{name}.{key_id(public_point(self.signing_key(name))).hex()}.old"))
+        _write(path, key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, _NO_PASS), private=True)
+        return public_point(key)
+
+    def signing_key(self, name: str) -> ec.EllipticCurvePrivateKey:
+        try:
+            key = serialization.load_pem_private_key(self.signing_key_path(name).read_bytes(), None)
+        except FileNotFoundError:
+            raise PkiError(f"bridge {name} has no signing key in {self.root / 'signing'}: "
+                           f"run `companion pki issue bridge {name}`") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise PkiError(f"{self.signing_key_path(name)} is not an EC key")
+        return key
+
+    def bridge_public_keys(self) -> list[dict]:
+        """Every bridge signing key a receiver should accept: current keys and, during a
+        rollover, old ones still listed (signing/*.old), unless their bridge was revoked."""
+        revoked = {i.name for i in self.identities() if i.revoked}
+        out = []
+        folder = self.root / "signing"
+        for p in sorted(folder.glob("*.key")) + sorted(folder.glob("*.old")) if folder.exists() else []:
+            bridge = p.name.split(".")[0]
+            if bridge in revoked:
+                continue
+            key = serialization.load_pem_private_key(p.read_bytes(), None)
+            point = public_point(key)  # type: ignore[arg-type]
+            out.append({"bridge": bridge, "kid": key_id(point).hex(), "public_key": point.hex(),
+                        "current": p.suffix == ".key"})
+        return out
+
+
+def acl_text(identities: list[Identity], prefix: str) -> str:
+    """The mosquitto ACL (mosquitto.conf(5) `acl_file`): one `user` block per live identity,
+    nothing for anyone else (revoked and unknown clients can do nothing)."""
+    lines = ["# Written by `companion pki` from issued.json; do not edit by hand.",
+             "# Reload the broker (SIGHUP) after a change; the bridge's own broker reloads by itself.", ""]
+    for ident in identities:
+        if ident.revoked:
+            continue
+        n, p = ident.name, prefix
+        lines.append(f"user {n}")
+        if ident.role == "handheld":
+            lines += [f"topic write {p}/events/{n}", f"topic read {p}/acks/{n}", f"topic read {p}/rejected/{n}",
+                      f"topic read {p}/keys"]
+        elif ident.role == "bridge":
+            lines += [f"topic read {p}/events/+", f"topic write {p}/acks/+", f"topic write {p}/rejected/+",
+                      f"topic readwrite {p}/flags/+", f"topic readwrite {p}/keys"]
+        elif ident.role == "consumer":
+            lines += [f"topic read {p}/flags/#", f"topic read {p}/keys"]
+        elif ident.role == "auditor":
+            lines += [f"topic read {p}/#"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def mosquitto_conf(pki: Pki, listen_host: str, listen_port: int, *, persistence_dir: Path | None = None,
+                   max_packet_size: int = 16384) -> str:
+    """The broker configuration the project ships (deploy/mosquitto/mosquitto.conf is the
+    same text for an operator's broker): TLS only, client certificates required, the
+    certificate's CN as user name and client id, the CRL, the ACL, a packet size limit."""
+    root = pki.root.resolve()
+    persist = (f"persistence true\npersistence_location {persistence_dir.resolve()}/\n" if persistence_dir
+               else "persistence false\n")
+    return f"""# flagwise broker: every client is identified by its certificate (docs/security.md).
+per_listener_settings false
+allow_anonymous false
+listener {listen_port} {listen_host}
+protocol mqtt
+cafile {root / 'ca.crt'}
+certfile {root / 'broker.crt'}
+keyfile {root / 'broker.key'}
+crlfile {root / 'crl.pem'}
+tls_version tlsv1.2
+require_certificate true
+use_identity_as_username true
+use_username_as_clientid true
+acl_file {root / 'acl'}
+max_packet_size {max_packet_size}
+set_tcp_nodelay true
+max_inflight_messages 1000
+max_queued_messages 100000
+{persist}"""
