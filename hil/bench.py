@@ -1,9 +1,11 @@
 """The bench: the broker and the bridge that a run's scenarios share, and what scenarios
 ask of them (register a key, read a site, find DTC groups, forge an event...).
 
-Two set-ups: `embedded` (the bridge with its embedded amqtt broker, the zero-setup
-default of the demo) and `mosquitto` (a real mosquitto, the bridge connecting to it).
-Flag updates are watched on MQTT as they happen, for the live view and the report.
+Two set-ups, both secured as shipped (TLS, client certificates, ACL; docs/security.md):
+`embedded` (the bridge with its own mosquitto, the zero-setup default of the demo) and
+`mosquitto` (an operator's mosquitto with the shipped configuration, the bridge connecting
+to it). Flag updates are watched on MQTT as they happen, by an auditor identity, and each
+is verified against the bridge's published keys before it counts.
 """
 
 from __future__ import annotations
@@ -16,16 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cbor2
-import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from paho.mqtt.enums import CallbackAPIVersion
 
 from companion import dtc
+from companion.errors import CompanionError
+from companion.pki import Pki
+from companion.signing import KeyRing, verify_bridge_message
 from companion.store import Store
 
 from .scenario import http_json
-from .services import BridgeProcess, Mosquitto, free_port
+from .services import BridgeProcess, Mosquitto, free_port, identity_files, mqtt_client
 
 
 @dataclass
@@ -48,13 +51,18 @@ class Bench:
         cfg.write_text("dtc_batch_age = 1.0\ndtc_batch_size = 200\n")
         self.mosquitto: Mosquitto | None = None
         self.listen_port = free_port()
+        self.pki = Pki(self.dir / "pki")
         if broker == "mosquitto":
-            self.mosquitto = Mosquitto(self.dir).start()
-            self.bridge = BridgeProcess(self.dir, self.mosquitto.url, "--config", str(cfg))
+            self.mosquitto = Mosquitto(self.dir, pki=self.pki)
+            identity_files(self.pki, "bridge", "bridge")
+            self.mosquitto.start()
+            self.bridge = BridgeProcess(self.dir, self.mosquitto.url, "--config", str(cfg), pki=self.pki.root)
         else:
             self.bridge = BridgeProcess(self.dir, None, "--config", str(cfg), "--listen",
-                                        f"127.0.0.1:{self.listen_port}")
+                                        f"127.0.0.1:{self.listen_port}", pki=self.pki.root)
         self.bridge.start()
+        self.ring = KeyRing.of(self.pki.bridge_public_keys())
+        self.unverified = 0
         host, port = self.bridge.broker.split("://")[1].rsplit(":", 1)
         self.broker_address = (host, int(port))
         self.store = Store(self.bridge.db)
@@ -66,8 +74,7 @@ class Bench:
 
     # --- watching flags -------------------------------------------------------------------
     def _watch(self) -> None:
-        c = self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{os.getpid()}",
-                                       protocol=mqtt.MQTTv311)
+        c = self._client = mqtt_client(self.pki, f"bench-{os.getpid()}", "auditor")
         c.on_connect = lambda cl, *a: (cl.subscribe("flagwise/flags/#", qos=1),
                                        cl.subscribe("flagwise/rejected/#", qos=1))
         c.on_message = self._on_message
@@ -75,13 +82,19 @@ class Bench:
         c.loop_start()
 
     def _on_message(self, client, userdata, m) -> None:
-        if "/rejected/" in m.topic:
-            body = json.loads(m.payload)
-            with self._lock:
-                self._rejected.setdefault(m.topic.rsplit("/", 1)[1], []).append(body["reason"])
-            self.say(f"  rejected {m.topic.rsplit('/', 1)[1]}: {body['reason']}")
+        try:
+            payload = verify_bridge_message(bytes(m.payload), self.ring)[0]
+        except CompanionError as exc:
+            self.unverified += 1
+            self.say(f"  NOT VERIFIED on {m.topic[:60]}: {str(exc)[:60]}")
             return
-        body = json.loads(m.payload)
+        if "/rejected/" in m.topic:
+            reason = cbor2.loads(payload).get(4, "")
+            with self._lock:
+                self._rejected.setdefault(m.topic.rsplit("/", 1)[1], []).append(reason)
+            self.say(f"  rejected {m.topic.rsplit('/', 1)[1]}: {reason}")
+            return
+        body = json.loads(payload)
         u = FlagUpdate(time.monotonic() - self.t0, body["mpxn"], body["flag"], body["effective_from"],
                        body["version"], body["reason"])
         with self._lock:
@@ -98,7 +111,7 @@ class Bench:
         self.store.revoke_key(device_id, hard=hard)
 
     def site(self, mpxn: str) -> dict | None:
-        return http_json(f"{self.bridge.http}/v1/sites/{mpxn}")
+        return http_json(f"{self.bridge.http}/v1/sites/{mpxn}", self.bridge.token)
 
     def rejections(self, device_id: str) -> list[str]:
         with self._lock:
@@ -132,7 +145,16 @@ class Bench:
         if kind == "tampered":
             payload = payload.replace(b"FORGED", b"FORGEd")
         msg = cbor2.dumps(cbor2.CBORTag(18, [prot, {}, payload, sig]))
-        self._client.publish(f"flagwise/events/{device_id}", msg, qos=1)
+        # Sent with that handheld's broker identity (a stolen certificate): the broker lets it
+        # through, the bridge's signature check refuses it.
+        c = mqtt_client(self.pki, device_id, "handheld")
+        c.connect(*self.broker_address)
+        c.loop_start()
+        try:
+            c.publish(f"flagwise/events/{device_id}", msg, qos=1).wait_for_publish(10)
+        finally:
+            c.loop_stop()
+            c.disconnect()
 
     def restart_broker(self, down: float = 1.0) -> None:
         if self.mosquitto:

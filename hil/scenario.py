@@ -163,7 +163,7 @@ class Run:
             self.hubs[name] = HubEmulator(p, seed=hash(self.sc.name) & 0xFFFF).start()
         for name, spec in self.sc.handhelds.items():
             uart = self.hubs[self.sc.plugged[name]].path if self.sc.plugged[name] else None
-            b = Board(spec, self.dir / name, self.bench.broker_address, uart)
+            b = Board(spec, self.dir / name, self.bench.broker_address, uart, pki=self.bench.pki)
             self.bench.register(spec.device_id, b.public_key)
             self.boards[name] = b
             self.saved[name] = []
@@ -326,9 +326,10 @@ def _describe(step: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in step.items())
 
 
-def http_json(url: str) -> dict | None:
+def http_json(url: str, token: str | None = None) -> dict | None:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
     except urllib.error.HTTPError as e:
         if e.code == 404:

@@ -277,8 +277,9 @@ def test_tls_identity_is_required_and_the_broker_certificate_checked(tmp_path, b
     assert rc == 2 and any("insecure" in ln for ln in lines), lines
 
 
-def test_event_refused_for_good_is_set_aside_not_resent(board, bridge):
-    assert bridge.companion("keys", "revoke", DEVICE, "--hard").returncode == 0
+def test_event_refused_for_good_is_set_aside_not_resent(board, bridge, tmp_path):
+    # Revoked in the registry only (its broker identity kept): the bridge refuses, signed.
+    assert bridge.companion("keys", "revoke", DEVICE, "--hard", "--pki", str(tmp_path / "none")).returncode == 0
     rc, lines = board.job("commission", "2000012345672", "-", "WO-1", "INST-1", "--deliver", "10")
     [eid] = saved(lines)
     assert any(ln.startswith(f"REJECTED {eid[:16]} revoked_key") for ln in lines), "\n".join(lines)

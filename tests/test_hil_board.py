@@ -11,7 +11,7 @@ from hil.board import Board, BoardSpec
 
 def make_board(hil_bench, tmp_path, site, name: str, device: str, **spec) -> Board:
     spec = {"flash": "littlefs", **spec}  # the filesystem a board has, in the same 64 KiB heap
-    b = Board(BoardSpec(name, device, **spec), tmp_path / name, hil_bench.broker_address, site.path)
+    b = Board(BoardSpec(name, device, **spec), tmp_path / name, hil_bench.broker_address, site.path, pki=hil_bench.pki)
     hil_bench.register(device, b.public_key)
     return b
 

@@ -98,6 +98,6 @@ def run(argv):
         flash = "/flash"
     from agent import main
 
-    main.Agent.bench_command = _bench_command
+    main.Agent.bench_command = staticmethod(_bench_command)
     main.Agent.clock_offset = offset
     return main.main(["--flash", flash] + argv)
