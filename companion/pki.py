@@ -27,11 +27,14 @@ its events), so its TLS identity and its COSE `kid` are the same device.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import ipaddress
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,13 +97,17 @@ def check_name(role: str, name: str) -> str:
 
 def _write(path: Path, data: bytes, private: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+_THREAD_LOCK = threading.RLock()
+_HELD = threading.local()
 
 
 def _now() -> datetime.datetime:
@@ -130,6 +137,23 @@ class Pki:
     def signing_key_path(self, name: str) -> Path:
         return self.root / "signing" / f"{name}.key"
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """One writer at a time, across threads and processes (the bench issues in parallel)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _THREAD_LOCK:
+            if getattr(_HELD, "depth", 0):  # re-entered in this thread: already held
+                yield
+                return
+            with open(self.root / ".lock", "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                _HELD.depth = 1
+                try:
+                    yield
+                finally:
+                    _HELD.depth = 0
+                    fcntl.flock(f, fcntl.LOCK_UN)
+
     @property
     def exists(self) -> bool:
         return self.ca_crt.exists() and self.ca_key.exists()
@@ -138,6 +162,10 @@ class Pki:
     def init(self, broker_names: tuple[str, ...] = ("localhost", "127.0.0.1")) -> None:
         """Make the CA, an empty CRL, the broker's certificate and the ACL (idempotent: an
         existing CA is kept)."""
+        with self._locked():
+            self._init_locked(broker_names)
+
+    def _init_locked(self, broker_names: tuple[str, ...]) -> None:
         if not self.exists:
             key = ec.generate_private_key(ec.SECP256R1())
             name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flagwise CA"),
@@ -218,6 +246,10 @@ class Pki:
                 for n, v in sorted(self._load_inventory().items())]
 
     def _record(self, name: str, role: str, cert: x509.Certificate) -> None:
+        with self._locked():
+            self._record_locked(name, role, cert)
+
+    def _record_locked(self, name: str, role: str, cert: x509.Certificate) -> None:
         inv = self._load_inventory()
         old = inv.get(name)
         if old and old["role"] != role:
@@ -242,7 +274,9 @@ class Pki:
                private=True)
         _write(crt_path, cert.public_bytes(_PEM))
         if role == "bridge" and not self.signing_key_path(name).exists():
-            self.new_signing_key(name)
+            with self._locked():
+                if not self.signing_key_path(name).exists():
+                    self.new_signing_key(name)
         self._record(name, role, cert)
         return crt_path, key_path
 
@@ -261,6 +295,10 @@ class Pki:
     def revoke(self, name: str) -> Identity:
         """Revoke an identity: into the CRL (the broker refuses its certificate) and out of
         the ACL. A broker picks both up on SIGHUP (the bridge's own broker: at once)."""
+        with self._locked():
+            return self._revoke_locked(name)
+
+    def _revoke_locked(self, name: str) -> Identity:
         inv = self._load_inventory()
         try:
             name = check_name("handheld", name)
