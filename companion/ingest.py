@@ -198,6 +198,9 @@ def _payload_id(payload: bytes) -> str | None:
     return eid.hex() if isinstance(eid, bytes) and len(eid) == 16 else None
 
 
+MAX_FLAG_EVENT_IDS = 20
+
+
 def flag_message(flag: policy.Flag, version: int, config: Config) -> dict:
     """The flag update as published on <prefix>/flags/<mpxn> (docs/bridge.md)."""
     return {
@@ -207,7 +210,10 @@ def flag_message(flag: policy.Flag, version: int, config: Config) -> dict:
         "effective_from": flag.effective_from,
         "reason": flag.reason,
         "event_id": flag.event_id,
-        "event_ids": list(flag.event_ids),
+        # Bounded, so that a meter point with a long history never makes a message over the
+        # broker's packet limit; the read API lists them all.
+        "event_ids": list(flag.event_ids)[-MAX_FLAG_EVENT_IDS:],
+        "event_count": len(flag.event_ids),
         "override": flag.override,
         "version": version,
     }

@@ -33,7 +33,8 @@ from .wire import ALG_ES256, HDR_ALG, HDR_KID, TAG_SIGN1, load_public_key, parse
 ACK_VERSION = 1
 HDR_CONTENT_TYPE = 3
 MAX_DETAIL = 120
-MAX_BRIDGE_MESSAGE = 4096
+MAX_ACK = 600  # bytes of an ack or rejection (the firmware's agent.ackcheck limit too)
+MAX_FLAG_MESSAGE = 16384  # bytes of a flag update
 OUTCOMES = ("stored", "duplicate", "rejected")
 
 
@@ -121,10 +122,10 @@ class KeyRing:
         return cls.of(data["keys"] if isinstance(data, dict) else data)
 
 
-def verify_bridge_message(message: bytes, ring: KeyRing) -> tuple[bytes, dict]:
+def verify_bridge_message(message: bytes, ring: KeyRing, max_size: int = MAX_FLAG_MESSAGE) -> tuple[bytes, dict]:
     """-> (payload bytes, protected header). Raises a CompanionError on anything unsigned,
     signed by an unknown key or badly signed."""
-    sign1 = parse_sign1(message, MAX_BRIDGE_MESSAGE)
+    sign1 = parse_sign1(message, max_size)
     key = ring.keys.get(sign1.kid)
     if key is None:
         raise UntrustedError(f"signed by an unknown key (kid {sign1.kid[:16].hex()})")
@@ -139,7 +140,7 @@ def verify_bridge_message(message: bytes, ring: KeyRing) -> tuple[bytes, dict]:
 
 def verify_ack(message: bytes, ring: KeyRing, device_id: bytes) -> dict:
     """An ack or rejection for DEVICE_ID: {outcome, event_id, reason, detail}."""
-    payload, _ = verify_bridge_message(message, ring)
+    payload, _ = verify_bridge_message(message, ring, MAX_ACK)
     m = loads_strict(payload, "ack payload")
     if not isinstance(m, Mapping) or m.get(0) != ACK_VERSION or m.get(3) not in OUTCOMES:
         raise NotSign1Error("not an ack of version 1")

@@ -167,13 +167,14 @@ def evidence(meters=(("ESME", MV.MPAN, "Commissioned"),), wan=True, hub=True, ge
 
 def make_event(etype: str, read_time: int, counter: int, *, ev: dict | None = None,
                mpans=(MV.MPAN,), mprns=(), key: str = DEVICE_KEY, kid_device: str = DEVICE_ID,
-               event_id: bytes | None = None, override: dict | None = None) -> tuple[str, bytes]:
+               event_id: bytes | None = None, override: dict | None = None,
+               made_at: int | None = None) -> tuple[str, bytes]:
     """(event id hex, signed COSE_Sign1 message)."""
     e = copy.deepcopy(ev if ev is not None else evidence())
     e["read_time"] = read_time
     eid = event_id or os.urandom(16)
     named = {"id": {"$bytes": eid.hex()}, "type": etype, "mpans": list(mpans), "mprns": list(mprns),
-             "job": f"J{counter}", "installer": "INST-1", "time": read_time + 5, "counter": counter,
+             "job": f"J{counter}", "installer": "INST-1", "time": read_time + 5 if made_at is None else made_at, "counter": counter,
              "firmware": "0.1.0", "evidence": e}
     if override:
         named["override"] = override

@@ -477,11 +477,71 @@ def han_vectors() -> dict:
             "good": good, "bad": bad}
 
 
+BRIDGE_KEY = "C9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721"
+BRIDGE_KEY_2 = "0F56DB78CA460B055C500064824BED999A25AAF48EBB519AC201537B85479813"  # a rollover's new key
+
+
+def ack_vectors() -> dict:
+    """Bridge acks and rejections (docs/security.md): what a handheld must act on, and what
+    it must ignore. Built here from cbor2 and cryptography only."""
+    import hashlib
+
+    device = bytes.fromhex(DEVICE_ID.replace("-", ""))
+    eid = bytes(range(16))
+
+    def kid_of(key: str) -> bytes:
+        return hashlib.sha256(bytes.fromhex(public_hex(key))).digest()[:8]
+
+    def message(payload: dict | bytes, key: str = BRIDGE_KEY, unprotected: dict | None = None,
+                prot: bytes | None = None, tamper: bool = False) -> bytes:
+        body = payload if isinstance(payload, bytes) else cbor2.dumps(payload, canonical=True)
+        p = prot if prot is not None else cbor2.dumps({1: -7, 4: kid_of(key)}, canonical=True)
+        sig = sign(key, cbor2.dumps(["Signature1", p, b"", body]))
+        if tamper:
+            sig = sig[:-1] + bytes([sig[-1] ^ 1])
+        return cbor2.dumps(cbor2.CBORTag(18, [p, unprotected or {}, body, sig]))
+
+    stored = {0: 1, 1: device, 2: eid, 3: "stored"}
+    cases = [
+        ("stored", message(stored), {"event_id": eid.hex(), "outcome": "stored", "reason": None}),
+        ("duplicate", message({**stored, 3: "duplicate"}), {"event_id": eid.hex(), "outcome": "duplicate",
+                                                            "reason": None}),
+        ("rejected_with_reason", message({**stored, 3: "rejected", 4: "revoked_key", 5: "key revoked at 1"}),
+         {"event_id": eid.hex(), "outcome": "rejected", "reason": "revoked_key"}),
+        ("rejected_naming_no_event", message({0: 1, 1: device, 3: "rejected", 4: "bad_signature"}),
+         {"event_id": None, "outcome": "rejected", "reason": "bad_signature"}),
+        ("second_bridge_key_in_rollover", message(stored, key=BRIDGE_KEY_2),
+         {"event_id": eid.hex(), "outcome": "stored", "reason": None}),
+    ]
+    bad = [
+        ("signed_by_an_unknown_key", message(stored, key=DEVICE_KEY)),
+        ("signature_tampered", message(stored, tamper=True)),
+        ("for_another_device", message({**stored, 1: bytes(8)})),
+        ("unsigned_old_form", cbor2.dumps({0: eid, 1: "stored"})),
+        ("unprotected_header_not_empty", message(stored, unprotected={99: "x"})),
+        ("alg_not_es256", message(stored, prot=cbor2.dumps({1: -35, 4: kid_of(BRIDGE_KEY)}, canonical=True))),
+        ("value_sharing_tag_in_payload", message(cbor2.dumps({0: 1, 1: device, 2: eid, 3: "stored"})[:-7]
+                                                 + b"\xd8\x1c" + cbor2.dumps("stored"))),
+        ("wrong_version", message({**stored, 0: 2})),
+        ("trailing_bytes", message(stored) + b"\x00"),
+        ("truncated", message(stored)[:-5]),
+        ("oversize", message({**stored, 5: "x" * 700})),
+        ("empty", b""),
+        ("not_tag_18", cbor2.dumps(cbor2.CBORTag(98, [b"", {}, b"", b""]))),
+    ]
+    return {"comment": "Bridge acks (companion/signing.py, firmware/agent/ackcheck.py): COSE_Sign1 ES256 "
+                       "with kid = SHA-256(bridge public key)[:8]. A receiver holding bridge_keys acts on "
+                       "`good` (event_id, outcome, reason) and ignores every `bad` one.",
+            "device_id": DEVICE_ID, "bridge_keys": [public_hex(BRIDGE_KEY), public_hex(BRIDGE_KEY_2)],
+            "good": [{"name": n, "message": m.hex(), "want": w} for n, m, w in cases],
+            "bad": [{"name": n, "message": m.hex()} for n, m in bad]}
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, data in [("cbor", cbor_vectors()), ("ecdsa", ecdsa_vectors()),
                        ("events", event_vectors()), ("events_bad", bad_vectors()),
-                       ("han_frames", han_vectors())]:
+                       ("han_frames", han_vectors()), ("acks", ack_vectors())]:
         (OUT / f"{name}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 

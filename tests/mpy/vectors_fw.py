@@ -1,6 +1,6 @@
 # Runs the shared vectors (tests/vectors/*.json) through the firmware under
 # MicroPython and prints one JSON result per case; the CPython tests assert on them.
-# Usage: micropython vectors_fw.py DIR cbor|ecdsa|events|events_bad
+# Usage: micropython vectors_fw.py DIR cbor|ecdsa|events|events_bad|acks
 import binascii
 import json
 import sys
@@ -122,4 +122,24 @@ def run_events_bad():
         emit(**out)
 
 
-{"cbor": run_cbor, "ecdsa": run_ecdsa, "events": run_events, "events_bad": run_events_bad}[KIND]()
+def run_acks():
+    from agent import ackcheck
+
+    v = load("acks")
+    keys = [binascii.unhexlify(k) for k in v["bridge_keys"]]
+    device = binascii.unhexlify(v["device_id"].replace("-", ""))
+    for kind in ("good", "bad"):
+        for c in v[kind]:
+            out = {"name": c["name"], "kind": kind}
+            try:
+                eid, outcome, reason = ackcheck.check(binascii.unhexlify(c["message"]), keys, device)
+                out["got"] = {"event_id": hexs(eid) if eid else None, "outcome": outcome, "reason": reason}
+            except ValueError as e:
+                out["error"] = str(e)
+            except Exception as e:
+                out["crash"] = err(e)
+            emit(**out)
+
+
+{"cbor": run_cbor, "ecdsa": run_ecdsa, "events": run_events, "events_bad": run_events_bad,
+ "acks": run_acks}[KIND]()

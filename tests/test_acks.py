@@ -1,0 +1,43 @@
+"""Signed acks (docs/security.md): the shared vectors (tests/vectors/acks.json, made by
+tools/make_vectors.py from cbor2 and cryptography) run through both receivers, the
+firmware's agent.ackcheck under micropython and companion.signing.verify_ack; and the
+bridge's Signer checked against the firmware, and its verify cost on the handheld."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from companion.errors import CompanionError
+from companion.signing import KeyRing, Signer, verify_ack
+
+from .support import firmware_vector_results, load_vectors
+
+V = load_vectors("acks")
+FW = {r["name"]: r for r in firmware_vector_results("acks")}
+DEVICE = bytes.fromhex(V["device_id"].replace("-", ""))
+
+
+@pytest.mark.parametrize("case", V["good"], ids=[c["name"] for c in V["good"]])
+def test_good_acks_are_acted_on_by_both_runtimes(case):
+    assert FW[case["name"]].get("got") == case["want"], FW[case["name"]]
+    got = verify_ack(bytes.fromhex(case["message"]), KeyRing.of(V["bridge_keys"]), DEVICE)
+    assert {k: got[k] for k in ("event_id", "outcome", "reason")} == case["want"]
+
+
+@pytest.mark.parametrize("case", V["bad"], ids=[c["name"] for c in V["bad"]])
+def test_bad_acks_are_refused_by_both_runtimes(case):
+    fw = FW[case["name"]]
+    assert "error" in fw and "crash" not in fw, fw
+    with pytest.raises(CompanionError):
+        verify_ack(bytes.fromhex(case["message"]), KeyRing.of(V["bridge_keys"]), DEVICE)
+
+
+def test_the_bridge_signer_makes_acks_the_firmware_accepts(mpy):
+    key = ec.generate_private_key(ec.SECP256R1())
+    s = Signer(key)
+    eid = bytes(range(16, 32))
+    msg = s.ack(DEVICE, eid, "rejected", "time_in_future", "device clock 3 days ahead")
+    out = mpy(f"from agent import ackcheck\nprint(ackcheck.check({msg!r}, [{s.public!r}], {DEVICE!r}))",
+              heapsize="24k", mpy=True)
+    assert out.strip() == f"({eid!r}, 'rejected', 'time_in_future')"
