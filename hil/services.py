@@ -91,13 +91,25 @@ def identity_files(pki: Pki, name: str, role: str) -> tuple[str, str]:
     return str(crt), str(key)
 
 
-def mqtt_client(pki: Pki, name: str, role: str = "auditor", protocol: int = mqtt.MQTTv5) -> mqtt.Client:
-    """A paho client with this identity's certificate (not yet connected)."""
-    cert, key = identity_files(pki, name, role)
+def mqtt_client(pki: Pki, name: str, role: str = "auditor", protocol: int = mqtt.MQTTv5,
+                insecure: bool = False) -> mqtt.Client:
+    """A paho client with this identity's certificate (not yet connected); `insecure`: plain
+    TCP, no identity (only for a broker run with --insecure)."""
     kw = {} if protocol == mqtt.MQTTv5 else {"clean_session": True}
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=protocol, **kw)
-    c.tls_set(ca_certs=str(pki.ca_crt), certfile=cert, keyfile=key)
+    if not insecure:
+        cert, key = identity_files(pki, name, role)
+        c.tls_set(ca_certs=str(pki.ca_crt), certfile=cert, keyfile=key)
+    c.on_socket_open = _nodelay
     return c
+
+
+def _nodelay(client, userdata, sock) -> None:
+    # QoS 1 round trips crawl with Nagle + delayed ACK (shared/pitfalls.md).
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
 
 
 def broker_host_port(url: str) -> tuple[str, int]:

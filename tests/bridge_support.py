@@ -36,7 +36,8 @@ class Handheld:
     published keys; anything that does not verify lands in `unverified`), and one
     connection per device id, with that device's own certificate, to publish events."""
 
-    def __init__(self, broker_url: str, pki: Pki, prefix: str = "flagwise", name: str | None = None):
+    def __init__(self, broker_url: str, pki: Pki, prefix: str = "flagwise", name: str | None = None,
+                 insecure: bool = False):
         self.host, self.port = broker_host_port(broker_url)
         self.pki = pki
         self.prefix = prefix
@@ -46,10 +47,12 @@ class Handheld:
         self.flags: dict[str, list[dict]] = {}
         self.events: list[tuple[str, bytes]] = []  # (topic, payload) as published by handhelds
         self.unverified: list[tuple[str, str]] = []  # (topic, why)
+        self.ack_times: dict[str, float] = {}  # event id hex -> perf_counter() of its first ack
+        self.insecure = insecure
         self.lock = threading.Lock()
         self._ring: KeyRing | None = None
         self._publishers: dict[str, tuple[mqtt.Client, dict]] = {}
-        self.c = mqtt_client(pki, name or f"watch-{free_port()}", "auditor")
+        self.c = mqtt_client(pki, name or f"watch-{free_port()}", "auditor", insecure=insecure)
         self.c.on_message = self._on_message
         subscribed = threading.Event()
         self.c.on_connect = lambda c, *a: c.subscribe(f"{prefix}/#", qos=1)
@@ -102,6 +105,7 @@ class Handheld:
             a = cbor2.loads(body)
             eid = a[2].hex() if 2 in a else None
             if kind == "acks":
+                self.ack_times.setdefault(eid, time.perf_counter())
                 self.acks[eid] = a[3]
                 self.ack_count[eid] = self.ack_count.get(eid, 0) + 1
             else:
@@ -110,7 +114,7 @@ class Handheld:
 
     def publisher(self, name: str, role: str = "handheld") -> tuple[mqtt.Client, dict]:
         if name not in self._publishers:
-            c = mqtt_client(self.pki, name, role)
+            c = mqtt_client(self.pki, name, role, insecure=self.insecure)
             acked: dict[int, int] = {}
             c.on_publish = lambda cl, u, mid, rc, props: acked.__setitem__(mid, rc.value)
             c.max_inflight_messages_set(1000)

@@ -1,6 +1,7 @@
-"""Benchmark: a full job cycle of the field agent (survey, sign, save, publish, ack) with
-.mpy modules under `micropython -X heapsize=64k`, at an emulated dual-fuel premises, through
-mosquitto to the bridge.
+"""Benchmark: a full job cycle of the field agent (survey, sign, save, TLS connect with its
+certificate, publish, verified ack) with .mpy modules under `micropython -X heapsize=64k`,
+at an emulated dual-fuel premises, through mosquitto (the shipped configuration) to the
+bridge.
 
 Reports the cycle time and its stages (median of N), the smallest heap (KiB, by bisection)
 in which the cycle completes, and the flash bytes per event in the outbox.
@@ -21,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hil import hub, micropython, premises  # noqa: E402
 from tests.agent_support import Board  # noqa: E402
+from hil.services import identity_files  # noqa: E402
 from tests.bridge_support import BridgeProcess, Mosquitto  # noqa: E402
 
 DEVICE = "70-B3-D5-F1-00-00-00-99"
@@ -48,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, hub.HubEmulator(premises.load("smets2-dual-fuel")) as site:
         work = Path(tmp)
-        broker = Mosquitto(work).start()
-        board = Board(work / "flash", DEVICE, broker.port, site.path)
+        broker = Mosquitto(work)
+        identity_files(broker.pki, "bridge", "bridge")
+        broker.start()
+        board = Board(work / "flash", DEVICE, broker.port, site.path, pki=broker.pki)
         bridge = BridgeProcess(work, broker.url, http="off")
         bridge.companion("keys", "add", DEVICE, board.public_key)
         bridge.start()

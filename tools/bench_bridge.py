@@ -1,12 +1,16 @@
-"""Benchmark: events per second through the whole bridge (mosquitto -> verify -> durable
-commit -> derive -> outbox -> ack), against the bare `cryptography` ECDSA verify rate
-measured in the same run; and ack latency p50/p99 at a steady 100 events/s.
+"""Benchmark: events per second through the whole bridge (broker -> verify -> durable
+commit -> derive -> outbox -> signed ack), and ack latency p50/p99 at a steady rate, in two
+set-ups measured in one run:
 
-Starts mosquitto (free loopback port) and `companion bridge` as a process with a SQLite
-store (WAL, synchronous=FULL). Every event is for a new meter point, so each one stores
-an event, derives a flag, and writes an outbox row.
+- `plain`: the bridge's own broker with --insecure (plain TCP, no identities): the
+  transport the project ran before the trust boundary;
+- `secured`: the shipped set-up, TLS with client certificates and the ACL.
 
-Usage: python tools/bench_bridge.py [-n 5000] [--rate 100] [--seconds 10]
+Both sign every ack (COSE_Sign1, ES256); the bare rates of `cryptography` ECDSA verify
+and of the bridge's ack signing are measured in the same run for scale. Every event is for
+a new meter point, so each one stores an event, derives a flag and writes an outbox row.
+
+Usage: python tools/bench_bridge.py [-n 3000] [--rate 100] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: E402
 
+from companion.signing import Signer  # noqa: E402
 from companion.wire import load_public_key, parse_sign1  # noqa: E402
-from tests.bridge_support import (DEVICE_ID, MV, PUBLIC_KEY, BridgeProcess, Handheld, Mosquitto,  # noqa: E402
+from tests.bridge_support import (DEVICE_ID, MV, PUBLIC_KEY, BridgeProcess, Handheld,  # noqa: E402
                                   evidence, make_event)
 
 
@@ -50,60 +55,67 @@ def bare_verify_rate(msgs: list[bytes]) -> float:
     return len(prepared) / (time.perf_counter() - t0)
 
 
+def bare_sign_rate(n: int = 2000) -> float:
+    s = Signer(ec.generate_private_key(ec.SECP256R1()))
+    dev, eid = bytes(8), bytes(16)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        s.ack(dev, eid, "stored")
+    return n / (time.perf_counter() - t0)
+
+
+def run(work: Path, insecure: bool, n: int, rate: float, seconds: float, start: int) -> tuple[float, list[float]]:
+    extra = ("--insecure",) if insecure else ()
+    bridge = BridgeProcess(work, None, *extra, http="off")
+    assert bridge.companion("keys", "add", DEVICE_ID, PUBLIC_KEY).returncode == 0
+    bridge.start()
+    hh = Handheld(bridge.broker, bridge.pki, insecure=insecure)
+    try:
+        burst = events(n, start)
+        hh.send(burst[0][1])  # waits until the broker lets this handheld publish
+        c, _ = hh.publisher(DEVICE_ID)
+        t0 = time.perf_counter()
+        for _, m in burst[1:]:
+            c.publish(f"flagwise/events/{DEVICE_ID}", m, qos=1)
+        hh.wait(lambda h: all(e in h.acks for e, _ in burst), timeout=600, what="all acks")
+        elapsed = time.perf_counter() - t0
+        steady = events(int(rate * seconds), start + n)
+        sent: dict[str, float] = {}
+        t1 = time.perf_counter()
+        for i, (eid, m) in enumerate(steady):
+            delay = t1 + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sent[eid] = time.perf_counter()
+            c.publish(f"flagwise/events/{DEVICE_ID}", m, qos=1)
+        hh.wait(lambda h: all(e in h.ack_times for e in sent), timeout=120, what="steady acks")
+        lat = sorted((hh.ack_times[e] - sent[e]) * 1000 for e in sent)
+    finally:
+        hh.close()
+        bridge.stop()
+    return (n - 1) / elapsed, lat
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-n", type=int, default=5000)
+    ap.add_argument("-n", type=int, default=3000)
     ap.add_argument("--rate", type=float, default=100.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        broker = Mosquitto(work).start()
-        bridge = BridgeProcess(work, broker.url, http="off")
-        assert bridge.companion("keys", "add", DEVICE_ID, PUBLIC_KEY).returncode == 0
-        bridge.start()
-        hh = Handheld(broker.url)
-        try:
-            burst = events(args.n, 0)
-            bare = bare_verify_rate([m for _, m in burst[:2000]])
-            t0 = time.perf_counter()
-            for _, m in burst:
-                hh.send(m)
-            hh.wait(lambda h: len(h.acks) >= args.n, timeout=600, what="all acks")
-            elapsed = time.perf_counter() - t0
-            rate = args.n / elapsed
-
-            steady = events(int(args.rate * args.seconds), args.n)
-            sent: dict[str, float] = {}
-            got: dict[str, float] = {}
-            orig = hh._on_message
-
-            def on_message(client, userdata, m, orig=orig):
-                orig(client, userdata, m)
-                if "/acks/" in m.topic:
-                    import cbor2
-                    got.setdefault(cbor2.loads(m.payload)[0].hex(), time.perf_counter())
-
-            hh.c.on_message = on_message
-            start = time.perf_counter()
-            for i, (eid, m) in enumerate(steady):
-                target = start + i / args.rate
-                delay = target - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                sent[eid] = time.perf_counter()
-                hh.send(m)
-            hh.wait(lambda h: all(e in got for e in sent), timeout=120, what="steady acks")
-            lat = sorted((got[e] - sent[e]) * 1000 for e in sent)
-        finally:
-            hh.close()
-            bridge.stop()
-            broker.stop()
-    print(f"bare cryptography ECDSA P-256 verify (same run): {bare:8.0f} /s")
-    print(f"whole bridge, burst of {args.n} events (each a new meter point, durable commits): "
-          f"{rate:8.0f} events/s ({100 * rate / bare:.0f}% of bare verify)")
-    print(f"ack latency at a steady {args.rate:.0f} events/s for {args.seconds:.0f} s: "
-          f"p50 {statistics.median(lat):.1f} ms, p99 {lat[int(len(lat) * 0.99) - 1]:.1f} ms, max {lat[-1]:.1f} ms")
+    bare = bare_verify_rate([m for _, m in events(2000, 10**9)])
+    signing = bare_sign_rate()
+    results = {}
+    for i, mode in enumerate(("plain", "secured")):
+        with tempfile.TemporaryDirectory() as tmp:
+            results[mode] = run(Path(tmp), mode == "plain", args.n, args.rate, args.seconds, i * 10**6)
+    print(f"bare cryptography ECDSA P-256 verify (same run): {bare:8.0f} /s;"
+          f" bridge ack signing (COSE_Sign1, RFC 6979): {signing:8.0f} /s")
+    for mode, (rate, lat) in results.items():
+        print(f"{mode:8} burst of {args.n} events: {rate:6.0f} events/s ({100 * rate / bare:.0f}% of bare verify); "
+              f"ack latency at {args.rate:.0f}/s: p50 {statistics.median(lat):.1f} ms, "
+              f"p99 {lat[int(len(lat) * 0.99) - 1]:.1f} ms, max {lat[-1]:.1f} ms")
+    p, s = results["plain"][0], results["secured"][0]
+    print(f"secured / plain throughput: {s / p:.2f}")
     return 0
 
 

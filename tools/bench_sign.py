@@ -1,8 +1,10 @@
-"""Benchmark: event signing on the MicroPython unix port, as a board runs it.
+"""Benchmark: event signing, and ack verification, on the MicroPython unix port, as a board
+runs them.
 
 Reports the median time to sign (ECDSA P-256 over the Sig_structure) and to build +
-sign an event, with .mpy modules under `micropython -X heapsize=64k`, and the smallest
-heap (KiB, found by bisection) in which the firmware still builds and signs an event.
+sign an event, and to check a bridge-signed ack (agent.ackcheck: parse, ECDSA verify,
+bind to the device), with .mpy modules under `micropython -X heapsize=64k`, and the
+smallest heaps (KiB, found by bisection) for each.
 
 Usage: python tools/bench_sign.py [-n 200]
 """
@@ -46,6 +48,26 @@ for i in range(N):
 """
 
 
+VERIFY = """
+import time
+from agent import ackcheck
+for i in range(N):
+    t0 = time.ticks_us()
+    ackcheck.check(MSG, KEYS, DEV)
+    print(time.ticks_diff(time.ticks_us(), t0))
+"""
+
+
+def ack_setup() -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from companion.signing import Signer
+
+    s = Signer(ec.generate_private_key(ec.SECP256R1()))
+    dev = bytes.fromhex("70B3D5F100000001")
+    return f"MSG = {s.ack(dev, bytes(16), 'stored')!r}\nKEYS = [{s.public!r}]\nDEV = {dev!r}\n"
+
+
 def fits(kib: int) -> bool:
     micropython.run("N = 3\n" + CODE, heapsize=f"{kib}k", mpy=True)
     return True
@@ -64,10 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     if hi is None:
         print("does not fit in 64 KiB")
         return 1
+    setup = ack_setup()
+    res = micropython.run(f"N = {args.n}\n" + setup + VERIFY, heapsize="64k", mpy=True, timeout=600)
+    verify = statistics.median(int(x) for x in res.lines) / 1000
+    vhi = micropython.smallest_heap(
+        lambda kib: bool(micropython.run("N = 2\n" + setup + VERIFY, heapsize=f"{kib}k", mpy=True)), 4, 64)
     print(f"events signed: {len(rows)} (.mpy modules, micropython -X heapsize=64k)")
     print(f"ECDSA P-256 sign (Sig_structure of a dual-fuel event): median {sign:.2f} ms")
     print(f"build + COSE_Sign1 of the event:                      median {whole:.2f} ms, p95 {p95:.2f} ms")
     print(f"smallest heap that builds and signs an event:         {hi} KiB")
+    print(f"ack check (parse + ECDSA P-256 verify + binding):     median {verify:.2f} ms"
+          f" ({verify / sign:.2f}x a sign); smallest heap {vhi} KiB")
     return 0
 
 

@@ -113,3 +113,36 @@ def check(msg, keys, device):
     if not isinstance(eid, bytes) or len(eid) != 16:
         eid = None
     return eid, m.get(3), m.get(4)
+
+
+def apply(courier):
+    # The courier's queued acks and rejections: act on those that verify against a bridge
+    # key and name this device; ignore and count the rest (docs/security.md).
+    inbox = courier._inbox
+    while inbox:
+        rejected, msg = inbox.pop(0)
+        try:
+            eid, outcome, reason = check(msg, courier.keys, courier.device)
+        except (ValueError, KeyError, TypeError, IndexError):
+            courier.ignored += 1
+            courier.say("ACK ignored: not from the bridge")
+            continue
+        finally:
+            msg = None
+        if eid is None:
+            continue  # a rejection that names no event: nothing of ours to act on
+        if not rejected and outcome in ("stored", "duplicate"):
+            counter = courier.outbox.remove(eid)
+            if counter is not None:
+                courier.sent.pop(counter, None)
+                courier.acked += 1
+                courier.say("ACKED %s %s" % (eid.hex()[:16], outcome))
+        elif rejected and outcome == "rejected":
+            # Refused for good (revoked key, clock far ahead, schema): stop sending it, keep
+            # it on flash (outbox/rejected/), tell the installer.
+            counter = courier.outbox.set_aside(eid)
+            if counter is not None:
+                courier.sent.pop(counter, None)
+                courier.say("REJECTED %s %s" % (eid.hex()[:16], reason or ""))
+        else:
+            courier.ignored += 1

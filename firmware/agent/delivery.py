@@ -223,39 +223,15 @@ class Courier:
             self.ignored += 1  # more than a burst of acks: the rest come again
 
     def _apply(self):
-        # Acks and rejections that verify against a bridge key and name this device; the
-        # rest is ignored and counted (docs/security.md).
+        # Acks are checked by agent.ackcheck, loaded for this and dropped after, even when
+        # the check itself runs out of memory (the link then drops and comes back).
         from agent import ackcheck
 
-        while self._inbox:
-            rejected, msg = self._inbox.pop(0)
-            try:
-                eid, outcome, reason = ackcheck.check(msg, self.keys, self.device)
-            except (ValueError, KeyError, TypeError, IndexError):
-                self.ignored += 1
-                self.say("ACK ignored: not from the bridge")
-                continue
-            finally:
-                msg = None
-            if eid is None:
-                continue  # a rejection that names no event: nothing of ours to act on
-            if not rejected and outcome in ("stored", "duplicate"):
-                counter = self.outbox.remove(eid)
-                if counter is not None:
-                    self.sent.pop(counter, None)
-                    self.acked += 1
-                    self.say("ACKED %s %s" % (eid.hex()[:16], outcome))
-            elif rejected and outcome == "rejected":
-                # Refused for good (revoked key, clock far ahead, schema): stop sending it,
-                # keep it on flash (outbox/rejected/), tell the installer.
-                counter = self.outbox.set_aside(eid)
-                if counter is not None:
-                    self.sent.pop(counter, None)
-                    self.say("REJECTED %s %s" % (eid.hex()[:16], reason or ""))
-            else:
-                self.ignored += 1
-        del ackcheck
-        _drop("agent.ackcheck", "agent.ecverify", "agent.ecpoint")
+        try:
+            ackcheck.apply(self)
+        finally:
+            del ackcheck
+            _drop("agent.ackcheck", "agent.ecverify", "agent.ecpoint")
 
     def service(self, budget=20):
         # Do a little delivery work; never blocks longer than the socket timeouts.

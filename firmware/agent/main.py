@@ -17,12 +17,9 @@ import sys
 import time
 
 from agent import identity
-from agent.outbox import Outbox, OutboxFull
+from agent.outbox import Outbox
 
 WIDTH = 32  # characters on the handheld's display, after the line's tag
-# Inventory statuses, short for the display
-_SHORT = {"Commissioned": "COMM", "InstalledNotCommissioned": "INC", "Whitelisted": "WLIST",
-          "Decommissioned": "DECOM", "Pending": "PEND", "Withdrawn": "WDRAWN"}
 JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
 
 
@@ -43,14 +40,6 @@ def _unload(*names):
         if n.startswith("agent.") and hasattr(agent, n[6:]):
             delattr(agent, n[6:])
     gc.collect()
-
-
-def clean(text, n=WIDTH):
-    # Text read from the premises (hub and meter strings) before it reaches the display:
-    # printable ASCII only (no terminal control sequences), at most n characters.
-    text = str(text)
-    out = "".join(c if " " <= c <= "~" else "?" for c in text[:n])
-    return out
 
 
 def wrap(text, width=WIDTH):
@@ -129,6 +118,40 @@ class Agent:
     def now(self):
         return int(time.time()) + self.clock_offset
 
+    # --- jobs (agent.jobrun, loaded for the job only) ----------------------------------------
+    def job(self, job, override=None):
+        # -> "saved", "refused" or "error"; the screens say why.
+        self.pause_delivery()
+        return self._jobrun("job", job, override)
+
+    def override(self, reason):
+        return self._jobrun("override", reason)
+
+    def survey(self, expect_hub=True):
+        return self._jobrun("survey", expect_hub)
+
+    def show(self, ev):
+        return self._jobrun("show", ev)
+
+    def _jobrun(self, name, *args):
+        gc.collect()
+        from agent import jobrun
+
+        try:
+            result = getattr(jobrun, name)(self, *args)
+        finally:
+            del jobrun
+            _unload("agent.jobrun")
+        if not (isinstance(result, tuple) and result[0] == "save"):
+            return result
+        from agent import saving
+
+        try:
+            return saving.save(self, *result[1])
+        finally:
+            del saving
+            _unload("agent.saving")
+
     def say(self, tag, text):
         lines = wrap(text)
         self.out("%s %s" % (tag, lines[0]))
@@ -136,134 +159,6 @@ class Agent:
             self.out("  " + more)
 
     # --- jobs -------------------------------------------------------------------------
-    def survey(self, expect_hub=True):
-        from agent import link, survey, uart
-
-        if not self.cfg["uart"]:
-            raise ValueError("no serial port configured (config key uart)")
-        u = uart.open_uart(self.cfg["uart"], self.cfg["baud"])
-        try:
-            return survey.survey(link.Link(u), self.now, expect_hub=expect_hub)
-        finally:
-            u.close()
-            del link, survey, uart
-            _unload(*_STAGE)
-
-    def job(self, job, override=None):
-        # -> "saved", "refused" or "error"; the screens say why.
-        self.pause_delivery()
-        from agent import jobs
-
-        try:
-            job = jobs.validate(job)
-        except ValueError as e:
-            self.say("ERROR", str(e))
-            return "error"
-        finally:
-            del jobs
-            _unload("agent.jobs")
-        if self.outbox.full():
-            self.say("ERROR", "Outbox full: %d events wait for the back office. Connect to deliver." % len(self.outbox))
-            return "error"
-        self.out("SURVEY reading the premises...")
-        gc.collect()
-        try:
-            evidence = self.survey(expect_hub=job["type"] != "removal")
-        except Exception as e:  # LinkError, SurveyError, OSError: all reported the same way
-            self.say("ERROR", "Survey failed: %s" % e)
-            return "error"
-        self.show(evidence)
-        gc.collect()
-        from agent import jobs
-
-        problems = jobs.check(job, evidence)
-        del jobs
-        _unload(*_STAGE)
-        codes = []
-        for code, _ in problems:
-            if code not in codes:
-                codes.append(code)
-        ev = dict(job)
-        ev["evidence"] = evidence
-        evidence = None  # the event holds it now; it is freed once the payload is built
-        if problems and not override:
-            self.refused = (ev, codes)
-            self.say("REFUSED", ",".join(sorted(codes)))
-            for _, msg in problems:
-                self.say("WHY", msg)
-            self.say("HINT", "Fix it and run the job again, or: override REASON")
-            return "refused"
-        problems = None
-        return self._save(ev, codes, override)
-
-    def _sign(self, ev, counter):
-        # Build, then sign, loading one big module at a time (docs/agent.md "Memory"). A
-        # MemoryError in a fragmented heap is retried once after a collection.
-        payload = None
-        for attempt in (1, 2):
-            try:
-                if payload is None:
-                    gc.collect()
-                    from agent import event
-
-                    if "id" not in ev:
-                        ev.update({"id": event.new_id(), "time": self.now(), "counter": counter,
-                                   "firmware": self.firmware})
-                    payload = event.build(ev)
-                    del event
-                    _unload(*_STAGE)
-                ev["evidence"] = None
-                gc.collect()
-                from agent import cose
-
-                msg = cose.sign1(payload, self.key, self.kid)
-                del cose
-                return msg
-            except MemoryError:
-                if attempt == 2:
-                    raise
-            finally:
-                _unload(*_STAGE)
-
-    def override(self, reason):
-        if self.refused is None:
-            self.say("ERROR", "Nothing to override: no refused job.")
-            return "error"
-        ev, codes = self.refused
-        return self._save(ev, codes, reason)
-
-    def _save(self, ev, codes, override):
-        self.refused = None  # a failed save is run again as a new job (a fresh survey)
-        if codes:
-            ev["override"] = {"reason": override, "checks": codes}
-        if self.now() < self.time_floor:
-            self.say("ERROR", "Clock not set (before 2025): event not saved. Set the date, then run the job again.")
-            return "error"
-        try:
-            counter = self.counter.reserve()
-            msg = self._sign(ev, counter)
-            self.outbox.save(counter, ev["id"], msg)
-        except OutboxFull as e:
-            self.say("ERROR", str(e))
-            return "error"
-        except (ValueError, OSError, MemoryError) as e:
-            self.say("ERROR", "Event not saved: %s" % e)
-            return "error"
-        self.out("SAVED #%d%s" % (counter, " OVERRIDE" if codes else ""))
-        self.out("  " + ev["id"].hex())
-        return "saved"
-
-    def show(self, ev):
-        hub = ev["hub"]
-        if hub is None:
-            self.out("HUB none")
-        else:
-            self.out("HUB %s %s" % (clean(hub["chf"], 23), clean(hub["generation"], 6)))
-            wan = ev["wan"]
-            self.out("WAN %s" % ("up %s dBm" % clean(wan.get("signal", "?"), 5) if wan["connected"] else "down"))
-        for d in ev["devices"]:
-            st = d.get("status", "-")
-            self.out("DEV %s %s %s" % (clean(d["type"], 6), _SHORT.get(st, clean(st, 6)), clean(d.get("mpxn", "-"), 13)))
 
     def status(self):
         self.out("STATUS outbox=%d/%d link=%s" % (

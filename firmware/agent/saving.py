@@ -1,0 +1,58 @@
+# Sign and save an event (docs/agent.md "Memory"): loaded on its own, after agent.jobrun has
+# been dropped, because building and signing are the job's largest moments.
+import gc
+
+from agent.main import _STAGE, _unload
+from agent.outbox import OutboxFull
+
+
+def save(self, ev, codes, override):
+    self.refused = None  # a failed save is run again as a new job (a fresh survey)
+    if codes:
+        ev["override"] = {"reason": override, "checks": codes}
+    if self.now() < self.time_floor:
+        self.say("ERROR", "Clock not set (before 2025): event not saved. Set the date, then run the job again.")
+        return "error"
+    try:
+        counter = self.counter.reserve()
+        msg = _sign(self, ev, counter)
+        self.outbox.save(counter, ev["id"], msg)
+    except OutboxFull as e:
+        self.say("ERROR", str(e))
+        return "error"
+    except (ValueError, OSError, MemoryError) as e:
+        self.say("ERROR", "Event not saved: %s" % e)
+        return "error"
+    self.out("SAVED #%d%s" % (counter, " OVERRIDE" if codes else ""))
+    self.out("  " + ev["id"].hex())
+    return "saved"
+
+
+def _sign(self, ev, counter):
+    # Build, then sign, loading one big module at a time (docs/agent.md "Memory"). A
+    # MemoryError in a fragmented heap is retried once after a collection.
+    payload = None
+    for attempt in (1, 2):
+        try:
+            if payload is None:
+                gc.collect()
+                from agent import event
+
+                if "id" not in ev:
+                    ev.update({"id": event.new_id(), "time": self.now(), "counter": counter,
+                               "firmware": self.firmware})
+                payload = event.build(ev)
+                del event
+                _unload(*_STAGE)
+            ev["evidence"] = None
+            gc.collect()
+            from agent import cose
+
+            msg = cose.sign1(payload, self.key, self.kid)
+            del cose
+            return msg
+        except MemoryError:
+            if attempt == 2:
+                raise
+        finally:
+            _unload(*_STAGE)
