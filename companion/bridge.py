@@ -81,6 +81,7 @@ def _device_bytes(device_id: str | None) -> bytes:
 @dataclass
 class BridgeState:
     connected: bool = False
+    subscribed: bool = True
     protocol: str = ""
     broker_url: str = ""
     http_url: str | None = None
@@ -169,6 +170,8 @@ class Bridge:
             c.username_pw_set(cfg.username, cfg.password)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
+        c.on_publish = self._on_publish
         c.on_message = self._on_message
         c.on_socket_open = _nodelay
         return c
@@ -244,6 +247,29 @@ class Bridge:
             self._publish_wake.set()
             log.info("connected", extra={"fields": {"broker": self.state.broker_url, "topic": topic}})
         self._connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None) -> None:
+        # A refused subscription (ACL) would leave the bridge connected and deaf: say so loudly,
+        # fail /healthz, and try again.
+        codes = [rc.value if hasattr(rc, "value") else int(rc) for rc in reason_codes]
+        if any(c >= 0x80 for c in codes):
+            self.state.subscribed = False
+            log.error("the broker refused our subscription to events (check the ACL; docs/security.md)",
+                      extra={"fields": {"reason_codes": codes}})
+            threading.Timer(2.0, self._resubscribe).start()
+        else:
+            self.state.subscribed = True
+
+    def _resubscribe(self) -> None:
+        if self._client is not None and self.state.connected and not self._stop.is_set():
+            self._on_connect(self._client, None, None, 0)
+
+    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
+        rc = reason_code.value if hasattr(reason_code, "value") else 0
+        if rc >= 0x80:  # MQTT 5 PUBACK: not authorised, packet too large...
+            self.metrics.publish_refused.inc()
+            log.error("the broker refused one of our publishes (check the ACL; docs/security.md)",
+                      extra={"fields": {"reason_code": rc}})
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
         self.state.connected = False
@@ -367,6 +393,8 @@ class Bridge:
         problems = []
         if not self.state.connected:
             problems.append("broker link down")
+        elif not self.state.subscribed:
+            problems.append("the broker refused our subscription to events (ACL)")
         if self._embedded is not None and not self._embedded.alive:
             problems.append("the bridge's broker process has exited")
         dead = [t.name for t in self._threads if not t.is_alive()]

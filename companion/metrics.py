@@ -15,6 +15,8 @@ class Metrics:
         self.duplicates = Counter("flagwise_events_duplicate", "Re-deliveries of stored events", registry=r)
         self.flag_changes = Counter("flagwise_flag_changes", "Flag changes written to the outbox", ["flag"],
                                     registry=r)
+        self.publish_refused = Counter("flagwise_publish_refused", "Our publishes the broker refused (ACL, size)",
+                                       registry=r)
         self.outbox_depth = Gauge("flagwise_outbox_depth", "Flag changes not yet sent", ["output"], registry=r)
         self.ack_latency = Histogram(
             "flagwise_ack_latency_seconds", "From receiving an event to publishing its ack",

@@ -383,7 +383,7 @@ def acl_text(identities: list[Identity], prefix: str) -> str:
                       f"topic read {p}/keys"]
         elif ident.role == "bridge":
             lines += [f"topic read {p}/events/+", f"topic write {p}/acks/+", f"topic write {p}/rejected/+",
-                      f"topic readwrite {p}/flags/+", f"topic readwrite {p}/keys"]
+                      f"topic write {p}/flags/+", f"topic write {p}/keys"]
         elif ident.role == "consumer":
             lines += [f"topic read {p}/flags/#", f"topic read {p}/keys"]
         elif ident.role == "auditor":
@@ -393,7 +393,7 @@ def acl_text(identities: list[Identity], prefix: str) -> str:
 
 
 def mosquitto_conf(pki: Pki, listen_host: str, listen_port: int, *, persistence_dir: Path | None = None,
-                   max_packet_size: int = 16384) -> str:
+                   max_packet_size: int = 65536) -> str:
     """The broker configuration the project ships (deploy/mosquitto/mosquitto.conf is the
     same text for an operator's broker): TLS only, client certificates required, the
     certificate's CN as user name and client id, the CRL, the ACL, a packet size limit."""

@@ -379,3 +379,28 @@ def test_read_api_needs_a_token_and_survives_slowloris(broker, start_bridge):
     finally:
         for s in held:
             s.close()
+
+
+def test_the_shipped_broker_files_are_what_the_pki_writes(tmp_path):
+    """deploy/mosquitto/ holds the configuration for an operator's broker; it must never
+    drift from what the bridge runs for itself."""
+    import subprocess
+    from pathlib import Path
+
+    from companion.pki import Identity, acl_text
+    from hil.services import BIN
+
+    deploy = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto"
+    r = subprocess.run([str(BIN / "companion"), "pki", "mosquitto-conf", "--pki", "/etc/flagwise/pki",
+                        "--listen", "0.0.0.0:8883", "--persistence", "/var/lib/mosquitto"],
+                       capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout == (deploy / "flagwise.conf").read_text()
+    shipped = (deploy / "flagwise.conf").read_text()
+    for line in ("allow_anonymous false", "require_certificate true", "use_identity_as_username true",
+                 "use_username_as_clientid true", "crlfile ", "acl_file ", "max_packet_size 65536"):
+        assert line in shipped, line
+    example = (deploy / "acl.example").read_text()
+    ids = [Identity("bridge-1", "bridge", 1, False), Identity("dno-feed", "consumer", 3, False),
+           Identity("70-B3-D5-F1-00-00-00-21", "handheld", 5, False)]
+    for block in acl_text(ids, "flagwise").split("\n\n")[1:]:
+        assert block.strip() in example

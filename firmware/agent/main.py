@@ -85,6 +85,7 @@ class Agent:
         self.refused = None  # (event fields, refusal codes) awaiting an override
         self.courier = None  # made when there is something to deliver
         self.acked = 0
+        self.ignored = 0  # messages on our ack topics that did not verify (docs/security.md)
         if created:
             self.out("KEY new device key; public key:")
             self.out("PUBKEY " + self.public_key())
@@ -108,6 +109,8 @@ class Agent:
             self.courier = Courier(self.cfg, self.outbox, self.out)
         self.courier.service()
         self.acked += self.courier.take_acked()
+        self.ignored += self.courier.ignored
+        self.courier.ignored = 0
 
     def pause_delivery(self):
         if self.courier is not None:
@@ -164,6 +167,8 @@ class Agent:
         self.out("STATUS outbox=%d/%d link=%s" % (
             len(self.outbox), self.cfg["outbox_max"], "up" if self.courier and self.courier.connected else "down"))
         self.out("  acked=%d next=#%d" % (self.acked, self.counter.next))
+        if self.ignored:
+            self.out("  ignored=%d not from bridge" % self.ignored)
 
     def loop(self, deliver_for=None, interactive=False):
         # Deliver; when interactive, also take console lines (agent.console).
