@@ -13,7 +13,6 @@ from companion.wire import verify_event
 from hil import hub, premises
 
 from .agent_support import Board
-from .bridge_support import BridgeProcess, Mosquitto
 
 DEVICE = "70-B3-D5-F1-00-00-00-21"
 
@@ -286,3 +285,43 @@ def test_event_refused_for_good_is_set_aside_not_resent(board, bridge, tmp_path)
     assert board.outbox() == []  # no longer sent ...
     assert (board.flash / "outbox" / "rejected").glob("*.ev")  # ... but kept on flash
     assert len(list((board.flash / "outbox" / "rejected").glob("*.ev"))) == 1
+
+
+def test_the_handhelds_firmware_has_no_bench_powers(board):
+    """`clock` and `plug` exist only under the bench's boot script: the firmware a handheld
+    runs answers them with its help text, its clock and serial port unchanged."""
+    import subprocess
+
+    from hil import micropython
+
+    argv = micropython.command("64k") + ["-m", "agent.main", "--flash", str(board.flash)]
+    p = subprocess.run(argv, input="clock -864000\nplug /dev/null\nstatus\nquit\n", capture_output=True,
+                       text=True, timeout=60, env=micropython.environment(micropython.firmware_path(mpy=True)))
+    out = p.stdout.splitlines()
+    assert not [ln for ln in out if ln.startswith(("CLOCK", "PLUGGED"))], out
+    assert any(ln.startswith("HELP job") for ln in out)
+    # Under the bench's boot the same commands work (the bench needs them).
+    board.boot()
+    start = board.send("clock 3600")
+    assert board.expect("CLOCK", start=start)
+    board.shutdown()
+
+
+def test_text_from_the_premises_is_made_safe_for_the_display(mpy):
+    """Hub and meter strings are attacker-controlled (a tampered hub): no terminal control
+    sequences, nothing past the display, reach the installer's screen."""
+    out = mpy(r"""
+from agent import jobrun
+class A:
+    def out(self, s):
+        print(repr(s))
+ev = {"hub": {"chf": "\x1b[2J00-1B-C5-0C-00-00-00-01" + "X" * 200, "generation": "SMETS2\x07"},
+      "wan": {"connected": True, "signal": "-6\x1b]0;owned\x07"},
+      "devices": [{"type": "ESME\x1b[31m", "status": "Commi\x00ssioned\x9b", "mpxn": "1312345678907\x1b[0m"}]}
+jobrun.show(A(), ev)
+""", heapsize="64k", mpy=True)
+    lines = [eval(ln) for ln in out.splitlines()]  # the reprs printed above
+    assert len(lines) == 3
+    for ln in lines:
+        assert all(" " <= c <= "~" for c in ln), ln
+        assert len(ln) <= 4 + 32 + 8, ln
