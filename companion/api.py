@@ -40,6 +40,8 @@ class Api:
             depth = self.store.outbox_depth()
             self.metrics.outbox_depth.labels("mqtt").set(depth[0])
             self.metrics.outbox_depth.labels("dtc").set(depth[1])
+            self.metrics.dtc_files_pending.set(depth[2])
+            self.metrics.suspicious_devices.set(self.store.suspicious_devices())
             body = generate_latest(self.metrics.registry)
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
             return [body]

@@ -42,6 +42,8 @@ class JsonLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "msg": record.getMessage()}
         out.update(getattr(record, "fields", {}))
+        if record.exc_info:  # an internal error: the traceback is what on-call needs
+            out["traceback"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
 
 
@@ -340,6 +342,10 @@ class Bridge:
             if o.status == "stored":
                 m.stored.inc()
                 fields.update(type=o.event.type, mpxns=list(o.event.mpxns))
+                for kind in o.suspicious:
+                    m.counter_anomalies.labels(kind).inc()
+                if o.suspicious:
+                    fields["suspicious"] = o.suspicious
             else:
                 m.duplicates.inc()
             for ch in o.changes:
@@ -384,6 +390,10 @@ class Bridge:
             try:
                 for path in self.dtc.tick():
                     log.info("dtc file", extra={"fields": {"path": str(path)}})
+            except OSError as exc:
+                log.error("writing DTC files failed; retrying with backoff",
+                          extra={"fields": {"error": f"{type(exc).__name__}: {exc}"[:200],
+                                            "pending_files": self.dtc.pending_files()}})
             except Exception:
                 log.exception("writing DTC files failed; will retry")
 

@@ -48,6 +48,7 @@ class Outcome:
     detail: str | None = None
     event: Event | None = None
     changes: list[dict] = field(default_factory=list)  # flag changes this event caused
+    suspicious: list[str] = field(default_factory=list)  # counter anomalies (store.check_counter)
 
 
 class Rejected(Exception):
@@ -152,6 +153,7 @@ class Ingestor:
                     continue
                 out.status = status
                 if status == "stored":
+                    out.suspicious = self.store.check_counter(db, out.device_id, ev, out.incoming.received_at)
                     for m in ev.mpxns:
                         touched[m] = out
             known = {ev.id: ev for _, ev, _ in accepted}

@@ -17,6 +17,12 @@ class Metrics:
                                     registry=r)
         self.publish_refused = Counter("flagwise_publish_refused", "Our publishes the broker refused (ACL, size)",
                                        registry=r)
+        self.counter_anomalies = Counter("flagwise_counter_anomalies", "Events whose device counter repeated or "
+                                         "went backwards (kept, recorded)", ["kind"], registry=r)
+        self.suspicious_devices = Gauge("flagwise_suspicious_devices", "Handhelds with a counter anomaly",
+                                        registry=r)
+        self.dtc_files_pending = Gauge("flagwise_dtc_files_pending",
+                                       "DTC files assigned but not yet written (a failing folder)", registry=r)
         self.outbox_depth = Gauge("flagwise_outbox_depth", "Flag changes not yet sent", ["output"], registry=r)
         self.ack_latency = Histogram(
             "flagwise_ack_latency_seconds", "From receiving an event to publishing its ack",

@@ -20,10 +20,14 @@ from .store import Store
 
 
 class DtcWriter:
+    MAX_BACKOFF = 60.0  # s between retries while the folder cannot be written
+
     def __init__(self, store: Store, config: Config):
         self.store = store
         self.config = config
         self.out = Path(config.out)
+        self._backoff = 0.0
+        self._retry_at = 0.0  # time.monotonic() before which tick() does not try again
 
     def recover(self) -> list[Path]:
         """Write the files that were assigned but not yet written (a crash in between)."""
@@ -32,16 +36,32 @@ class DtcWriter:
         return [self._write(r[0]) for r in rows]
 
     def tick(self, now: float | None = None, force: bool = False) -> list[Path]:
-        """Close the batches that are big enough or old enough (all of them with force)."""
+        """Write the files assigned but not yet written (a failed write, a crash), then close
+        the batches that are big enough or old enough (all of them with force). A write that
+        fails (folder gone, disk full) raises; the next ticks retry it with a backoff doubling
+        to MAX_BACKOFF, and no new file is assigned until the pending ones are written."""
+        mono = time.monotonic()
+        if mono < self._retry_at and not force:
+            return []
         now = time.time() if now is None else now
-        written = []
-        for flow in dtc.FLOWS.values():
-            while True:
-                file_id = self._assign(flow, now, force)
-                if file_id is None:
-                    break
-                written.append(self._write(file_id))
+        written: list[Path] = []
+        try:
+            written += self.recover()
+            for flow in dtc.FLOWS.values():
+                while True:
+                    file_id = self._assign(flow, now, force)
+                    if file_id is None:
+                        break
+                    written.append(self._write(file_id))
+        except OSError:
+            self._backoff = min(max(self._backoff * 2, 1.0), self.MAX_BACKOFF)
+            self._retry_at = mono + self._backoff
+            raise
+        self._backoff, self._retry_at = 0.0, 0.0
         return written
+
+    def pending_files(self) -> int:
+        return self.store.conn().execute("SELECT count(*) FROM dtc_files WHERE state='pending'").fetchone()[0]
 
     def _assign(self, flow: dtc.Flow, now: float, force: bool) -> str | None:
         cfg = self.config

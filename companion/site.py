@@ -45,6 +45,8 @@ def site_view(store: Store, mpxn: str, config: Config) -> dict | None:
         "hub": asdict(ev.hub) if ev and ev.hub else None,
         "wan": asdict(ev.wan) if ev and ev.wan else None,
         "devices": [asdict(d) for d in ev.devices] if ev else [],
+        # Handhelds behind these events whose counter repeated or went backwards.
+        "suspicious": store.suspicious(sorted({r[0] for r in rows})),
     }
 
 
@@ -61,6 +63,8 @@ def format_site(view: dict, events: list[dict]) -> str:
     for d in view["devices"]:
         out.append(f"  device: {d['eui']} {d['type']} {d['status'] or '-'} mpxn={d['mpxn'] or '-'}"
                    f" answered={d['answered']}")
+    for s in view.get("suspicious", []):
+        out.append(f"  SUSPICIOUS handheld {s['device_id']}: {s['kind']} ({s['detail']})")
     out.append(f"  events ({len(events)}):")
     for e in events:
         out.append(f"    {e['event_id'][:16]} {e['type']:<17} device {e['device_id']} #{e['counter']}"

@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS rejections (
 CREATE TABLE IF NOT EXISTS rejection_counts (
     device_id TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
     first_at REAL NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (device_id, reason)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_device_counter ON events (device_id, counter);
+CREATE TABLE IF NOT EXISTS suspicious (
+    event_id BLOB NOT NULL, device_id TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
+    at REAL NOT NULL, PRIMARY KEY (event_id, kind));
 CREATE TABLE IF NOT EXISTS api_tokens (
     name TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE, created_at REAL NOT NULL,
     revoked_at REAL);
@@ -155,6 +159,42 @@ class Store:
         db.executemany("INSERT OR IGNORE INTO event_mpxns VALUES (?, ?)", [(m, ev.id) for m in ev.mpxns])
         return "stored"
 
+    @staticmethod
+    def check_counter(db: sqlite3.Connection, device_id: str, ev: Event, now: float) -> list[str]:
+        """A device's counter never repeats and rises with its clock. An event that breaks
+        this is kept (it is evidence) and recorded: `counter_reused` (the same counter under
+        another event id) or `counter_backwards` (a lower counter on a later event, or a
+        higher one on an earlier: a handheld restored from an old flash image)."""
+        found = []
+        row = db.execute("SELECT event_id FROM events WHERE device_id=? AND counter=? AND event_id<>? LIMIT 1",
+                         (device_id, ev.counter, ev.id)).fetchone()
+        if row:
+            found.append(("counter_reused", f"counter {ev.counter} also on event {bytes(row[0]).hex()}"))
+        row = db.execute(
+            "SELECT event_id, counter, device_time FROM events WHERE device_id=? AND event_id<>? AND "
+            "((counter > ? AND device_time < ?) OR (counter < ? AND device_time > ?)) LIMIT 1",
+            (device_id, ev.id, ev.counter, ev.time, ev.counter, ev.time)).fetchone()
+        if row:
+            found.append(("counter_backwards", f"counter {ev.counter} at {ev.time}, but event "
+                                               f"{bytes(row[0]).hex()} has counter {row[1]} at {row[2]}"))
+        for kind, detail in found:
+            db.execute("INSERT OR IGNORE INTO suspicious VALUES (?, ?, ?, ?, ?)", (ev.id, device_id, kind, detail, now))
+        return [k for k, _ in found]
+
+    def suspicious(self, device_ids: list[str] | None = None) -> list[dict]:
+        sql = "SELECT device_id, kind, detail, event_id, at FROM suspicious"
+        args: tuple = ()
+        if device_ids is not None:
+            if not device_ids:
+                return []
+            sql += f" WHERE device_id IN ({','.join('?' * len(device_ids))})"
+            args = tuple(device_ids)
+        return [{"device_id": r[0], "kind": r[1], "detail": r[2], "event_id": bytes(r[3]).hex(), "at": r[4]}
+                for r in self.conn().execute(sql + " ORDER BY at", args)]
+
+    def suspicious_devices(self) -> int:
+        return self.conn().execute("SELECT count(DISTINCT device_id) FROM suspicious").fetchone()[0]
+
     def events_for(self, mpxn: str, db: sqlite3.Connection | None = None,
                    known: dict[bytes, Event] | None = None) -> list[tuple[str, float, Event]]:
         """(device id, received at, event) for every stored event naming mpxn; `known` holds
@@ -190,11 +230,14 @@ class Store:
         with self.tx() as db:
             db.executemany("UPDATE outbox SET mqtt_done=1 WHERE seq=?", [(s,) for s in seqs])
 
-    def outbox_depth(self) -> tuple[int, int]:
-        """(changes not yet published on MQTT, changes not yet in a DTC file)."""
+    def outbox_depth(self) -> tuple[int, int, int]:
+        """(changes not yet published on MQTT, changes not yet in a written DTC file, DTC files
+        assigned but not yet written)."""
         c = self.conn()
         return (c.execute("SELECT count(*) FROM outbox WHERE mqtt_done=0").fetchone()[0],
-                c.execute("SELECT count(*) FROM outbox WHERE dtc_file IS NULL").fetchone()[0])
+                c.execute("SELECT count(*) FROM outbox o LEFT JOIN dtc_files f ON o.dtc_file = f.file_id "
+                          "WHERE o.dtc_file IS NULL OR f.state = 'pending'").fetchone()[0],
+                c.execute("SELECT count(*) FROM dtc_files WHERE state='pending'").fetchone()[0])
 
     def next_sequence(self, db: sqlite3.Connection, name: str) -> int:
         db.execute("INSERT OR IGNORE INTO sequences VALUES (?, 0)", (name,))

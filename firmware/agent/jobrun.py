@@ -1,6 +1,6 @@
-# A job on site (docs/agent.md "Jobs"): survey, checks, refusal or override, sign, save.
-# Loaded for the job only (agent.main unloads it after), so that the delivery stage,
-# which keeps a TLS link open, has the heap this code would otherwise hold.
+# A job on site (docs/agent.md "Jobs"): the checks before and after the survey, refusal or
+# override. Loaded for those steps only (agent.main unloads it for the survey, the signing
+# and delivery), so that the survey and the TLS link have the heap it would otherwise hold.
 import gc
 
 from agent.main import _STAGE, WIDTH, _unload
@@ -17,42 +17,29 @@ def clean(text, n=WIDTH):
     return "".join(c if " " <= c <= "~" else "?" for c in text[:n])
 
 
-def survey(self, expect_hub=True):
-    from agent import link, survey, uart
-
-    if not self.cfg["uart"]:
-        raise ValueError("no serial port configured (config key uart)")
-    u = uart.open_uart(self.cfg["uart"], self.cfg["baud"])
-    try:
-        return survey.survey(link.Link(u), self.now, expect_hub=expect_hub)
-    finally:
-        u.close()
-        del link, survey, uart
-        _unload(*_STAGE)
-
-
-def job(self, job, override=None):
-    # -> "saved", "refused" or "error"; the screens say why.
+def prepare(self, job):
+    # -> the validated job, or None (the screen says why). Before the survey.
     from agent import jobs
 
     try:
         job = jobs.validate(job)
     except ValueError as e:
         self.say("ERROR", str(e))
-        return "error"
+        return None
     finally:
         del jobs
         _unload("agent.jobs")
     if self.outbox.full():
         self.say("ERROR", "Outbox full: %d events wait for the back office. Connect to deliver." % len(self.outbox))
-        return "error"
-    self.out("SURVEY reading the premises...")
-    gc.collect()
-    try:
-        evidence = survey(self, expect_hub=job["type"] != "removal")
-    except Exception as e:  # LinkError, SurveyError, OSError: all reported the same way
-        self.say("ERROR", "Survey failed: %s" % e)
-        return "error"
+        return None
+    return job
+
+
+def decide(self, override):
+    # After the survey (self.pending = (job, evidence)): show it, check the claim, refuse
+    # or hand the event to agent.saving. -> "refused", or ("save", (event, codes, override)).
+    job, evidence = self.pending
+    self.pending = None
     show(self, evidence)
     gc.collect()
     from agent import jobs

@@ -83,6 +83,7 @@ class Agent:
         self.outbox = Outbox(root, self.cfg["outbox_max"])
         self.counter = identity.Counter(root, self.outbox.highest_counter() + 1)
         self.refused = None  # (event fields, refusal codes) awaiting an override
+        self.pending = None  # (job, evidence) between the survey and the checks
         self.courier = None  # made when there is something to deliver
         self.acked = 0
         self.ignored = 0  # messages on our ack topics that did not verify (docs/security.md)
@@ -125,13 +126,35 @@ class Agent:
     def job(self, job, override=None):
         # -> "saved", "refused" or "error"; the screens say why.
         self.pause_delivery()
-        return self._jobrun("job", job, override)
+        job = self._jobrun("prepare", job)
+        if job is None:
+            return "error"
+        self.out("SURVEY reading the premises...")
+        try:
+            evidence = self.survey(expect_hub=job["type"] != "removal")
+        except Exception as e:  # LinkError, SurveyError, OSError: all reported the same way
+            self.say("ERROR", "Survey failed: %s" % e)
+            return "error"
+        self.pending = (job, evidence)
+        job = evidence = None  # agent.jobrun takes them from self.pending, then frees them
+        return self._jobrun("decide", override)
 
     def override(self, reason):
         return self._jobrun("override", reason)
 
     def survey(self, expect_hub=True):
-        return self._jobrun("survey", expect_hub)
+        gc.collect()
+        from agent import link, survey, uart
+
+        if not self.cfg["uart"]:
+            raise ValueError("no serial port configured (config key uart)")
+        u = uart.open_uart(self.cfg["uart"], self.cfg["baud"])
+        try:
+            return survey.survey(link.Link(u), self.now, expect_hub=expect_hub)
+        finally:
+            u.close()
+            del link, survey, uart
+            _unload(*_STAGE)
 
     def show(self, ev):
         return self._jobrun("show", ev)

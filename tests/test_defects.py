@@ -1,0 +1,119 @@
+"""Defects found by trying the landed code from outside, each with the test that failed
+before its fix (the trust boundary's own are in test_security.py and test_hostile_input.py)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from companion import dtc
+from companion.bridge import JsonLogFormatter
+
+from .bridge_support import DEVICE_ID, MV, PUBLIC_KEY, evidence, make_event
+
+T0 = 1793491200  # 2026-11-01
+
+
+def _changes(out) -> dict[str, list[tuple[str, str]]]:
+    seen: dict[str, list[tuple[str, str]]] = {}
+    for p in sorted(out.glob("*.dtc")):
+        for g in dtc.parse(p.read_text())["groups"]:
+            seen.setdefault(g[1], []).append((g[2], g[3]))
+    return seen
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise KeyError(name)
+
+
+def test_a_failed_dtc_write_is_retried_while_the_bridge_runs(tmp_path, broker, start_bridge, watch):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text("dtc_batch_age = 0.2\ndtc_batch_size = 5\n")
+    bridge = start_bridge(DEVICE_ID, PUBLIC_KEY, "--config", str(cfg))
+    mpans = [MV.mpan_check(f"1{n:011d}") for n in range(30)]
+
+    def send(batch):
+        ids = []
+        for n, mpan in batch:
+            eid, m = make_event("commission", T0 + n, n, mpans=[mpan], ev=evidence([("ESME", mpan, "Commissioned")]))
+            ids.append(eid)
+            watch.send(m)
+        watch.wait(lambda h: all(e in h.acks for e in ids), what="acks")
+
+    send(list(enumerate(mpans[:10])))
+    end = time.monotonic() + 20
+    while len(_changes(bridge.out)) < 10 and time.monotonic() < end:
+        time.sleep(0.1)
+    assert len(_changes(bridge.out)) == 10
+    # The folder goes away (a full disk, a lost mount): a file where it was.
+    saved = tmp_path / "out-saved"
+    bridge.out.rename(saved)
+    bridge.out.write_text("not a folder")
+    send(list(enumerate(mpans[10:], start=10)))
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        _, metrics = bridge.get("/metrics")
+        if _metric(metrics, "flagwise_dtc_files_pending") >= 1:
+            break
+        time.sleep(0.2)
+    assert _metric(metrics, "flagwise_dtc_files_pending") >= 1
+    assert _metric(metrics, 'flagwise_outbox_depth{output="dtc"}') == 20
+    assert "retrying with backoff" in bridge.log.read_text()
+    # Back again, without a restart: every change lands, exactly once.
+    bridge.out.unlink()
+    saved.rename(bridge.out)
+    end = time.monotonic() + 60
+    while len(_changes(bridge.out)) < 30 and time.monotonic() < end:
+        time.sleep(0.2)
+    seen = _changes(bridge.out)
+    assert sorted(seen) == sorted(mpans)
+    assert all(v == [("A", "20261101")] or len(v) == 1 for v in seen.values()), seen
+    _, metrics = bridge.get("/metrics")
+    assert _metric(metrics, "flagwise_dtc_files_pending") == 0
+    assert _metric(metrics, 'flagwise_outbox_depth{output="dtc"}') == 0
+    assert bridge.proc.poll() is None
+
+
+def test_internal_error_log_lines_carry_the_traceback():
+    try:
+        raise KeyError("boom")
+    except KeyError:
+        import sys
+
+        rec = logging.LogRecord("companion", logging.ERROR, __file__, 1, "internal error", (), sys.exc_info())
+    line = JsonLogFormatter().format(rec)
+    assert "Traceback" in line and "KeyError" in line
+
+
+def test_counters_that_repeat_or_go_backwards_are_kept_and_flagged(tmp_path):
+    """A handheld restored from an old flash image signs new events with old counters: the
+    events are evidence and kept, the device is shown as suspicious."""
+    from companion.config import Config
+    from companion.ingest import Incoming, Ingestor
+    from companion.site import format_site, site_view
+    from companion.store import Store
+
+    store = Store(tmp_path / "b.db")
+    store.add_key(DEVICE_ID, bytes.fromhex(PUBLIC_KEY))
+    ing = Ingestor(store, Config(db=str(tmp_path / "b.db")).check())
+    topic = f"flagwise/events/{DEVICE_ID}"
+
+    def send(m):
+        return ing.handle_batch([Incoming(topic, m, time.time())])[0]
+
+    first = send(make_event("install", T0, 5)[1])
+    late_backlog = send(make_event("install", T0 - 3600, 4)[1])  # older and lower: normal
+    assert first.suspicious == [] and late_backlog.suspicious == []
+    reused = send(make_event("commission", T0 + 60, 5)[1])
+    backwards = send(make_event("commission", T0 + 120, 2)[1])
+    assert reused.status == backwards.status == "stored"
+    assert reused.suspicious == ["counter_reused"]
+    assert "counter_backwards" in backwards.suspicious
+    assert store.event_count() == 4
+    view = site_view(store, MV.MPAN, Config())
+    assert {s["kind"] for s in view["suspicious"]} == {"counter_reused", "counter_backwards"}
+    assert "SUSPICIOUS handheld " + DEVICE_ID in format_site(view, [])
+    assert store.suspicious_devices() == 1
