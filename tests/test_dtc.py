@@ -75,9 +75,10 @@ def test_a_file_assigned_but_not_written_is_written_on_recovery(tmp_path):
     file_id = w._assign(dtc.D0350, now=100, force=False)
     assert file_id and not (tmp_path / "out").exists()
     again = DtcWriter(Store(cfg.db_path), cfg)
-    assert again.tick(now=200) == []  # the rows are taken: no second file
-    [path] = again.recover()
+    [path] = again.tick(now=200)  # the pending file is written; its rows are taken: no second file
+    assert path.name == f"D0350001_{file_id}.dtc"
     assert dtc.parse(path.read_text())["groups"] == [["350", "1312345678907", "A", "20261101"]]
+    assert again.recover() == [] and again.tick(now=300) == []
 
 
 def test_legacy_flags_option(tmp_path):
