@@ -53,10 +53,22 @@ def cmd_premises(args: argparse.Namespace) -> int:
         print(f"premises {p.name} at {args.baud or p.baud} baud; {CONSOLE_HELP}", flush=True)
         for line in sys.stdin:
             if line.strip() in ("quit", "exit"):
-                break
+                return 0
             reply = h.command(line)
             if reply:
                 print(reply, flush=True)
+        # No console (stdin closed or not a terminal, e.g. in the background): keep serving
+        # until told to stop.
+        import signal
+        import threading
+
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(1):
+                pass
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -68,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import runner, scenario
 
         if args.list:
-            for name in scenario.library():
-                print(f"{name:40} {scenario.load(name).description}")
+            names = scenario.library()
+            width = max(len(n) for n in names) + 2
+            for name in names:
+                print(f"{name:{width}}{scenario.load(name).description}")
             return 0
         try:
             return runner.run(args.scenarios, Path(args.out), args.broker, args.jobs)
