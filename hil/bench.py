@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import textwrap
 import threading
 import time
 from dataclasses import dataclass
@@ -101,7 +103,9 @@ class Bench:
             if any(x.mpxn == u.mpxn and x.version == u.version for x in self.updates):
                 return  # a retained copy or a re-publish of a version already seen
             self.updates.append(u)
-        self.say(f"  flag {u.mpxn}: {u.flag or 'none'} since {u.since} (v{u.version}) — {u.reason[:70]}")
+        head = f"  flag {u.mpxn}: {u.flag or 'none'} since {u.since} (v{u.version}) — "
+        width = max(60, shutil.get_terminal_size((120, 24)).columns)
+        self.say(head + textwrap.shorten(u.reason, width=max(20, width - len(head)), placeholder=" …"))
 
     # --- what scenarios ask ---------------------------------------------------------------
     def register(self, device_id: str, public_key: str) -> None:

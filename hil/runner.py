@@ -35,7 +35,8 @@ def run(names: list[str], out: Path, broker: str = "embedded", jobs: int = 8, sa
     try:
         def one(s: sc.Scenario) -> sc.Result:
             tell(f"▶ {s.name}")
-            r = sc.Run(s, bench, out / "boards" / s.name, say=tell).execute()
+            # Lines from scenarios running side by side carry their scenario's name.
+            r = sc.Run(s, bench, out / "boards" / s.name, say=lambda t, n=s.name: tell(f"[{n}] {t.strip()}")).execute()
             tell(f"{'✔' if r.ok else '✘'} {s.name} ({r.seconds:.1f} s)"
                  + ("" if r.ok else ": " + (r.error or "; ".join(c.what for c in r.checks if not c.ok))))
             return r
@@ -53,7 +54,7 @@ def run(names: list[str], out: Path, broker: str = "embedded", jobs: int = 8, sa
     tell("\n" + table)
     passed = sum(r.ok for r in results)
     tell(f"{passed}/{len(results)} scenarios passed in {wall:.0f} s")
-    sc.write_junit(results, out / "junit.xml")
+    sc.write_junit(results, out / "junit.xml", wall)
     (out / "report.md").write_text(report(results, bench, wall))
     tell(f"report: {out / 'report.md'}  junit: {out / 'junit.xml'}  DTC files: {bench.bridge.out}")
     return 0 if passed == len(results) else 1

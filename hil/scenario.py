@@ -337,17 +337,23 @@ def http_json(url: str, token: str | None = None) -> dict | None:
         raise
 
 
-def write_junit(results: list[Result], path: Path) -> None:
+def write_junit(results: list[Result], path: Path, wall: float | None = None) -> None:
+    """JUnit XML: the suite's time is the run's wall time (scenarios run in parallel), with
+    a timestamp; each scenario keeps its steps as system-out."""
+    import datetime
     from xml.sax.saxutils import escape, quoteattr
 
     failures = sum(not r.ok for r in results)
+    wall = sum(r.seconds for r in results) if wall is None else wall
+    stamp = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     out = [f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="hil" tests="{len(results)}" '
-           f'failures="{failures}" time="{sum(r.seconds for r in results):.1f}">']
+           f'failures="{failures}" time="{wall:.1f}" timestamp="{stamp}">']
     for r in results:
         out.append(f'  <testcase classname="hil.scenarios" name={quoteattr(r.name)} time="{r.seconds:.1f}">')
         if not r.ok:
             msg = r.error or "; ".join(f"{c.what}: {c.detail}" for c in r.checks if not c.ok)
             out.append(f"    <failure message={quoteattr(msg)}>{escape(chr(10).join(r.timeline))}</failure>")
+        out.append(f"    <system-out>{escape(chr(10).join(r.timeline))}</system-out>")
         out.append("  </testcase>")
     out.append("</testsuite>\n")
     path.write_text("\n".join(out))

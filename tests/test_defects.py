@@ -117,3 +117,29 @@ def test_counters_that_repeat_or_go_backwards_are_kept_and_flagged(tmp_path):
     assert {s["kind"] for s in view["suspicious"]} == {"counter_reused", "counter_backwards"}
     assert "SUSPICIOUS handheld " + DEVICE_ID in format_site(view, [])
     assert store.suspicious_devices() == 1
+
+
+def test_junit_time_is_the_runs_wall_time_with_each_scenarios_steps(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from hil.scenario import Result, write_junit
+
+    rs = [Result(name, True, secs, timeline=["   0.1s step 1: do=job"]) for name, secs in (("a", 9.0), ("b", 8.0))]
+    write_junit(rs, tmp_path / "j.xml", wall=10.0)
+    suite = ET.parse(tmp_path / "j.xml").getroot()
+    assert suite.get("time") == "10.0" and suite.get("timestamp")
+    assert [c.find("system-out").text for c in suite] == ["   0.1s step 1: do=job"] * 2
+
+
+def test_make_firmware_says_whether_anything_was_rebuilt(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parent.parent / "tools" / "build_firmware.py"
+    first = subprocess.run([sys.executable, str(tool), "--out", str(tmp_path)], capture_output=True, text=True)
+    again = subprocess.run([sys.executable, str(tool), "--out", str(tmp_path)], capture_output=True, text=True)
+    assert first.returncode == again.returncode == 0
+    n = len(list(tmp_path.rglob("*.mpy")))
+    assert f"rebuilt {n} of {n} modules" in first.stdout
+    assert f"{n} modules up to date" in again.stdout

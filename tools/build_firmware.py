@@ -25,7 +25,9 @@ def mpy_cross() -> str:
     return str(exe) if exe.exists() else "mpy-cross"
 
 
-def build(out: Path) -> list[Path]:
+def build(out: Path, rebuilt: list[Path] | None = None) -> list[Path]:
+    """Every module's .mpy (compiled when older than its source); `rebuilt` collects those
+    compiled this time."""
     built = []
     for src_root, sub in SOURCES:
         if not src_root.is_dir():
@@ -43,6 +45,8 @@ def build(out: Path) -> list[Path]:
                     check=True,
                 )
                 os.replace(tmp, dest)
+                if rebuilt is not None:
+                    rebuilt.append(dest)
             built.append(dest)
     return built
 
@@ -51,11 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "firmware")
     args = ap.parse_args(argv)
+    rebuilt: list[Path] = []
     try:
-        build(args.out)
+        built = build(args.out, rebuilt)
     except subprocess.CalledProcessError as exc:
         print(f"build_firmware: mpy-cross failed: {exc}", file=sys.stderr)
         return 1
+    if rebuilt:
+        names = ", ".join(p.relative_to(args.out).as_posix() for p in rebuilt[:8])
+        more = f" and {len(rebuilt) - 8} more" if len(rebuilt) > 8 else ""
+        print(f"build_firmware: rebuilt {len(rebuilt)} of {len(built)} modules ({names}{more}) in {args.out}")
+    else:
+        print(f"build_firmware: {len(built)} modules up to date in {args.out}")
     return 0
 
 
