@@ -325,3 +325,27 @@ jobrun.show(A(), ev)
     for ln in lines:
         assert all(" " <= c <= "~" for c in ln), ln
         assert len(ln) <= 4 + 32 + 8, ln
+
+
+def test_handheld_refuses_to_sign_with_a_clock_before_the_floor(board):
+    board.spec.clock_offset = 1000 - int(time.time())  # the clock reads 1970: never set
+    rc, lines = board.job("commission", "2000012345672")
+    assert rc == 1 and any("Clock not set" in ln for ln in lines), lines
+    assert board.outbox() == []
+
+
+def test_tls_modules_and_alias_are_dropped_after_delivery(board, bridge):
+    """Under TLS umqtt needs `ussl`; the alias goes with the other delivery modules, so
+    nothing of the link stays resident between jobs."""
+    import subprocess
+
+    from hil import micropython
+
+    assert board.job("commission", "2000012345672")[0] == 0
+    script = (f"import sys\nfrom agent.main import Agent\na = Agent({str(board.flash)!r})\na.loop(10)\n"
+              "a.pause_delivery()\nprint('LEFT', sorted(k for k in sys.modules if k in "
+              "('ssl', 'ussl', 'umqtt', 'umqtt.simple', 'agent.delivery', 'agent.ackcheck', 'agent.ecverify')))\n"
+              "print('OUTBOX', len(a.outbox))\n")
+    p = subprocess.run(micropython.command("64k") + ["-c", script], capture_output=True, text=True, timeout=60,
+                       env=micropython.environment(micropython.firmware_path(mpy=True)))
+    assert "OUTBOX 0" in p.stdout and "LEFT []" in p.stdout, p.stdout + p.stderr

@@ -143,3 +143,31 @@ def test_make_firmware_says_whether_anything_was_rebuilt(tmp_path):
     n = len(list(tmp_path.rglob("*.mpy")))
     assert f"rebuilt {n} of {n} modules" in first.stdout
     assert f"{n} modules up to date" in again.stdout
+
+
+def test_a_discarded_mqtt_client_closes_its_socket():
+    """The MQTT 5 attempt that a 3.1.1-only broker never answers is dropped with its socket
+    (it stayed open before)."""
+    import socket
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from companion.bridge import _discard
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="x", protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", srv.getsockname()[1])
+    c.loop_start()
+    conn, _ = srv.accept()
+    conn.settimeout(5)
+    conn.recv(1024)  # the CONNECT, never answered
+    _discard(c)
+    rest = b""
+    while chunk := conn.recv(1024):  # a DISCONNECT may come first; then the end of the stream
+        rest += chunk
+    assert rest in (b"", b"\xe0\x00"), rest
+    conn.close()
+    srv.close()
