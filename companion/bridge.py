@@ -118,7 +118,9 @@ class Bridge:
                         "forge traffic (--insecure)")
         if cfg.broker is None:
             self._embedded = ManagedBroker(cfg.listen, Path(cfg.db_path).resolve().parent / "broker",
-                                           self.pki, cfg.max_packet_size, insecure=cfg.insecure).start()
+                                           self.pki, cfg.max_packet_size, insecure=cfg.insecure,
+                                           die_with_parent=threading.current_thread() is threading.main_thread()
+                                           ).start()
             self.state.broker_url = self._embedded.url + " (the bridge's own mosquitto)"
             url = self._embedded.url
         else:
@@ -319,7 +321,8 @@ class Bridge:
             dev = _device_bytes(o.device_id)
             eid = bytes.fromhex(o.event_id) if o.event_id else None
             if o.status in ("stored", "duplicate"):
-                client.publish(f"{self.config.prefix}/acks/{o.device_id}", self.signer.ack(dev, eid, o.status), qos=1)
+                client.publish(f"{self.config.prefix}/acks/{o.device_id}",
+                               self.signer.ack(dev, eid, o.status, flags=o.flags), qos=1)
                 self.metrics.ack_latency.observe(time.time() - o.incoming.received_at)
             else:
                 device = o.device_id or "unknown"

@@ -28,6 +28,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() still ends it
+
+
 def mosquitto_binary() -> str:
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     if exe is None:
@@ -38,13 +47,16 @@ def mosquitto_binary() -> str:
 
 class ManagedBroker:
     def __init__(self, listen: str, workdir: Path, pki: Pki | None, max_packet_size: int,
-                 insecure: bool = False):
+                 insecure: bool = False, die_with_parent: bool = False):
         host, port = host_port(listen, "listen")
         self.host, self.port = host, port or free_port(host)
         self.workdir = workdir
         self.pki = pki
         self.insecure = insecure
         self.max_packet_size = max_packet_size
+        # Linux delivers the signal when the *thread* that started the broker ends: only for a
+        # broker started from a thread that lives as long as its owner (the bridge's main one).
+        self.die_with_parent = die_with_parent
         self.proc: subprocess.Popen | None = None
         self._watch_stop = threading.Event()
         self._mtimes: tuple[float, ...] = ()
@@ -70,8 +82,11 @@ class ManagedBroker:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(self.config_text())
         log = open(self.workdir / "mosquitto.log", "ab")
+        # Its own session (a Ctrl-C reaches the bridge, which then stops the broker in order),
+        # but it dies with the bridge even when the bridge is killed (Linux PR_SET_PDEATHSIG).
         self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     preexec_fn=_die_with_parent if self.die_with_parent else None)
         end = time.monotonic() + 10
         while time.monotonic() < end:
             if self.proc.poll() is not None:

@@ -252,8 +252,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     _, store = _store(args)
     n, diffs = replay(store)
     for d in diffs:
-        print(f"{d.mpxn}: sent {d.sent[0] or 'none'} from {d.sent[1]}, derived {d.derived[0] or 'none'} "
-              f"from {d.derived[1]} ({d.reason})")
+        what = [name for name, a, b in zip(("flag", "date", "deciding event", "reason", "override"), d.sent,
+                                           d.derived) if a != b]
+        print(f"{d.mpxn}: sent {d.sent[0] or 'none'} from {d.sent[1]} (event {(d.sent[2] or '-')[:8]}), derived "
+              f"{d.derived[0] or 'none'} from {d.derived[1]} (event {(d.derived[2] or '-')[:8]}); differs in "
+              f"{', '.join(what)}")
     print(f"replay: {n} meter points, {len(diffs)} differences")
     return 1 if diffs else 0
 

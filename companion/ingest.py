@@ -49,6 +49,7 @@ class Outcome:
     event: Event | None = None
     changes: list[dict] = field(default_factory=list)  # flag changes this event caused
     suspicious: list[str] = field(default_factory=list)  # counter anomalies (store.check_counter)
+    flags: list[tuple[str, str | None, str | None, str]] = field(default_factory=list)  # per MPxN, after commit
 
 
 class Rejected(Exception):
@@ -162,6 +163,11 @@ class Ingestor:
                 if change:
                     out.changes.append(change)
             for out in outcomes:
+                if out.status in ("stored", "duplicate") and out.event is not None:
+                    # What the handheld is told: each meter point's flag as it now stands.
+                    for m in out.event.mpxns:
+                        f = self.store.flag(m, db)
+                        out.flags.append((m, f.flag, f.effective_from, f.code) if f else (m, None, None, "none"))
                 if out.status == "rejected":
                     self.store.record_rejection(out.device_id, out.reason or "", out.detail or "",
                                                 len(out.incoming.payload), out.incoming.received_at, db)
@@ -172,20 +178,24 @@ class Ingestor:
         new = policy.derive(mpxn, events)
         old = self.store.flag(mpxn, db)
         now = time.time()
-        if old is not None and (old.flag, old.effective_from) == (new.flag, new.effective_from):
+        # The flag state is the whole flag: a new deciding event, reason or override is a new
+        # version too (an override must never go silent), not only a new value or date.
+        if old is not None and state(old) == state(new):
             db.execute("UPDATE flags SET event_ids=?, updated_at=? WHERE mpxn=?",
                        (json.dumps(list(new.event_ids)), now, mpxn))
             return None
         if old is None and new.flag is None:
             # Events, but none with smart evidence for this point: nothing to send yet.
-            db.execute("INSERT INTO flags VALUES (?, NULL, NULL, ?, NULL, ?, NULL, 0, ?)",
-                       (mpxn, new.reason, json.dumps(list(new.event_ids)), now))
+            db.execute("INSERT INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
+                       "updated_at, code) VALUES (?, NULL, NULL, ?, NULL, ?, NULL, 0, ?, ?)",
+                       (mpxn, new.reason, json.dumps(list(new.event_ids)), now, new.code))
             return None
         version = 1 if old is None else old.version + 1
         db.execute(
-            "INSERT OR REPLACE INTO flags VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
+            "updated_at, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (mpxn, new.flag, new.effective_from, new.reason, new.event_id, json.dumps(list(new.event_ids)),
-             new.override, version, now))
+             new.override, version, now, new.code))
         body = flag_message(new, version, self.config)
         db.execute("INSERT INTO outbox (mpxn, version, flow, body, created_at) VALUES (?, ?, ?, ?, ?)",
                    (mpxn, version, "electricity" if is_mpan(mpxn) else "gas", json.dumps(body, sort_keys=True), now))
@@ -203,6 +213,12 @@ def _payload_id(payload: bytes) -> str | None:
 MAX_FLAG_EVENT_IDS = 20
 
 
+def state(flag) -> tuple:
+    """What makes a flag update: value, date, deciding event, reason and override (a stored
+    flag or a derived one)."""
+    return (flag.flag, flag.effective_from, flag.event_id, flag.reason, flag.override)
+
+
 def flag_message(flag: policy.Flag, version: int, config: Config) -> dict:
     """The flag update as published on <prefix>/flags/<mpxn> (docs/bridge.md)."""
     return {
@@ -217,5 +233,6 @@ def flag_message(flag: policy.Flag, version: int, config: Config) -> dict:
         "event_ids": list(flag.event_ids)[-MAX_FLAG_EVENT_IDS:],
         "event_count": len(flag.event_ids),
         "override": flag.override,
+        "code": flag.code,
         "version": version,
     }

@@ -14,6 +14,16 @@ type: a `commission` whose survey shows no WAN gives `I`, whatever the job claim
 Order-independent: events are taken in the order of their evidence (read time, then
 device time, then counter, then event id), so any arrival order of the same set gives the
 same flags.
+
+The meter of a meter point, when the hub's log lists several devices for it (a same-hub
+exchange leaves the old meter there, silent or Decommissioned): Commissioned and answering,
+then Commissioned, then installed (any other live status), then gone (Decommissioned,
+Withdrawn); in log order within a rank. The firmware predicts with the same rules
+(firmware/agent/predict.py); tests/vectors/policy.json, made from this module by
+tools/make_policy_vectors.py, holds both to them.
+
+Each observation carries a reason code (CODES) as well as its text: the handheld shows the
+code's words and compares its prediction with the bridge's by flag and code.
 """
 
 from __future__ import annotations
@@ -30,6 +40,25 @@ FLAGS = ("A", "I", "N")
 # is configuration (docs/flag-policy.md); this is the default.
 DEFAULT_LEGACY_MAPPING = {"A": "A", "I": "", "N": "W"}
 GONE = ("Decommissioned", "Withdrawn")
+# Reason codes of an observation (and of the flag it decides), with the words a handheld
+# shows for them (firmware/agent/predict.py keeps the same table).
+CODES = {
+    "commissioned": "commissioned, on the SM WAN",
+    "removed_no_hub": "removed: no hub",
+    "removed_not_in_log": "removed: not in the log",
+    "removed_gone": "removed: meter gone",
+    "removed_silent": "removed: meter silent",
+    "no_hub": "no hub",
+    "not_in_log": "not in the hub's log",
+    "gone": "meter decommissioned",
+    "smets1_not_enrolled": "SMETS1 not enrolled",
+    "hub_not_dcc": "hub not commissioned",
+    "no_wan": "no SM WAN",
+    "no_gpf": "no GPF on the hub",
+    "meter_not_commissioned": "meter not commissioned",
+    "meter_silent": "meter silent on the HAN",
+    "none": "no smart event seen",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +70,7 @@ class Flag:
     event_id: str | None  # the deciding event (hex)
     event_ids: tuple[str, ...]  # every event considered, in policy order
     override: str | None = None  # the installer's override on the deciding event, if any
+    code: str = "none"  # the deciding observation's reason code (CODES)
 
     def as_dict(self) -> dict:
         return {
@@ -56,6 +86,7 @@ class Observation:
 
     flag: str | None
     reason: str
+    code: str = "none"
 
 
 def _date(ts: int) -> str:
@@ -67,12 +98,28 @@ def order_key(ev: Event) -> tuple:
     return (ev.evidence.read_time, ev.time, ev.counter, ev.id)
 
 
+def meter_rank(status: str | None, answered: bool | None) -> int:
+    """Lower is more likely the meter: see the module docstring."""
+    if status == "Commissioned":
+        return 0 if answered is not False else 1
+    if status in GONE:
+        return 3
+    return 2
+
+
 def _meter(ev: Event, mpxn: str) -> Device | None:
     want = "ESME" if is_mpan(mpxn) else "GSME"
-    for d in ev.evidence.devices:
-        if d.mpxn == mpxn and d.type == want:
-            return d
-    return None
+    found = [d for d in ev.evidence.devices if d.mpxn == mpxn and d.type == want]
+    if not found:
+        return None
+    return min(found, key=lambda d: meter_rank(d.status, d.answered))  # min keeps log order on ties
+
+
+def stale_devices(ev: Event, mpxn: str) -> list[Device]:
+    """Devices the log lists for the meter point beside its meter (shown as stale)."""
+    meter = _meter(ev, mpxn)
+    want = "ESME" if is_mpan(mpxn) else "GSME"
+    return [d for d in ev.evidence.devices if d.mpxn == mpxn and d.type == want and d is not meter]
 
 
 def observe(ev: Event, mpxn: str) -> Observation:
@@ -82,38 +129,42 @@ def observe(ev: Event, mpxn: str) -> Observation:
     kind = "ESME" if is_mpan(mpxn) else "GSME"
     if ev.type == "removal":
         if hub is None:
-            return Observation("N", "smart meter removed: no hub at the premises")
+            return Observation("N", "smart meter removed: no hub at the premises", "removed_no_hub")
         if meter is None:
-            return Observation("N", f"smart meter removed: no {kind} for {mpxn} in the hub's device log")
+            return Observation("N", f"smart meter removed: no {kind} for {mpxn} in the hub's device log",
+                               "removed_not_in_log")
         if meter.status in GONE:
-            return Observation("N", f"smart meter removed: {kind} {meter.eui} is {meter.status}")
+            return Observation("N", f"smart meter removed: {kind} {meter.eui} is {meter.status}", "removed_gone")
         if meter.answered is False:
-            return Observation("N", f"smart meter removed: {kind} {meter.eui} no longer answers on the HAN")
+            return Observation("N", f"smart meter removed: {kind} {meter.eui} no longer answers on the HAN",
+                               "removed_silent")
         # The claim is contradicted by the evidence: fall through and read the evidence.
     if hub is None:
-        return Observation(None, f"{ev.type} event without a hub: says nothing of {mpxn}")
+        return Observation(None, f"{ev.type} event without a hub: says nothing of {mpxn}", "no_hub")
     if meter is None:
-        return Observation(None, f"{ev.type} event: no {kind} for {mpxn} in the hub's device log")
+        return Observation(None, f"{ev.type} event: no {kind} for {mpxn} in the hub's device log", "not_in_log")
     contradicted = " (removal claimed, but the meter still answers)" if ev.type == "removal" else ""
     if meter.status in GONE:
-        return Observation("N", f"{kind} {meter.eui} is {meter.status}")
+        return Observation("N", f"{kind} {meter.eui} is {meter.status}", "gone")
     if hub.generation == "SMETS1" and hub.dcc is False:
-        return Observation("N", f"SMETS1 meter {meter.eui} not enrolled in the DCC")
-    missing = []
+        return Observation("N", f"SMETS1 meter {meter.eui} not enrolled in the DCC", "smets1_not_enrolled")
+    missing = []  # (code, text), the first one is the code of the observation
     if hub.dcc is not True:
-        missing.append("hub not commissioned with the DCC" if hub.generation == "SMETS2"
-                       else "SMETS1 enrolment not confirmed")
+        missing.append(("hub_not_dcc", "hub not commissioned with the DCC" if hub.generation == "SMETS2"
+                        else "SMETS1 enrolment not confirmed"))
     if wan is None or not wan.connected:
-        missing.append("no SM WAN")
+        missing.append(("no_wan", "no SM WAN"))
     if kind == "GSME" and hub.generation == "SMETS2" and hub.gpf is None:
-        missing.append("no GPF on the hub")
+        missing.append(("no_gpf", "no GPF on the hub"))
     if meter.status != "Commissioned":
-        missing.append(f"{kind} {meter.eui} is {meter.status or 'without status'}")
+        missing.append(("meter_not_commissioned", f"{kind} {meter.eui} is {meter.status or 'without status'}"))
     if meter.answered is False:
-        missing.append(f"{kind} {meter.eui} did not answer on the HAN")
+        missing.append(("meter_silent", f"{kind} {meter.eui} did not answer on the HAN"))
     if not missing:
-        return Observation("A", f"{kind} {meter.eui} commissioned, hub {hub.chf} on the SM WAN{contradicted}")
-    return Observation("I", "installed, not commissioned: " + "; ".join(missing) + contradicted)
+        return Observation("A", f"{kind} {meter.eui} commissioned, hub {hub.chf} on the SM WAN{contradicted}",
+                           "commissioned")
+    return Observation("I", "installed, not commissioned: " + "; ".join(t for _, t in missing) + contradicted,
+                       missing[0][0])
 
 
 def derive(mpxn: str, events: Iterable[Event]) -> Flag:
@@ -130,8 +181,10 @@ def derive(mpxn: str, events: Iterable[Event]) -> Flag:
             override = f"{ev.override.reason} (overrode: {', '.join(ev.override.checks)})"
         reason = f"{ev.type} {ev.id.hex()[:8]} by {ev.installer}: {obs.reason}"
         if obs.flag != current.flag:
-            current = Flag(mpxn, obs.flag, _date(ev.evidence.read_time), reason, ev.id.hex(), ids, override)
-    return current
+            current = Flag(mpxn, obs.flag, _date(ev.evidence.read_time), reason, ev.id.hex(), ids, override,
+                           obs.code)
+    return Flag(current.mpxn, current.flag, current.effective_from, current.reason, current.event_id, ids,
+                current.override, current.code)
 
 
 def derive_all(events: Iterable[Event]) -> dict[str, Flag]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import policy
+from .ingest import state
 from .store import Store
 
 
 @dataclass(frozen=True)
 class Difference:
     mpxn: str
-    sent: tuple[str | None, str | None]  # (flag, effective_from) as last sent
-    derived: tuple[str | None, str | None]
+    sent: tuple  # ingest.state(): (flag, effective_from, deciding event, reason, override) as last sent
+    derived: tuple
     reason: str
 
 
@@ -22,8 +23,8 @@ def replay(store: Store) -> tuple[int, list[Difference]]:
     for mpxn in mpxns:
         derived = policy.derive(mpxn, [e for _, _, e in store.events_for(mpxn)])
         sent = store.flag(mpxn)
-        a = (sent.flag, sent.effective_from) if sent else (None, None)
-        b = (derived.flag, derived.effective_from)
+        a = state(sent) if sent else (None, None, None, None, None)
+        b = state(derived) if derived.flag is not None or sent is not None else a
         if a != b:
             diffs.append(Difference(mpxn, a, b, derived.reason))
     return len(mpxns), diffs

@@ -10,6 +10,8 @@ Ack / rejection payload, a CBOR map bound to the device, the event and the outco
     0: 1 (version)   1: device id (8 bytes)   2: event id (16 bytes; absent when the
     bridge cannot name the event)   3: outcome "stored" | "duplicate" | "rejected"
     4: reason code (rejections)   5: detail, at most 120 characters (rejections)
+    6: for each meter point of the event, its flag as it now stands (acks):
+       [[mpxn, flag or "", effective-from YYYY-MM-DD or "", reason code], ...]
 
 Flag update payload: the JSON body of docs/bridge.md "Flag updates" (UTF-8, sorted keys),
 with content type application/json (header 3).
@@ -59,15 +61,15 @@ class Signer:
                                                      r.to_bytes(32, "big") + s.to_bytes(32, "big")]))
 
     def ack(self, device_id: bytes, event_id: bytes | None, outcome: str, reason: str | None = None,
-            detail: str | None = None) -> bytes:
-        return self.sign(ack_payload(device_id, event_id, outcome, reason, detail))
+            detail: str | None = None, flags: list | None = None) -> bytes:
+        return self.sign(ack_payload(device_id, event_id, outcome, reason, detail, flags))
 
     def flag(self, body: Mapping) -> bytes:
         return self.sign(json.dumps(body, sort_keys=True, separators=(",", ":")).encode(), "application/json")
 
 
 def ack_payload(device_id: bytes, event_id: bytes | None, outcome: str, reason: str | None = None,
-                detail: str | None = None) -> bytes:
+                detail: str | None = None, flags: list | None = None) -> bytes:
     if outcome not in OUTCOMES or len(device_id) != 8 or (event_id is not None and len(event_id) != 16):
         raise ValueError("ack: bad outcome, device id or event id")
     m: dict[int, object] = {0: ACK_VERSION, 1: device_id, 3: outcome}
@@ -77,6 +79,8 @@ def ack_payload(device_id: bytes, event_id: bytes | None, outcome: str, reason: 
         m[4] = reason[:40]
     if detail:
         m[5] = detail[:MAX_DETAIL]
+    if flags:
+        m[6] = [[mpxn, flag or "", since or "", code[:24]] for mpxn, flag, since, code in flags[:4]]
     return cbor2.dumps(m, canonical=True)
 
 
@@ -148,7 +152,7 @@ def verify_ack(message: bytes, ring: KeyRing, device_id: bytes) -> dict:
         raise UntrustedError("ack bound to another device")
     eid = m.get(2)
     return {"outcome": m[3], "event_id": eid.hex() if isinstance(eid, bytes) else None,
-            "reason": m.get(4), "detail": m.get(5)}
+            "reason": m.get(4), "detail": m.get(5), "flags": [list(f) for f in m.get(6, [])]}
 
 
 class FlagVerifier:

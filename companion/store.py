@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS event_mpxns (
 CREATE TABLE IF NOT EXISTS flags (
     mpxn TEXT PRIMARY KEY, flag TEXT, effective_from TEXT, reason TEXT NOT NULL,
     event_id TEXT, event_ids TEXT NOT NULL, override TEXT, version INTEGER NOT NULL,
-    updated_at REAL NOT NULL);
+    updated_at REAL NOT NULL, code TEXT NOT NULL DEFAULT 'none');
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, mpxn TEXT NOT NULL, version INTEGER NOT NULL,
     flow TEXT NOT NULL, body TEXT NOT NULL, created_at REAL NOT NULL, mqtt_done INTEGER NOT NULL DEFAULT 0,
@@ -88,6 +88,7 @@ class StoredFlag:
     override: str | None
     version: int
     updated_at: float
+    code: str = "none"
 
 
 class Store:
@@ -95,6 +96,9 @@ class Store:
         self.path = str(path)
         self._local = threading.local()
         self.conn().executescript(SCHEMA)  # idempotent; executescript commits by itself
+        cols = {r[1] for r in self.conn().execute("PRAGMA table_info(flags)")}
+        if "code" not in cols:  # a store from before flags carried their reason code
+            self.conn().execute("ALTER TABLE flags ADD COLUMN code TEXT NOT NULL DEFAULT 'none'")
 
     def conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)
@@ -215,11 +219,12 @@ class Store:
     # --- flags -----------------------------------------------------------------------
     def flag(self, mpxn: str, db: sqlite3.Connection | None = None) -> StoredFlag | None:
         row = (db or self.conn()).execute(
-            "SELECT mpxn, flag, effective_from, reason, event_id, event_ids, override, version, updated_at "
+            "SELECT mpxn, flag, effective_from, reason, event_id, event_ids, override, version, updated_at, code "
             "FROM flags WHERE mpxn=?", (mpxn,)).fetchone()
         if row is None:
             return None
-        return StoredFlag(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8])
+        return StoredFlag(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8],
+                          row[9])
 
     # --- outbox ----------------------------------------------------------------------
     def pending_mqtt(self, limit: int = 500) -> list[tuple[int, str, str]]:

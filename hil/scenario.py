@@ -210,7 +210,13 @@ class Run:
             if outcome != want:
                 raise AssertionError(f"job {st['type']}: expected {want}, got {line}")
             if "codes" in st and outcome == "refused":
-                got = set(line.split()[1].split(","))
+                i = b.lines.index(line, start)
+                text = line[len("REFUSED "):]
+                for more in b.lines[i + 1:]:  # the codes wrap onto continuation lines
+                    if not more.startswith("  "):
+                        break
+                    text += " " + more.strip()
+                got = {c.strip() for c in text.split(",") if c.strip()}
                 if got != set(st["codes"]):
                     raise AssertionError(f"refusal codes {sorted(got)}, expected {sorted(st['codes'])}")
         elif kind == "hub":

@@ -40,4 +40,4 @@ def test_the_bridge_signer_makes_acks_the_firmware_accepts(mpy):
     msg = s.ack(DEVICE, eid, "rejected", "time_in_future", "device clock 3 days ahead")
     out = mpy(f"from agent import ackcheck\nprint(ackcheck.check({msg!r}, [{s.public!r}], {DEVICE!r}))",
               heapsize="24k", mpy=True)
-    assert out.strip() == f"({eid!r}, 'rejected', 'time_in_future')"
+    assert out.strip() == f"({eid!r}, 'rejected', 'time_in_future', [])"

@@ -39,6 +39,17 @@ def saved(lines: list[str]) -> list[str]:
     return [lines[i + 1].strip() for i, ln in enumerate(lines[:-1]) if ln.startswith("SAVED")]
 
 
+def refused_codes(lines: list[str]) -> set[str]:
+    """The codes of a REFUSED line and its continuation lines ("REFUSED a, b," "  c")."""
+    i = [n for n, ln in enumerate(lines) if ln.startswith("REFUSED")][0]
+    text = lines[i][len("REFUSED "):]
+    for ln in lines[i + 1:]:
+        if not ln.startswith("  "):
+            break
+        text += " " + ln.strip()
+    return {c.strip() for c in text.split(",") if c.strip()}
+
+
 def status(lines: list[str]) -> str:
     return [ln for ln in lines if ln.startswith("STATUS")][-1]
 
@@ -77,7 +88,10 @@ def test_each_job_type_reaches_the_broker_signed_with_its_evidence(site, board, 
 
 
 REFUSALS = [
-    ("install-and-leave", "commission", "2200987654322", "5000345678", {"wan_down", "meter_not_commissioned"}),
+    ("install-and-leave", "commission", "2200987654322", "5000345678",
+     {"hub_not_commissioned", "wan_down", "meter_not_commissioned"}),
+    ("smets2-gas-no-gpf", "commission", "-", "3000654321", {"no_gpf"}),
+    ("removed-meter", "commission", "1600555012342", "-", {"meter_silent"}),
     ("smets2-dual-fuel", "install_and_leave", "2000012345672", "-", {"wan_up"}),
     ("smets2-dual-fuel", "removal", "2000012345672", "-", {"meter_answers"}),
     ("smets2-dual-fuel", "commission", "1312345678907", "-", {"mpxn_not_in_log"}),
@@ -89,8 +103,7 @@ REFUSALS = [
 def test_contradicted_claims_are_refused_with_their_reason(site, board, jtype, mpan, mprn, codes):
     rc, lines = board.job(jtype, mpan, mprn)
     assert rc == 3, lines
-    refused = [ln for ln in lines if ln.startswith("REFUSED")][0]
-    assert set(refused.split()[1].split(",")) == codes
+    assert refused_codes(lines) == codes
     assert any(ln.startswith("WHY") for ln in lines) and any(ln.startswith("HINT") for ln in lines)
     assert not saved(lines) and board.outbox() == []
     assert all(len(ln) <= 40 for ln in lines), "fits the display (32 chars after the tag)"
@@ -100,8 +113,9 @@ def test_contradicted_claims_are_refused_with_their_reason(site, board, jtype, m
 def test_override_is_recorded_in_the_signed_event(site, board, bridge, watch):
     board.boot()
     try:
-        board.send("job commission 2200987654322 - WO-9 INST-3")
-        assert "wan_down" in board.expect("REFUSED")
+        start = board.send("job commission 2200987654322 - WO-9 INST-3")
+        board.expect("HINT", start=start)
+        assert "wan_down" in refused_codes(board.lines[start:])
         board.send("override DCC confirmed WAN by phone")
         line = board.expect("SAVED")
         assert line.endswith("OVERRIDE")
@@ -112,7 +126,7 @@ def test_override_is_recorded_in_the_signed_event(site, board, bridge, watch):
     watch.wait(lambda h: h.events, what="event")
     ev = verify_event(watch.events[0][1], bytes.fromhex(board.public_key)).event
     assert ev.override.reason == "DCC confirmed WAN by phone"
-    assert set(ev.override.checks) == {"wan_down", "meter_not_commissioned"}
+    assert set(ev.override.checks) == {"hub_not_commissioned", "wan_down", "meter_not_commissioned"}
     status, site_view = bridge.get("/v1/sites/2200987654322")
     assert site_view["flag"] == "I"  # the evidence still says no WAN
     assert site_view["override"].startswith("DCC confirmed WAN by phone")
@@ -349,3 +363,33 @@ def test_tls_modules_and_alias_are_dropped_after_delivery(board, bridge):
     p = subprocess.run(micropython.command("64k") + ["-c", script], capture_output=True, text=True, timeout=60,
                        env=micropython.environment(micropython.firmware_path(mpy=True)))
     assert "OUTBOX 0" in p.stdout and "LEFT []" in p.stdout, p.stdout + p.stderr
+
+
+def test_only_the_resident_core_stays_loaded_after_a_job_and_a_delivery(board, bridge):
+    """Memory depends on every stage module being dropped after its stage (docs/agent.md
+    "Memory"): after a whole job cycle only the resident core is loaded."""
+    import subprocess
+
+    from hil import micropython
+
+    script = (f"import sys\nfrom agent.main import Agent\na = Agent({str(board.flash)!r})\n"
+              "r = a.job({'type': 'commission', 'mpans': ['2000012345672'], 'mprns': ['3000123456'], "
+              "'job': 'WO-9', 'installer': 'INST-9'})\n"
+              "a.loop(10)\na.pause_delivery()\n"
+              "print('RESULT', r, len(a.outbox))\nprint('LOADED', ' '.join(sorted(sys.modules)))\n")
+    p = subprocess.run(micropython.command("64k") + ["-c", script], capture_output=True, text=True, timeout=60,
+                       env=micropython.environment(micropython.firmware_path(mpy=True)))
+    assert "RESULT saved 0" in p.stdout, p.stdout + p.stderr
+    loaded = set(p.stdout.split("LOADED ", 1)[1].split())
+    assert loaded == {"agent", "agent.main", "agent.outbox", "agent.identity", "agent.flash"}, loaded
+
+
+@pytest.mark.parametrize("site", ["smets2-same-hub-exchange"], indirect=True)
+def test_same_hub_exchange_commissions_the_new_meter_and_shows_the_old_one(site, board, bridge):
+    rc, lines = board.job("commission", "2000012345672", "-", "WO-X", "INST-1", "--deliver", "20")
+    assert rc == 0, "\n".join(lines)
+    devs = [ln for ln in lines if ln.startswith("DEV ESME")]
+    assert devs == ["DEV ESME DECOM 2000012345672 OLD", "DEV ESME COMM 2000012345672"], devs
+    flag = [ln for ln in lines if ln.startswith("FLAG 2000012345672")]
+    assert flag and flag[0].startswith("FLAG 2000012345672 A "), lines
+    assert bridge.get("/v1/sites/2000012345672")[1]["flag"] == "A"

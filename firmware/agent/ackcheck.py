@@ -5,70 +5,16 @@
 #   {0: 1, 1: device id (8 bytes), 2: event id (16 bytes), 3: outcome, 4: reason, 5: detail}
 # Anything else raises ValueError; the caller ignores and counts it.
 #
-# It runs while the TLS link is up, in what the heap has left, so it carries its own small
-# strict CBOR reader (definite lengths; integers, strings, arrays, maps, true/false/null;
-# no tags but the outer 18, no floats) instead of loading agent.cbor and agent.cbordec.
+# It runs in a tight heap, so it reads CBOR with agent.cborlite (definite lengths; integers,
+# strings, arrays, maps, true/false/null; no tags but the outer 18, no floats) instead of
+# loading agent.cbor and agent.cbordec.
 import hashlib
 
 from micropython import const
 
+from agent.cborlite import loads
+
 MAX_ACK = const(600)  # bytes; a real ack is about 160
-_DEPTH = const(4)
-
-
-def _head(d, p):
-    ib = d[p]
-    ai = ib & 31
-    p += 1
-    if ai < 24:
-        return ib >> 5, ai, p
-    if ai > 27:
-        raise ValueError("ack: cbor")
-    n = 1 << (ai - 24)
-    if p + n > len(d):
-        raise ValueError("ack: truncated")
-    return ib >> 5, int.from_bytes(d[p:p + n], "big"), p + n
-
-
-def _item(d, p, depth):
-    if depth > _DEPTH or p >= len(d):
-        raise ValueError("ack: cbor")
-    if d[p] in (0xF4, 0xF5, 0xF6):
-        return (False, True, None)[d[p] - 0xF4], p + 1
-    major, n, p = _head(d, p)
-    if major == 0:
-        return n, p
-    if major == 1:
-        return -1 - n, p
-    if major == 2 or major == 3:
-        if p + n > len(d):
-            raise ValueError("ack: truncated")
-        v = d[p:p + n]
-        return (str(v, "utf-8") if major == 3 else v), p + n
-    if major == 4:
-        out = []
-        for _ in range(n):
-            v, p = _item(d, p, depth + 1)
-            out.append(v)
-        return out, p
-    if major == 5:
-        out = {}
-        for _ in range(n):
-            k, p = _item(d, p, depth + 1)
-            if isinstance(k, (list, dict)) or k in out:
-                raise ValueError("ack: map key")
-            out[k], p = _item(d, p, depth + 1)
-        return out, p
-    raise ValueError("ack: cbor")  # tags, floats, indefinite lengths: not in an ack
-
-
-def loads(d):
-    v, p = _item(d, 0, 0)
-    if p != len(d):
-        raise ValueError("ack: trailing bytes")
-    return v
-
-
 def _bstr_head(n):
     # shortest form (RFC 8949 §4.2.1), as the signer encoded it
     if n < 24:
@@ -77,7 +23,8 @@ def _bstr_head(n):
 
 
 def check(msg, keys, device):
-    # -> (event id or None, outcome, reason); keys: list of 65-byte SEC1 points.
+    # -> (event id or None, outcome, reason, flags); keys: list of 65-byte SEC1 points;
+    # flags: [[mpxn, flag, since, code], ...] as the bridge now has them (acks).
     if len(msg) > MAX_ACK or len(msg) < 2 or msg[0] != 0xD2:  # tag 18
         raise ValueError("ack is not a COSE_Sign1")
     parts = loads(msg[1:])
@@ -98,8 +45,8 @@ def check(msg, keys, device):
             break
     if key is None:
         raise ValueError("ack signed by an unknown key")
-    # Sig_structure = ["Signature1", protected, h'', payload] (RFC 9052 §4.4)
-    tbs = b"\x84\x6aSignature1" + _bstr_head(len(prot)) + prot + b"\x40" + _bstr_head(len(payload)) + payload
+    # Sig_structure = ["Signature1", protected, h'', payload] (RFC 9052 §4.4), hashed in parts
+    tbs = (b"\x84\x6aSignature1", _bstr_head(len(prot)), prot, b"\x40", _bstr_head(len(payload)), payload)
     from agent import ecverify
 
     ok = ecverify.verify(ecverify.point(key), tbs, sig)
@@ -112,37 +59,58 @@ def check(msg, keys, device):
     eid = m.get(2)
     if not isinstance(eid, bytes) or len(eid) != 16:
         eid = None
-    return eid, m.get(3), m.get(4)
+    flags = m.get(6)
+    if not isinstance(flags, list):
+        flags = []
+    return eid, m.get(3), m.get(4), [f for f in flags if isinstance(f, list) and len(f) == 4]
 
 
-def apply(courier):
-    # The courier's queued acks and rejections: act on those that verify against a bridge
-    # key and name this device; ignore and count the rest (docs/security.md).
-    inbox = courier._inbox
+def apply(agent, inbox):
+    # Acks and rejections queued while the link was up, checked now that it is down (the
+    # TLS link and this check never share the heap): act on those that verify against a
+    # bridge key and name this device; ignore and count the rest (docs/security.md).
+    from binascii import unhexlify
+
+    cfg = agent.cfg
+    keys = [unhexlify(k) for k in cfg["bridge_keys"]]
+    device = unhexlify(cfg["device_id"].replace("-", ""))
     while inbox:
-        rejected, msg = inbox.pop(0)
+        rejected, msg = inbox[0]  # taken off only once handled: a MemoryError leaves it for later
         try:
-            eid, outcome, reason = check(msg, courier.keys, courier.device)
+            eid, outcome, reason, flags = check(msg, keys, device)
         except (ValueError, KeyError, TypeError, IndexError):
-            courier.ignored += 1
-            courier.say("ACK ignored: not from the bridge")
+            inbox.pop(0)
+            agent.ignored += 1
+            agent.out("ACK ignored: not from the bridge")
             continue
-        finally:
-            msg = None
+        inbox.pop(0)
+        msg = None
         if eid is None:
             continue  # a rejection that names no event: nothing of ours to act on
         if not rejected and outcome in ("stored", "duplicate"):
-            counter = courier.outbox.remove(eid)
-            if counter is not None:
-                courier.sent.pop(counter, None)
-                courier.acked += 1
-                courier.say("ACKED %s %s" % (eid.hex()[:16], outcome))
+            if agent.outbox.remove(eid) is not None:
+                agent.acked += 1
+                agent.out("ACKED %s %s" % (eid.hex()[:16], outcome))
+                try:
+                    _outcome(agent, eid, flags)
+                except MemoryError:  # the evidence is safe; only the display of the flag is lost
+                    agent.out("FLAG see status later")
         elif rejected and outcome == "rejected":
             # Refused for good (revoked key, clock far ahead, schema): stop sending it, keep
             # it on flash (outbox/rejected/), tell the installer.
-            counter = courier.outbox.set_aside(eid)
-            if counter is not None:
-                courier.sent.pop(counter, None)
-                courier.say("REJECTED %s %s" % (eid.hex()[:16], reason or ""))
+            if agent.outbox.set_aside(eid) is not None:
+                agent.out("REJECTED %s %s" % (eid.hex()[:16], reason or ""))
         else:
-            courier.ignored += 1
+            agent.ignored += 1
+
+
+def _outcome(agent, eid, flags):
+    # The bridge's flag for each meter point of the event: shown before the installer
+    # leaves, and kept for `status`.
+    from agent.words import WORDS
+
+    for f in flags:
+        mpxn, flag, since, code = (str(x)[:24] for x in f)
+        agent.say("FLAG", "%s %s %s %s" % (mpxn, flag or "-", since, WORDS.get(code, code)))
+        agent.outcomes.append("%s %s %s" % (mpxn, flag or "-", since))
+    del agent.outcomes[:-5]

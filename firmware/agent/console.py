@@ -23,7 +23,7 @@ def command(agent, line):
     elif cmd == "survey":
         return "survey", None
     elif cmd == "status":
-        agent.status()
+        status(agent)
     elif cmd in ("quit", "exit"):
         return False
     elif agent.bench_command is not None and agent.bench_command(agent, words):
@@ -47,3 +47,13 @@ def new(agent):
     ref = ask(agent, "Job reference?")
     who = ask(agent, "Installer id?")
     return _job([t, mpan or "-", mprn or "-", ref, who])
+
+
+def status(agent):
+    agent.out("STATUS outbox=%d/%d link=%s" % (
+        len(agent.outbox), agent.cfg["outbox_max"], "up" if agent.courier and agent.courier.connected else "down"))
+    agent.out("  acked=%d next=#%d" % (agent.acked, agent.counter.next))
+    if agent.ignored:
+        agent.out("  ignored=%d not from bridge" % agent.ignored)
+    for o in agent.outcomes:
+        agent.out("  flag " + o)

@@ -24,6 +24,15 @@ def _drop(*names):
     gc.collect()
 
 
+def _close(*socks):
+    for s in socks:
+        if s is not None:
+            try:
+                s.close()
+            except Exception:
+                pass
+
+
 def _read(path):
     with open(path, "rb") as f:
         return f.read()
@@ -60,6 +69,7 @@ class _TimedSocket:
 
 
 _MAX_IN = 1024  # bytes of an incoming message we read; larger ones are skipped unread
+_MAX_INBOX = 6  # acks queued before the link is closed to check them
 
 
 class _Client(simple.MQTTClient):
@@ -131,27 +141,13 @@ class Courier:
         self.backoff = cfg["backoff_min"] * 1000
         self.next_try = time.ticks_ms()
         self.last_io = time.ticks_ms()
-        self.acked = 0
         self.failures = 0
         self.ignored = 0  # messages on our topics that did not verify
         self._rx = 0
-        self._inbox = []  # (topic is rejected?, message) received, checked after the send loop
-        from binascii import unhexlify
-
-        self.device = unhexlify(dev.replace("-", ""))  # config.load checked the EUI-64
-        self.keys = [unhexlify(k) for k in cfg["bridge_keys"]]
-
-    def take_acked(self):
-        n, self.acked = self.acked, 0
-        return n
+        self._inbox = []  # (topic is rejected?, message) received, checked with the link down
 
     def close(self):
-        if self.client is not None:
-            try:
-                self.client.disconnect()
-            except Exception:
-                pass
-            self.client = None
+        self._close_link()
 
     @property
     def connected(self):
@@ -175,9 +171,15 @@ class Courier:
                 params["key"] = _read(cfg["tls_key"])
         c = _Client(cfg["device_id"], cfg["broker_host"], cfg["broker_port"], keepalive=cfg["keepalive"],
                     ssl=cfg["tls"], ssl_params=params)
+        params = None
         c.read_timeout = cfg["socket_timeout"]
         c.set_callback(self._on_message)
-        c.connect(clean_session=False)
+        try:
+            c.connect(clean_session=False)
+        except Exception:
+            _close(c.sock, _TimedSocket.last)  # the TLS state too, not only the TCP socket
+            _TimedSocket.last = None
+            raise
         c.ssl_params = None  # the certificate and key bytes are not needed after the handshake
         c.raw = _TimedSocket.last
         # Nagle + delayed ACK would hold each small write (shared/pitfalls.md): IPPROTO_TCP, TCP_NODELAY.
@@ -197,11 +199,11 @@ class Courier:
     def _drop(self, why):
         was_up = self.client is not None
         if was_up:
-            try:
-                (self.client.raw or self.client.sock).close()
-            except Exception:
-                pass
+            # Close the TLS socket as well as the TCP one: the TLS state is only freed by its
+            # close, and a dropped link must give the heap back.
+            _close(self.client.sock, self.client.raw)
             self.client = None
+        gc.collect()
         self.say("LINK down" if was_up else "LINK failed")
         self.say("  " + why[:32])
         self.failures += 1
@@ -217,26 +219,34 @@ class Courier:
         if msg is None or (topic != self.acks_topic and topic != self.rejected_topic):
             self.ignored += 1
             return
-        if len(self._inbox) < 20:
+        if len(self._inbox) < _MAX_INBOX:
             self._inbox.append((topic == self.rejected_topic, msg))
         else:
             self.ignored += 1  # more than a burst of acks: the rest come again
 
-    def _apply(self):
-        # Acks are checked by agent.ackcheck, loaded for this and dropped after, even when
-        # the check itself runs out of memory (the link then drops and comes back).
-        from agent import ackcheck
+    def take_inbox(self):
+        # -> the acks and rejections received and not yet checked (agent.ackcheck checks
+        # them with the link down and this module unloaded).
+        inbox, self._inbox = self._inbox, []
+        return inbox
 
-        try:
-            ackcheck.apply(self)
-        finally:
-            del ackcheck
-            _drop("agent.ackcheck", "agent.ecverify", "agent.ecpoint")
+    def _close_link(self):
+        c, self.client = self.client, None
+        if c is not None:
+            try:
+                c.disconnect()
+            except Exception:
+                pass
+            _close(c.sock, c.raw)
+        c = None
+        gc.collect()
 
     def service(self, budget=20):
         # Do a little delivery work; never blocks longer than the socket timeouts.
         now = time.ticks_ms()
         if self.client is None:
+            if self._inbox:
+                return  # the agent checks them before the link comes up again
             if not len(self.outbox) or time.ticks_diff(now, self.next_try) < 0:
                 return
             try:
@@ -244,12 +254,8 @@ class Courier:
                 self._connect()
             except Exception as e:  # OSError, MQTTException, a broker's garbage: all mean "not now"
                 self.client = None
-                if _TimedSocket.last is not None:  # never leak the socket of a failed connect
-                    try:
-                        _TimedSocket.last.close()
-                    except Exception:
-                        pass
-                    _TimedSocket.last = None
+                _close(_TimedSocket.last)  # never leak the socket of a failed connect
+                _TimedSocket.last = None
                 self._drop("connect failed %r" % (e,))
                 return
         try:
@@ -258,15 +264,15 @@ class Courier:
                 if self.client.check_msg() is None and self._rx == before:
                     break
                 self.last_io = time.ticks_ms()
-            if self._inbox:
-                self._apply()
             resend = self.cfg["ack_timeout"] * 1000
+            waiting = 0  # records sent, their ack not yet in
             for counter in self.outbox.counters():
-                if budget <= 0:
-                    break
                 t = self.sent.get(counter)
                 if t is not None and time.ticks_diff(time.ticks_ms(), t) < resend:
+                    waiting += 1
                     continue
+                if budget <= 0 or len(self._inbox) >= _MAX_INBOX:
+                    break
                 try:
                     eid, message = self.outbox.read(counter)
                 except OSError:
@@ -276,8 +282,14 @@ class Courier:
                 self.sent[counter] = self.last_io = time.ticks_ms()
                 self.say("SENT %s" % eid.hex()[:16])
                 budget -= 1
-            if self._inbox:  # acks that came in while publishing (umqtt reads them in publish)
-                self._apply()
+                waiting += 1
+            if self._inbox and (len(self._inbox) >= _MAX_INBOX or len(self._inbox) >= waiting):
+                # Every ack we wait for is in (or the queue is full): close the link, so that
+                # the agent checks them with its memory back (docs/agent.md "Delivery"); it
+                # comes up again at once if records remain.
+                self._close_link()
+                self.next_try = time.ticks_ms()
+                return
             if time.ticks_diff(time.ticks_ms(), self.last_io) > self.cfg["keepalive"] * 500:
                 self.client.ping()
                 self.last_io = time.ticks_ms()

@@ -22,14 +22,18 @@ def point(sec1):
 
 
 def verify(q, message, signature):
-    # q: (x, y) from point(); signature: r || s, 64 bytes. -> True or False.
+    # q: (x, y) from point(); message: bytes, or a list of byte strings hashed in turn (no
+    # concatenated copy in a tight heap); signature: r || s, 64 bytes. -> True or False.
     if len(signature) != 64:
         return False
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")
     if not (0 < r < _N and 0 < s < _N):
         return False
-    e = int.from_bytes(hashlib.sha256(message).digest(), "big")
+    h = hashlib.sha256()
+    for part in (message,) if isinstance(message, (bytes, bytearray)) else message:
+        h.update(part)
+    e = int.from_bytes(h.digest(), "big")
     w = pow(s, _N - 2, _N)
     u1 = e * w % _N
     u2 = r * w % _N

@@ -13,8 +13,11 @@ _SHORT = {"Commissioned": "COMM", "InstalledNotCommissioned": "INC", "Whiteliste
 def clean(text, n=WIDTH):
     # Text read from the premises (hub and meter strings) before it reaches the display:
     # printable ASCII only (no terminal control sequences), at most n characters.
-    text = str(text)
-    return "".join(c if " " <= c <= "~" else "?" for c in text[:n])
+    text = str(text)[:n]
+    for c in text:
+        if not " " <= c <= "~":
+            return "".join(c if " " <= c <= "~" else "?" for c in text)
+    return text  # the usual case: nothing to replace, nothing allocated
 
 
 def prepare(self, job):
@@ -28,7 +31,7 @@ def prepare(self, job):
         return None
     finally:
         del jobs
-        _unload("agent.jobs")
+        _unload("agent.jobs", "agent.ids")
     if self.outbox.full():
         self.say("ERROR", "Outbox full: %d events wait for the back office. Connect to deliver." % len(self.outbox))
         return None
@@ -56,7 +59,7 @@ def decide(self, override):
     evidence = None  # the event holds it now; it is freed once the payload is built
     if problems and not override:
         self.refused = (ev, codes)
-        self.say("REFUSED", ",".join(sorted(codes)))
+        self.say("REFUSED", ", ".join(sorted(codes)))
         for _, msg in problems:
             self.say("WHY", msg)
         self.say("HINT", "Fix it and run the job again, or: override REASON")
@@ -81,6 +84,14 @@ def show(self, ev):
         self.out("HUB %s %s" % (clean(hub["chf"], 23), clean(hub["generation"], 6)))
         wan = ev["wan"]
         self.out("WAN %s" % ("up %s dBm" % clean(wan.get("signal", "?"), 5) if wan["connected"] else "down"))
+    from agent.jobs import rank
+
     for d in ev["devices"]:
         st = d.get("status", "-")
-        self.out("DEV %s %s %s" % (clean(d["type"], 6), _SHORT.get(st, clean(st, 6)), clean(d.get("mpxn", "-"), 13)))
+        m = d.get("mpxn")
+        # An old meter still listed for the meter point beside its meter is shown as such.
+        old = m and d.get("type") in ("ESME", "GSME") and any(
+            o is not d and o.get("mpxn") == m and o.get("type") == d["type"] and rank(o) < rank(d)
+            for o in ev["devices"])
+        self.out("DEV %s %s %s%s" % (clean(d["type"], 6), _SHORT.get(st, clean(st, 6)), clean(m or "-", 13),
+                                     " OLD" if old else ""))

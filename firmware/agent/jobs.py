@@ -29,12 +29,23 @@ def validate(job):
     return {"type": t, "mpans": mpans, "mprns": mprns, "job": job["job"], "installer": job["installer"]}
 
 
+def rank(d):
+    # The meter of a meter point when the log lists several devices for it (a same-hub
+    # exchange leaves the old one there): Commissioned and answering, Commissioned,
+    # installed, gone -- the bridge's precedence (companion/policy.py, agent/predict.py).
+    st = d.get("status")
+    if st == "Commissioned":
+        return 0 if d.get("answered") is not False else 1
+    return 3 if st in ("Decommissioned", "Withdrawn") else 2
+
+
 def _meter(evidence, mpxn):
     want = "ESME" if len(mpxn) == 13 else "GSME"
+    best = None
     for d in evidence["devices"]:
-        if d.get("mpxn") == mpxn and d.get("type") == want:
-            return d
-    return None
+        if d.get("mpxn") == mpxn and d.get("type") == want and (best is None or rank(d) < rank(best)):
+            best = d
+    return best
 
 
 def check(job, evidence):
@@ -51,12 +62,23 @@ def check(job, evidence):
             if _meter(evidence, m) is None:
                 out.append(("mpxn_not_in_log", "%s is not in the hub's device log." % m))
     if t == "commission":
+        # Each way the bridge would derive I instead of A (docs/flag-policy.md), with a next step.
+        if hub.get("dcc") is not True:
+            out.append(("hub_not_commissioned", "Hub not commissioned with the DCC: flag will be I. "
+                                                "Call the DCC line, or record install_and_leave."))
         if not (wan and wan["connected"]):
             out.append(("wan_down", "WAN is down: commissioning can't be confirmed. Wait for WAN, or record install_and_leave."))
         for m in mpxns:
             d = _meter(evidence, m)
-            if d is not None and d.get("status") != "Commissioned":
+            if d is None:
+                continue
+            if d.get("status") != "Commissioned":
                 out.append(("meter_not_commissioned", "%s: meter is %s, not Commissioned." % (m, d.get("status"))))
+            if d.get("answered") is False:
+                out.append(("meter_silent", "%s: meter does not answer on the HAN: flag will be I. "
+                                            "Check it is powered and joined." % m))
+            if len(m) != 13 and hub.get("generation") == "SMETS2" and not hub.get("gpf"):
+                out.append(("no_gpf", "%s: no GPF on the hub, gas can't be commissioned: flag will be I." % m))
     elif t == "install_and_leave":
         if wan and wan["connected"]:
             out.append(("wan_up", "WAN is up: not install and leave. Record install or commission."))

@@ -4,7 +4,7 @@
 from micropython import const
 import time
 
-from agent import cbor
+from agent import cbor, cborlite
 from agent import frame
 
 CMD_IDENTIFY = const(0x01)
@@ -105,7 +105,7 @@ class Link:
                         continue  # a late answer to an earlier attempt
                     self.heard = True
                     try:
-                        body = cbor.loads(rpayload) if rpayload else None
+                        body = cborlite.loads(rpayload) if rpayload else None
                     except ValueError:
                         break  # good FCS, bad CBOR: treat as noise, retry
                     if rtype == cmd | RESPONSE:

@@ -16,8 +16,6 @@ import select
 import sys
 import time
 
-from agent import identity
-from agent.outbox import Outbox
 
 WIDTH = 32  # characters on the handheld's display, after the line's tag
 JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
@@ -26,7 +24,7 @@ JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
 # Every module a stage may load, directly or through another (cbor's decoder, ids).
 _STAGE = ("agent.survey", "agent.link", "agent.uart", "agent.frame", "agent.jobs", "agent.event",
           "agent.cose", "agent.ecdsa", "agent.cbor", "agent.cbordec", "agent.ids", "agent.console",
-          "agent.delivery", "agent.ackcheck", "agent.ecverify", "agent.ecpoint", "umqtt.simple", "umqtt", "ssl", "ussl")
+          "agent.delivery", "agent.ackcheck", "agent.cborlite", "agent.ecverify", "agent.ecpoint", "agent.predict", "agent.words", "umqtt.simple", "umqtt", "ssl", "ussl")
 
 
 def _unload(*names):
@@ -63,37 +61,14 @@ class Agent:
     clock_offset = 0
 
     def __init__(self, root, out=None):
-        # Collect early rather than late: a fragmented 64 KiB heap fails big allocations.
-        gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
         self.root = root
         self.out = out or (lambda s: print(s))
-        from agent import config
+        # Boot steps run once: their code (agent.start) is dropped after them.
+        from agent import start
 
-        self.cfg = config.load(root)
-        self.firmware = config.FIRMWARE
-        self.time_floor = config.TIME_FLOOR
-        del config
-        _unload("agent.config")
-        self.key, created = identity.load_key(root)
-        from agent import ids
-
-        self.kid = ids.eui64_bytes(self.cfg["device_id"])
-        del ids
-        _unload("agent.ids")
-        self.outbox = Outbox(root, self.cfg["outbox_max"])
-        self.counter = identity.Counter(root, self.outbox.highest_counter() + 1)
-        self.refused = None  # (event fields, refusal codes) awaiting an override
-        self.pending = None  # (job, evidence) between the survey and the checks
-        self.courier = None  # made when there is something to deliver
-        self.acked = 0
-        self.ignored = 0  # messages on our ack topics that did not verify (docs/security.md)
-        if created:
-            self.out("KEY new device key; public key:")
-            self.out("PUBKEY " + self.public_key())
-        for name in self.outbox.damaged:
-            self.say("BAD", "outbox record %s failed its CRC: kept in outbox/bad" % name)
-        self.out("READY %s" % self.cfg["device_id"])
-        self.out("OUTBOX %d/%d" % (len(self.outbox), self.cfg["outbox_max"]))
+        start.boot(self, root)
+        del start
+        _unload("agent.start", "agent.config", "agent.ids")
 
     def public_key(self):
         from agent import ecdsa
@@ -109,15 +84,33 @@ class Agent:
 
             self.courier = Courier(self.cfg, self.outbox, self.out)
         self.courier.service()
-        self.acked += self.courier.take_acked()
         self.ignored += self.courier.ignored
         self.courier.ignored = 0
+        if self.courier._inbox and not self.courier.connected:
+            self.pause_delivery()  # the link is down: check its acks without it in the heap
 
     def pause_delivery(self):
+        inbox = []
         if self.courier is not None:
             self.courier.close()
+            inbox = self.courier.take_inbox()
+            self.ignored += self.courier.ignored
             self.courier = None
         _unload(*_STAGE)
+        if inbox:
+            self._settle(inbox)
+
+    def _settle(self, inbox):
+        # The link's acks and rejections, checked with nothing of the link loaded (agent.ackcheck).
+        try:
+            from agent import ackcheck
+
+            ackcheck.apply(self, inbox)
+        except MemoryError:
+            self.out("ACK check later: memory")  # nothing is removed unchecked; the event goes again
+        finally:
+            ackcheck = None
+            _unload(*_STAGE)
 
     def now(self):
         return int(time.time()) + self.clock_offset
@@ -161,12 +154,18 @@ class Agent:
 
     def _jobrun(self, name, *args):
         gc.collect()
-        from agent import jobrun
-
         try:
+            from agent import jobrun
+
             result = getattr(jobrun, name)(self, *args)
+        except MemoryError:
+            # Never a crash: the job is not saved, the installer runs it again.
+            self.pending = None
+            _unload(*_STAGE)
+            self.say("ERROR", "Out of memory: nothing saved. Run the job again.")
+            return "error" if name != "prepare" else None
         finally:
-            del jobrun
+            jobrun = None
             _unload("agent.jobrun")
         if not (isinstance(result, tuple) and result[0] == "save"):
             return result
@@ -187,11 +186,11 @@ class Agent:
     # --- jobs -------------------------------------------------------------------------
 
     def status(self):
-        self.out("STATUS outbox=%d/%d link=%s" % (
-            len(self.outbox), self.cfg["outbox_max"], "up" if self.courier and self.courier.connected else "down"))
-        self.out("  acked=%d next=#%d" % (self.acked, self.counter.next))
-        if self.ignored:
-            self.out("  ignored=%d not from bridge" % self.ignored)
+        from agent import console
+
+        console.status(self)
+        del console
+        _unload("agent.console")
 
     def loop(self, deliver_for=None, interactive=False):
         # Deliver; when interactive, also take console lines (agent.console).

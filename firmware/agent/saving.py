@@ -25,6 +25,7 @@ def save(self, ev, codes, override):
         return "error"
     self.out("SAVED #%d%s" % (counter, " OVERRIDE" if codes else ""))
     self.out("  " + ev["id"].hex())
+
     return "saved"
 
 

@@ -132,7 +132,7 @@ def run_acks():
         for c in v[kind]:
             out = {"name": c["name"], "kind": kind}
             try:
-                eid, outcome, reason = ackcheck.check(binascii.unhexlify(c["message"]), keys, device)
+                eid, outcome, reason, _ = ackcheck.check(binascii.unhexlify(c["message"]), keys, device)
                 out["got"] = {"event_id": hexs(eid) if eid else None, "outcome": outcome, "reason": reason}
             except ValueError as e:
                 out["error"] = str(e)
@@ -141,5 +141,21 @@ def run_acks():
             emit(**out)
 
 
+def run_policy():
+    # Only disagreements are printed, then the count of cases run.
+    from agent import predict
+
+    v = load("policy")
+    n = 0
+    for etype, mpxn, hi, wan, li, flag, code in v["cases"]:
+        ev = {"hub": None if hi < 0 else v["hubs"][hi], "wan": None if wan is None else {"connected": wan},
+              "devices": [] if hi < 0 else v["logs"][li]}
+        got = predict.observe(etype, ev, mpxn)
+        if got != (flag, code):
+            emit(case=n, type=etype, mpxn=mpxn, want=[flag, code], got=list(got))
+        n += 1
+    emit(ran=n, words=(predict.WORDS == v["words"]))
+
+
 {"cbor": run_cbor, "ecdsa": run_ecdsa, "events": run_events, "events_bad": run_events_bad,
- "acks": run_acks}[KIND]()
+ "acks": run_acks, "policy": run_policy}[KIND]()

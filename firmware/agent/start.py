@@ -1,0 +1,35 @@
+# The agent's boot (agent.main.Agent.__init__): configuration, the device key, the outbox
+# and the counter. Run once, then dropped, so that its code does not stay in the heap.
+import gc
+
+from agent import identity
+from agent.outbox import Outbox
+
+
+def boot(self, root):
+    # Collect early rather than late: a fragmented 64 KiB heap fails big allocations.
+    gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
+    from agent import config
+
+    self.cfg = config.load(root)
+    self.firmware = config.FIRMWARE
+    self.time_floor = config.TIME_FLOOR
+    self.key, created = identity.load_key(root)
+    from agent import ids
+
+    self.kid = ids.eui64_bytes(self.cfg["device_id"])
+    self.outbox = Outbox(root, self.cfg["outbox_max"])
+    self.counter = identity.Counter(root, self.outbox.highest_counter() + 1)
+    self.refused = None  # (event fields, refusal codes) awaiting an override
+    self.pending = None  # (job, evidence) between the survey and the checks
+    self.outcomes = []  # the bridge's last flags, for `status`
+    self.courier = None  # made when there is something to deliver
+    self.acked = 0
+    self.ignored = 0  # messages on our ack topics that did not verify (docs/security.md)
+    if created:
+        self.out("KEY new device key; public key:")
+        self.out("PUBKEY " + self.public_key())
+    for name in self.outbox.damaged:
+        self.say("BAD", "outbox record %s failed its CRC: kept in outbox/bad" % name)
+    self.out("READY %s" % self.cfg["device_id"])
+    self.out("OUTBOX %d/%d" % (len(self.outbox), self.cfg["outbox_max"]))
