@@ -171,3 +171,31 @@ def test_a_discarded_mqtt_client_closes_its_socket():
     assert rest in (b"", b"\xe0\x00"), rest
     conn.close()
     srv.close()
+
+
+def test_a_late_event_that_moves_the_deciding_event_is_a_new_version(tmp_path):
+    """Same value, same date, a new deciding event with an override: a new version, so the
+    override is shown (it went silent before), and replay sees the whole flag."""
+    import json
+
+    from companion.config import Config
+    from companion.ingest import Incoming, Ingestor
+    from companion.replay import replay
+    from companion.store import Store
+
+    store = Store(tmp_path / "b.db")
+    store.add_key(DEVICE_ID, bytes.fromhex(PUBLIC_KEY))
+    ing = Ingestor(store, Config(db=str(tmp_path / "b.db")).check())
+    topic = f"flagwise/events/{DEVICE_ID}"
+    later, m1 = make_event("commission", T0 + 3600, 2)
+    earlier, m0 = make_event("commission", T0 + 60, 1,
+                             override={"reason": "DCC confirmed the hub by phone", "checks": ["wan_down"]})
+    for m in (m1, m0):  # the earlier one arrives late
+        ing.handle_batch([Incoming(topic, m, time.time())])
+    rows = [json.loads(b) for (b,) in store.conn().execute("SELECT body FROM outbox ORDER BY version")]
+    assert [(r["version"], r["flag"], r["effective_from"], r["event_id"]) for r in rows] == [
+        (1, "A", "2026-11-01", later), (2, "A", "2026-11-01", earlier)]
+    assert rows[1]["override"].startswith("DCC confirmed the hub by phone")
+    assert rows[1]["code"] == "commissioned"
+    n, diffs = replay(store)
+    assert (n, diffs) == (1, [])
