@@ -393,3 +393,51 @@ def test_same_hub_exchange_commissions_the_new_meter_and_shows_the_old_one(site,
     flag = [ln for ln in lines if ln.startswith("FLAG 2000012345672")]
     assert flag and flag[0].startswith("FLAG 2000012345672 A "), lines
     assert bridge.get("/v1/sites/2000012345672")[1]["flag"] == "A"
+
+
+@pytest.mark.parametrize("site", ["install-and-leave"], indirect=True)
+def test_override_hygiene(site, board):
+    """An override answers the refusal right before it, for that job, with a reason of a few
+    words; the premises are surveyed again, and a problem the refusal did not show is refused."""
+    board.boot()
+    try:
+        def refused():
+            start = board.send("job commission 2200987654322 - WO-7 INST-3")
+            board.expect("HINT", start=start)
+
+        refused()
+        start = board.send("status")
+        board.expect("STATUS", start=start)
+        start = board.send("override DCC confirmed WAN by phone")
+        assert "Nothing to override" in board.expect("ERROR", start=start)  # not right after
+        refused()
+        start = board.send("override ok")
+        board.expect("ERROR", start=start)
+        board.expect("  ", start=start)
+        assert "3 words" in " ".join(board.lines[start:])
+        # Something new since the refusal: the meter stopped answering. Refused again.
+        assert site.command("remove 00-1B-C5-0C-00-00-05-10") == "ok"  # the premises' ESME
+        start = board.send("override DCC confirmed WAN by phone")
+        board.expect("REFUSED", start=start)
+        assert "OVERRIDE WO-7: surveying again" in board.lines[start:]
+        assert "meter_silent" in refused_codes(board.lines[start:])
+        assert board.outbox() == []
+        # The next override answers that refusal: saved, with its checks.
+        start = board.send("override meter swapped, confirmed by DCC")
+        assert board.expect("SAVED", start=start).endswith("OVERRIDE")
+        start = board.send("bogus")
+        assert "unknown command: bogus" in board.expect("ERROR", start=start)
+        start = board.send("job commission 2200987654322")
+        assert "job needs 5 words" in board.expect("ERROR", start=start)
+    finally:
+        board.shutdown()
+
+
+def test_bad_command_lines_are_clear_errors(board):
+    rc, lines = board.run("--job", "commission", "2000012345672")
+    assert rc == 2 and any("--job TYPE MPAN MPRN" in ln for ln in lines), lines
+    rc, lines = board.run("--deliver", "abc")
+    assert rc == 2 and any("--deliver SECONDS" in ln for ln in lines), lines
+    rc, lines = board.job("commission", "2000012345672", "-", "WO-1", "INST-1", "--override", "because")
+    assert rc == 2 and any("3 words" in ln for ln in lines), lines
+    assert not any("Traceback" in ln for ln in lines)

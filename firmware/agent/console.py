@@ -14,10 +14,16 @@ def command(agent, line):
     if not words:
         return None
     cmd = words[0]
-    if cmd == "job" and len(words) == 6:
+    if cmd != "override":
+        agent.refused = None  # an override answers the refusal just before it, nothing older
+    if cmd == "job" and len(words) != 6:
+        agent.out("ERROR job needs 5 words:")
+        agent.out("  job TYPE MPAN MPRN JOB INSTALLER")
+        return None
+    if cmd == "job":
         return "job", _job(words[1:])
-    elif cmd == "override" and len(words) > 1:
-        return "override", line.split(None, 1)[1].strip()
+    elif cmd == "override":
+        return "override", line.split(None, 1)[1].strip() if len(words) > 1 else ""
     elif cmd == "new":
         return "job", new(agent)
     elif cmd == "survey":
@@ -29,6 +35,7 @@ def command(agent, line):
     elif agent.bench_command is not None and agent.bench_command(agent, words):
         pass  # a bench-only command (hil/board/hilboot.py)
     else:
+        agent.out("ERROR unknown command: %s" % cmd[:16])
         for s in _HELP:
             agent.out("HELP " + s)
     return None

@@ -38,9 +38,11 @@ def prepare(self, job):
     return job
 
 
-def decide(self, override):
+def decide(self, override, overriding=None):
     # After the survey (self.pending = (job, evidence)): show it, check the claim, refuse
     # or hand the event to agent.saving. -> "refused", or ("save", (event, codes, override)).
+    # overriding: the codes of the refusal an override answers; the job was surveyed again,
+    # and a problem that refusal did not show is refused anew (no stale override).
     job, evidence = self.pending
     self.pending = None
     show(self, evidence)
@@ -54,11 +56,13 @@ def decide(self, override):
     for code, _ in problems:
         if code not in codes:
             codes.append(code)
+    if override and overriding is not None and [c for c in codes if c not in overriding]:
+        override = None  # something new since the refusal: the installer must see it first
     ev = dict(job)
     ev["evidence"] = evidence
     evidence = None  # the event holds it now; it is freed once the payload is built
     if problems and not override:
-        self.refused = (ev, codes)
+        self.refused = (job, codes)  # the job, not its evidence: an override surveys again
         self.say("REFUSED", ", ".join(sorted(codes)))
         for _, msg in problems:
             self.say("WHY", msg)
@@ -68,12 +72,16 @@ def decide(self, override):
     return "save", (ev, codes, override)  # signed by agent.saving, without this module
 
 
-def override(self, reason):
+def override_ok(self, reason):
+    # -> (job, codes) of the refusal this override answers, or None (the screen says why).
     if self.refused is None:
-        self.say("ERROR", "Nothing to override: no refused job.")
-        return "error"
-    ev, codes = self.refused
-    return "save", (ev, codes, reason)
+        self.say("ERROR", "Nothing to override: an override must come right after a REFUSED job.")
+        return None
+    if len(reason.split()) < 3:
+        self.say("ERROR", "Say why, in a few words: override REASON (3 words at least).")
+        return None  # the refusal stands: the installer may try again
+    refused, self.refused = self.refused, None
+    return refused
 
 
 def show(self, ev):

@@ -116,9 +116,10 @@ class Agent:
         return int(time.time()) + self.clock_offset
 
     # --- jobs (agent.jobrun, loaded for the job only) ----------------------------------------
-    def job(self, job, override=None):
+    def job(self, job, override=None, overriding=None):
         # -> "saved", "refused" or "error"; the screens say why.
         self.pause_delivery()
+        self.refused = None
         job = self._jobrun("prepare", job)
         if job is None:
             return "error"
@@ -130,10 +131,17 @@ class Agent:
             return "error"
         self.pending = (job, evidence)
         job = evidence = None  # agent.jobrun takes them from self.pending, then frees them
-        return self._jobrun("decide", override)
+        return self._jobrun("decide", override, overriding)
 
     def override(self, reason):
-        return self._jobrun("override", reason)
+        # Right after a refusal, for that job: survey again, then save with the override if
+        # nothing new came up (docs/agent.md "Jobs and refusals").
+        refused = self._jobrun("override_ok", reason)
+        if refused is None:
+            return "error"
+        job, codes = refused
+        self.out("OVERRIDE %s: surveying again" % job["job"][:20])
+        return self.job(job, reason, codes)
 
     def survey(self, expect_hub=True):
         gc.collect()
@@ -245,8 +253,14 @@ def main(argv):
         a = argv[i]
         if a == "--job":
             args["job"] = argv[i + 1:i + 6]
+            if len(args["job"]) != 5:
+                print("ERROR --job TYPE MPAN MPRN JOBREF INSTALLER (- for no MPAN or MPRN)")
+                return 2
             i += 6
         elif a in ("--flash", "--override", "--deliver"):
+            if i + 1 >= len(argv):
+                print("ERROR %s needs a value" % a)
+                return 2
             args[a[2:]] = argv[i + 1]
             i += 2
         elif a == "--pubkey":
@@ -255,6 +269,15 @@ def main(argv):
         else:
             print("ERROR unknown argument %s" % a)
             return 2
+    if "deliver" in args:
+        try:
+            args["deliver"] = float(args["deliver"])
+        except ValueError:
+            print("ERROR --deliver SECONDS, a number")
+            return 2
+    if len(args.get("override", "x x x").split()) < 3:
+        print("ERROR --override: say why, in a few words (3 words at least)")
+        return 2
     root = args.get("flash", "flash")
     try:
         agent = Agent(root)
@@ -269,7 +292,7 @@ def main(argv):
         result = agent.job(_job(args["job"]), args.get("override"))
         rc = {"saved": 0, "refused": 3}.get(result, 1)
     if "deliver" in args:
-        agent.loop(float(args["deliver"]))
+        agent.loop(args["deliver"])
         agent.status()
     elif "job" not in args:
         agent.loop(interactive=True)
