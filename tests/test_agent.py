@@ -441,3 +441,21 @@ def test_bad_command_lines_are_clear_errors(board):
     rc, lines = board.job("commission", "2000012345672", "-", "WO-1", "INST-1", "--override", "because")
     assert rc == 2 and any("3 words" in ln for ln in lines), lines
     assert not any("Traceback" in ln for ln in lines)
+
+
+def test_link_errors_and_rejections_say_what_to_do(board, bridge, tmp_path):
+    """No raw errno on the screen; a rejection comes with a next step."""
+    import json
+
+    port = json.loads((board.flash / "config.json").read_text())["broker_port"]
+    board.set(broker_port=1)  # nothing listens there
+    assert board.job("commission", "2000012345672")[0] == 0
+    rc, lines = board.run("--deliver", "2")
+    assert "  no broker there: check network" in lines, lines
+    assert not any("OSError" in ln for ln in lines)
+    board.set(broker_port=port)
+    # Revoked in the registry only: the bridge's signed rejection, with what to do.
+    assert bridge.companion("keys", "revoke", DEVICE, "--hard", "--pki", str(tmp_path / "none")).returncode == 0
+    rc, lines = board.run("--deliver", "10")
+    i = [n for n, ln in enumerate(lines) if ln.startswith("REJECTED")][0]
+    assert lines[i + 1].startswith("HINT this handheld is revoked"), lines

@@ -86,7 +86,12 @@ def apply(agent, inbox):
         inbox.pop(0)
         msg = None
         if eid is None:
-            continue  # a rejection that names no event: nothing of ours to act on
+            # A rejection that names no event (the bridge could not trust it): nothing of ours
+            # is set aside, but the installer learns what to do about it.
+            hint = _HINTS.get(reason)
+            if rejected and hint:
+                agent.say("REJECTED", "%s: %s" % (reason, hint))
+            continue
         if not rejected and outcome in ("stored", "duplicate"):
             if agent.outbox.remove(eid) is not None:
                 agent.acked += 1
@@ -100,8 +105,18 @@ def apply(agent, inbox):
             # it on flash (outbox/rejected/), tell the installer.
             if agent.outbox.set_aside(eid) is not None:
                 agent.out("REJECTED %s %s" % (eid.hex()[:16], reason or ""))
+                if reason in _HINTS:
+                    agent.say("HINT", _HINTS[reason])
         else:
             agent.ignored += 1
+
+
+# Next steps for the rejections an installer can act on.
+_HINTS = {"unknown_key": "this handheld is not registered. Call the office to register it.",
+          "revoked_key": "this handheld is revoked. Stop; call the office.",
+          "time_in_future": "clock ahead. Set the date and time.",
+          "time_before_floor": "clock not set. Set the date and time.",
+          "bad_signature": "key mismatch. Call the office."}
 
 
 def _outcome(agent, eid, flags):

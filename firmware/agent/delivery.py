@@ -24,6 +24,22 @@ def _drop(*names):
     gc.collect()
 
 
+# What a failed link means to an installer (errno, or mbedTLS code), with the next step.
+_WHY = {111: "no broker there: check network", 113: "no route: check network", 110: "broker not answering",
+        104: "broker closed the link", 32: "broker closed the link", -29312: "broker refused this handheld",
+        -9984: "broker not trusted: CA mismatch", -30592: "broker refused this handheld"}
+
+
+def _why(e, connecting):
+    if isinstance(e, MemoryError):
+        return "out of memory: retrying"
+    code = e.args[0] if isinstance(e, OSError) and e.args and isinstance(e.args[0], int) else None
+    text = _WHY.get(code)
+    if text is None:
+        text = ("connect failed %r" if connecting else "%r") % (e,)
+    return text
+
+
 def _close(*socks):
     for s in socks:
         if s is not None:
@@ -256,7 +272,7 @@ class Courier:
                 self.client = None
                 _close(_TimedSocket.last)  # never leak the socket of a failed connect
                 _TimedSocket.last = None
-                self._drop("connect failed %r" % (e,))
+                self._drop(_why(e, True))
                 return
         try:
             for _ in range(50):  # drain what has arrived (acks), one packet a call
@@ -294,4 +310,4 @@ class Courier:
                 self.client.ping()
                 self.last_io = time.ticks_ms()
         except Exception as e:  # the link failed; the outbox is untouched
-            self._drop("%r" % (e,))
+            self._drop(_why(e, False))
