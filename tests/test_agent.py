@@ -459,3 +459,34 @@ def test_link_errors_and_rejections_say_what_to_do(board, bridge, tmp_path):
     rc, lines = board.run("--deliver", "10")
     i = [n for n, ln in enumerate(lines) if ln.startswith("REJECTED")][0]
     assert lines[i + 1].startswith("HINT this handheld is revoked"), lines
+
+
+def test_console_new_checks_each_answer_as_it_is_typed(board):
+    def asks() -> int:
+        board.pump()
+        return sum(ln.startswith("ASK") for ln in board.lines)
+
+    def wait_ask(n: int) -> None:
+        end = time.monotonic() + 30
+        while asks() < n:
+            assert time.monotonic() < end and board.running, board.lines[-10:]
+            time.sleep(0.02)
+
+    board.boot()
+    try:
+        board.send("new")
+        n = 1
+        for answer, error in (("commision", "Type one of"), ("commission", None), ("1312345678906", "check digit"),
+                              ("2000012345672", None), ("", None), ("WO 5", "no spaces"), ("WO-5", None),
+                              ("INST-5", None)):
+            wait_ask(n)
+            start = len(board.lines)
+            board.send(answer)
+            n += 1
+            if error:
+                board.expect("ERROR", start=start)
+                wait_ask(n)
+                assert error in " ".join(board.lines[start:]), board.lines[start:]
+        board.expect("SAVED")
+    finally:
+        board.shutdown()

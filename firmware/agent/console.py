@@ -25,7 +25,8 @@ def command(agent, line):
     elif cmd == "override":
         return "override", line.split(None, 1)[1].strip() if len(words) > 1 else ""
     elif cmd == "new":
-        return "job", new(agent)
+        job = new(agent)
+        return ("job", job) if job else None
     elif cmd == "survey":
         return "survey", None
     elif cmd == "status":
@@ -47,12 +48,50 @@ def ask(agent, prompt):
     return line.strip() if line else ""
 
 
+def _checked(agent, prompt, check, tries=3):
+    # Ask until the answer passes check (-> an error text, or None), 3 tries; None gives up.
+    for _ in range(tries):
+        a = ask(agent, prompt)
+        why = check(a)
+        if why is None:
+            return a
+        agent.say("ERROR", why)
+    agent.say("ERROR", "Job not started. Type new to start again.")
+    return None
+
+
+def _id_check(kind):
+    def check(a):
+        if not a:
+            return None  # blank: none
+        from agent import ids
+
+        try:
+            (ids.check_mpan if kind == "MPAN" else ids.check_mprn)(a)
+        except ValueError as e:
+            return str(e)
+        return None
+    return check
+
+
 def new(agent):
-    t = ask(agent, "Job type? " + "/".join(JOB_TYPES))
-    mpan = ask(agent, "MPAN? (blank: none)")
-    mprn = ask(agent, "MPRN? (blank: none)")
-    ref = ask(agent, "Job reference?")
-    who = ask(agent, "Installer id?")
+    # Each answer is checked as it is typed, so a mistake is fixed where it was made.
+    t = _checked(agent, "Job type? " + "/".join(JOB_TYPES),
+                 lambda a: None if a in JOB_TYPES else "Type one of: " + ", ".join(JOB_TYPES))
+    if t is None:
+        return None
+    mpan = _checked(agent, "MPAN? (blank: none)", _id_check("MPAN"))
+    if mpan is None:
+        return None
+    mprn = _checked(agent, "MPRN? (blank: none)",
+                    lambda a: "Give an MPAN or an MPRN." if not a and not mpan else _id_check("MPRN")(a))
+    if mprn is None:
+        return None
+    text = lambda a: None if 1 <= len(a) <= 40 and " " not in a else "1 to 40 characters, no spaces."  # noqa: E731
+    ref = _checked(agent, "Job reference?", text)
+    who = ref and _checked(agent, "Installer id?", text)
+    if not who:
+        return None
     return _job([t, mpan or "-", mprn or "-", ref, who])
 
 
