@@ -10,16 +10,7 @@ from __future__ import annotations
 
 import re
 
-
-def _summary(v: object) -> str:
-    # ids are checked on untrusted input: quote a short prefix only, never a whole repr
-    if isinstance(v, (bytes, bytearray)):
-        t = bytes(v).hex()
-    elif isinstance(v, str):
-        t = v
-    else:
-        return type(v).__name__
-    return repr(t[:24] + ("…" if len(t) > 24 else ""))
+from .cborutil import summary as _summary
 
 MPAN_WEIGHTS = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
 MPRN_MIN, MPRN_MAX = 6, 10

@@ -29,6 +29,9 @@ def validate(job):
     return {"type": t, "mpans": mpans, "mprns": mprns, "job": job["job"], "installer": job["installer"]}
 
 
+GONE = ("Decommissioned", "Withdrawn")
+
+
 def rank(d):
     # The meter of a meter point when the log lists several devices for it (a same-hub
     # exchange leaves the old one there): Commissioned and answering, Commissioned,
@@ -36,7 +39,7 @@ def rank(d):
     st = d.get("status")
     if st == "Commissioned":
         return 0 if d.get("answered") is not False else 1
-    return 3 if st in ("Decommissioned", "Withdrawn") else 2
+    return 3 if st in GONE else 2
 
 
 def _meter(evidence, mpxn):

@@ -2,40 +2,12 @@
 # `observe`, docs/flag-policy.md): the same precedence for the meter of a meter point, the
 # same flags and reason codes. tests/vectors/policy.json, made from the CPython policy,
 # holds both runtimes to it.
-GONE = ("Decommissioned", "Withdrawn")
-
-from agent.words import WORDS  # noqa: F401  (the display words of each reason code)
-
-
-def _rank(d):
-    # Commissioned and answering, Commissioned, installed, gone (lower is the meter).
-    st = d.get("status")
-    if st == "Commissioned":
-        return 0 if d.get("answered") is not False else 1
-    if st in GONE:
-        return 3
-    return 2
+from agent.jobs import GONE, _meter as meter  # one precedence for the meter of a meter point
+from agent.words import WORDS  # noqa: F401  (the display words of each reason code, for callers)
 
 
 def _kind(mpxn):
     return "ESME" if len(mpxn) == 13 else "GSME"
-
-
-def meter(evidence, mpxn):
-    # The meter of the meter point in the hub's log, by precedence; None when none is listed.
-    kind = _kind(mpxn)
-    best = None
-    for d in evidence["devices"]:
-        if d.get("mpxn") == mpxn and d.get("type") == kind and (best is None or _rank(d) < _rank(best)):
-            best = d
-    return best
-
-
-def stale(evidence, mpxn):
-    # The other devices listed for the meter point: an old meter left in the log.
-    m = meter(evidence, mpxn)
-    kind = _kind(mpxn)
-    return [d for d in evidence["devices"] if d.get("mpxn") == mpxn and d.get("type") == kind and d is not m]
 
 
 def observe(etype, evidence, mpxn):
