@@ -114,8 +114,8 @@ class Bridge:
     def start(self) -> "Bridge":
         cfg = self.config
         if cfg.insecure:
-            log.warning("INSECURE: no TLS and no client identities; anyone on the network can read and "
-                        "forge traffic (--insecure)")
+            log.warning("INSECURE: no TLS; passwords and traffic in clear, readable and forgeable by "
+                        "anyone on the network path (--insecure)")
         if cfg.broker is None:
             self._embedded = ManagedBroker(cfg.listen, Path(cfg.db_path).resolve().parent / "broker",
                                            self.pki, cfg.max_packet_size, insecure=cfg.insecure,
@@ -172,6 +172,8 @@ class Bridge:
         c.reconnect_delay_set(1, 30)
         if cfg.username:
             c.username_pw_set(cfg.username, cfg.password)
+        elif cfg.insecure:  # plain TCP: the identity logs in with its password (companion/broker.py)
+            c.username_pw_set(cfg.name, self.pki.secret(cfg.name))
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe

@@ -3,8 +3,10 @@ configuration the project ships (companion.pki.mosquitto_conf): TLS, client cert
 CRL, ACL, a packet size limit. It is reloaded (SIGHUP) when `companion pki` changes the CRL
 or the ACL, so a revocation reaches the broker within a second.
 
-`--insecure` alone gives a plain-TCP broker that accepts anyone: for a throwaway trial,
-announced loudly on every start.
+`--insecure` gives a plain-TCP broker, for a throwaway trial, announced loudly on every
+start: no encryption, but still no anonymous client. Each identity logs in with its
+password (companion.pki.Pki.secret, where certificates cannot serve), its user name is its
+client id, and the same ACL applies.
 """
 
 from __future__ import annotations
@@ -68,17 +70,37 @@ class ManagedBroker:
     def config_text(self) -> str:
         # As root, mosquitto would switch to its own user, which may not read our files.
         head = "user root\n" if os.geteuid() == 0 else ""
-        if self.insecure:
-            return (head + f"# INSECURE: anyone may connect, read and write (companion bridge --insecure)\n"
-                    f"listener {self.port} {self.host}\nallow_anonymous true\n"
-                    f"max_packet_size {self.max_packet_size}\nset_tcp_nodelay true\n"
-                    "max_inflight_messages 1000\nmax_queued_messages 100000\npersistence false\n")
         assert self.pki is not None
+        if self.insecure:
+            root = self.pki.root.resolve()
+            return (head + "# INSECURE: plain TCP, passwords in clear (companion bridge --insecure)\n"
+                    f"per_listener_settings false\nallow_anonymous false\nlistener {self.port} {self.host}\n"
+                    f"password_file {self.passwd.resolve()}\nuse_username_as_clientid true\n"
+                    f"acl_file {root / 'acl'}\nmax_packet_size {self.max_packet_size}\nset_tcp_nodelay true\n"
+                    "max_inflight_messages 1000\nmax_queued_messages 100000\npersistence false\n")
         return head + mosquitto_conf(self.pki, self.host, self.port, persistence_dir=self.workdir,
                                      max_packet_size=self.max_packet_size)
 
+    @property
+    def passwd(self) -> Path:
+        return self.workdir / "passwd"
+
+    def write_passwd(self) -> None:
+        """mosquitto's password file (hashed by mosquitto_passwd) for every live identity."""
+        assert self.pki is not None
+        exe = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        tmp = self.passwd.with_name("passwd.tmp")
+        tmp.write_text("")
+        for ident in self.pki.identities():
+            if not ident.revoked:
+                subprocess.run([exe, "-b", str(tmp), ident.name, self.pki.secret(ident.name)], check=True,
+                               capture_output=True, timeout=30)
+        os.replace(tmp, self.passwd)
+
     def start(self) -> "ManagedBroker":
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.insecure:
+            self.write_passwd()
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(self.config_text())
         log = open(self.workdir / "mosquitto.log", "ab")
@@ -100,7 +122,7 @@ class ManagedBroker:
         else:
             self.stop()
             raise RuntimeError(f"the broker did not open {self.host}:{self.port} within 10 s")
-        if self.pki is not None and not self.insecure:
+        if self.pki is not None:
             self._mtimes = self._stamp()
             threading.Thread(target=self._watch, name="broker-reload", daemon=True).start()
         return self
@@ -121,6 +143,8 @@ class ManagedBroker:
             now = self._stamp()
             if now != self._mtimes:
                 self._mtimes = now
+                if self.insecure:
+                    self.write_passwd()  # a new or revoked identity
                 self.reload()
 
     def reload(self) -> None:

@@ -67,8 +67,9 @@ def cmd_bridge(args: argparse.Namespace) -> int:
                              "share_group": args.share_group, "pki": args.pki, "name": args.name,
                              "insecure": True if args.insecure else None})
     if cfg.insecure:
-        print("companion bridge: WARNING: --insecure: no TLS, no client identities, anyone on the network "
-              "can read and forge MQTT traffic. Never use this with real data.", file=sys.stderr, flush=True)
+        print("companion bridge: WARNING: --insecure: no TLS; passwords and MQTT traffic travel in clear, "
+              "readable and forgeable on the network path. Never use this with real data.", file=sys.stderr,
+              flush=True)
     if args.http == "off":
         cfg.http = None
     setup_logging(cfg.log_level)
@@ -290,7 +291,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--pki", help="folder of the CA, identities and signing keys (default pki)")
     b.add_argument("--name", help="this bridge's identity (default bridge)")
     b.add_argument("--insecure", action="store_true",
-                   help="INSECURE: plain TCP and anonymous clients, for a throwaway trial only")
+                   help="INSECURE: plain TCP, identities by password in clear, for a throwaway trial only")
     b.set_defaults(func=cmd_bridge)
 
     pk = sub.add_parser("pki", help="identities at the broker: CA, certificates, revocation (docs/security.md)")

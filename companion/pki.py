@@ -20,6 +20,7 @@ Layout of the folder (`pki` config key; `companion pki init` makes it):
     clients/<name>.crt|.key        bridge, consumer and auditor identities
     handhelds/<device>.crt         handheld certificates (the key stays on the handheld)
     signing/<name>.key             each bridge's COSE signing key (acks, rejections, flags)
+    secrets/<name>                 an identity's password, for a plain-TCP broker (--insecure)
 
 A handheld's certificate is issued for the handheld's own P-256 key (the one that signs
 its events), so its TLS identity and its COSE `kid` are the same device.
@@ -133,6 +134,20 @@ class Pki:
 
     def handheld_crt(self, device_id: str) -> Path:
         return self.root / "handhelds" / f"{device_id}.crt"
+
+    def secret(self, name: str) -> str:
+        """The identity's password, for a plain-TCP broker where certificates cannot serve
+        (`--insecure`): made on first use, kept in secrets/<name> (0600)."""
+        import secrets
+
+        path = self.root / "secrets" / name
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            with self._locked():
+                if not path.exists():
+                    _write(path, secrets.token_urlsafe(24).encode(), private=True)
+            return path.read_text().strip()
 
     def signing_key_path(self, name: str) -> Path:
         return self.root / "signing" / f"{name}.key"

@@ -77,10 +77,14 @@ def provision(flash: Path, device_id: str, broker: str, *, pki: Pki | None, uart
     point = public_point(key)
     cfg: dict = {"device_id": device_id, "broker_host": host, "broker_port": port, "prefix": prefix, "uart": uart}
     if pki is None:
-        if not insecure:
-            raise ProvisionError("a handheld needs its certificate and the bridge keys: give --pki "
-                                 "(or --insecure for a throwaway trial)")
-        cfg.update(tls=False, insecure=True)
+        raise ProvisionError("a handheld needs its identity and the bridge keys: give --pki")
+    if insecure:  # plain TCP: the identity by password; the bridge keys still check the acks
+        keys = [k["public_key"] for k in pki.bridge_public_keys()]
+        if not keys:
+            raise ProvisionError(f"no bridge signing key in {pki.root}: start the bridge once, or "
+                                 "`companion pki issue bridge NAME`")
+        pki.issue_handheld(device_id, point)
+        cfg.update(tls=False, insecure=True, password=pki.secret(device_id), bridge_keys=keys)
     else:
         keys = [k["public_key"] for k in pki.bridge_public_keys()]
         if not keys:

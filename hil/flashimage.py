@@ -11,5 +11,4 @@ from companion.provision import provision as _provision
 def provision(flash: Path, device_id: str, broker: str, uart: str | None = None, prefix: str = "flagwise",
               extra: dict | None = None, pki: Pki | None = None) -> str:
     """Write config, key and TLS files; return the public key (hex, 65-byte SEC1)."""
-    return _provision(flash, device_id, broker, pki=pki, uart=uart, prefix=prefix, insecure=pki is None,
-                      extra=extra)
+    return _provision(flash, device_id, broker, pki=pki, uart=uart, prefix=prefix, extra=extra)

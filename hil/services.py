@@ -94,11 +94,13 @@ def identity_files(pki: Pki, name: str, role: str) -> tuple[str, str]:
 def mqtt_client(pki: Pki, name: str, role: str = "auditor", protocol: int = mqtt.MQTTv5,
                 insecure: bool = False) -> mqtt.Client:
     """A paho client with this identity's certificate (not yet connected); `insecure`: plain
-    TCP, no identity (only for a broker run with --insecure)."""
+    TCP, the identity by its password (a broker run with --insecure)."""
     kw = {} if protocol == mqtt.MQTTv5 else {"clean_session": True}
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=protocol, **kw)
-    if not insecure:
-        cert, key = identity_files(pki, name, role)
+    cert, key = identity_files(pki, name, role)
+    if insecure:  # a plain-TCP broker: the same identity, by password
+        c.username_pw_set(name, pki.secret(name))
+    else:
         c.tls_set(ca_certs=str(pki.ca_crt), certfile=cert, keyfile=key)
     c.on_socket_open = _nodelay
     return c

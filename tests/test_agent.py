@@ -288,6 +288,9 @@ def test_tls_identity_is_required_and_the_broker_certificate_checked(tmp_path, b
     board.set(tls=False, tls_ca="ca.der")
     rc, lines = board.run("--deliver", "1")
     assert rc == 2 and any("insecure" in ln for ln in lines), lines
+    board.set(insecure=True)  # and even then not anonymous: its password is needed
+    rc, lines = board.run("--deliver", "1")
+    assert rc == 2 and any("password" in ln for ln in lines), lines
 
 
 def test_event_refused_for_good_is_set_aside_not_resent(board, bridge, tmp_path):

@@ -404,3 +404,25 @@ def test_the_shipped_broker_files_are_what_the_pki_writes(tmp_path):
            Identity("70-B3-D5-F1-00-00-00-21", "handheld", 5, False)]
     for block in acl_text(ids, "flagwise").split("\n\n")[1:]:
         assert block.strip() in example
+
+
+def test_insecure_mode_is_plain_tcp_but_never_anonymous(tmp_path):
+    """--insecure drops TLS, not identities: the bridge's own broker still refuses anonymous
+    and wrong-password clients, and takes an identity by its password under the same ACL."""
+    from hil.services import BridgeProcess
+
+    b = BridgeProcess(tmp_path, None, "--insecure").start()
+    try:
+        assert "WARNING: --insecure" in b.log.read_text()
+        host, port = b.broker.split("://")[1].rsplit(":", 1)
+        assert b.broker.startswith("mqtt://")
+        assert _connect_rc(host, int(port), _anonymous(False)) != 0
+        wrong = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bridge", protocol=mqtt.MQTTv311)
+        wrong.username_pw_set("bridge", "not-its-password")
+        assert _connect_rc(host, int(port), wrong) != 0
+        end = time.monotonic() + 10
+        while _connect_rc(host, int(port), mqtt_client(b.pki, "watcher", "auditor", insecure=True)) != 0:
+            assert time.monotonic() < end, "an issued identity logs in once the broker has reloaded"
+            time.sleep(0.2)
+    finally:
+        b.stop()

@@ -2,8 +2,8 @@
 commit -> derive -> outbox -> signed ack), and ack latency p50/p99 at a steady rate, in two
 set-ups measured in one run:
 
-- `plain`: the bridge's own broker with --insecure (plain TCP, no identities): the
-  transport the project ran before the trust boundary;
+- `plain`: the bridge's own broker with --insecure (plain TCP, identities by password): the
+  transport the project ran before the trust boundary, less its anonymous access;
 - `secured`: the shipped set-up, TLS with client certificates and the ACL.
 
 Both sign every ack (COSE_Sign1, ES256); the bare rates of `cryptography` ECDSA verify

@@ -17,6 +17,7 @@ DEFAULTS = {
     "prefix": "flagwise",
     "tls": True,  # TLS to the broker, its certificate checked against tls_ca
     "insecure": False,  # allow tls false (plain TCP): a loud opt-in, never for real jobs
+    "password": None,  # the handheld's broker password, for plain TCP only (user: its device id)
     "tls_ca": None,  # CA file on flash, for tls (required)
     "tls_cert": None,  # client certificate file on flash
     "tls_key": None,  # client key file on flash
@@ -72,6 +73,8 @@ def load(root):
         raise ConfigError("%s: tls needs tls_ca, or any server could pose as the broker" % path)
     if not cfg["tls"] and not cfg["insecure"]:
         raise ConfigError("%s: tls is off: set insecure true to allow plain TCP" % path)
+    if not cfg["tls"] and not cfg["password"]:
+        raise ConfigError("%s: plain TCP needs the handheld's password (provision again)" % path)
     keys = cfg["bridge_keys"]
     if not isinstance(keys, list) or not keys:
         raise ConfigError("%s: bridge_keys missing: provision again (tools/provision.py)" % path)

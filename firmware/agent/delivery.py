@@ -185,8 +185,10 @@ class Courier:
             if cfg["tls_cert"]:
                 params["cert"] = _read(cfg["tls_cert"])
                 params["key"] = _read(cfg["tls_key"])
-        c = _Client(cfg["device_id"], cfg["broker_host"], cfg["broker_port"], keepalive=cfg["keepalive"],
-                    ssl=cfg["tls"], ssl_params=params)
+        # Plain TCP (insecure): the handheld logs in with its password; under TLS, its certificate.
+        pw = None if cfg["tls"] else cfg["password"]
+        c = _Client(cfg["device_id"], cfg["broker_host"], cfg["broker_port"], user=pw and cfg["device_id"],
+                    password=pw, keepalive=cfg["keepalive"], ssl=cfg["tls"], ssl_params=params)
         params = None
         c.read_timeout = cfg["socket_timeout"]
         c.set_callback(self._on_message)
