@@ -40,6 +40,7 @@ class Config:
     max_future: int = 300  # s a device clock may run ahead of ours
     time_floor: str = "2025-01-01"  # device and survey times before this date are refused (UTC)
     max_survey_age: int = 86400  # s from the survey to the event it backs
+    clock_tolerance: int = 300  # s a handheld clock may disagree with its hub's before it is recorded
     batch_max: int = 500  # messages per commit (group commit)
     batch_wait_ms: int = 5  # wait for more messages before committing a batch
     # -- store -----------------------------------------------------------------------

@@ -22,7 +22,8 @@ from .errors import (
     UnsupportedVersionError,
 )
 
-VERSION = 1
+VERSION = 2  # what the handheld writes; v1 (no hub clock) is still accepted
+VERSIONS = (1, 2)
 EVENT_TYPES = ("install", "commission", "install_and_leave", "removal")
 DEVICE_TYPES = ("ESME", "GSME", "PPMID", "HCALCS", "IHD", "CAD")
 STATUSES = (
@@ -78,6 +79,18 @@ class Evidence:
     hub: Hub | None
     wan: Wan | None
     devices: tuple[Device, ...]
+    hub_time: int | None = None  # v2: the hub's clock (UTC from the DCC) when the survey was read
+
+    @property
+    def when(self) -> int:
+        """The time the survey is dated and ordered by: the hub's clock where it gave one,
+        else the handheld's (docs/flag-policy.md "Order")."""
+        return self.read_time if self.hub_time is None else self.hub_time
+
+    @property
+    def clock_skew(self) -> int | None:
+        """Handheld clock minus hub clock at the survey, in seconds; None without a hub time."""
+        return None if self.hub_time is None else self.read_time - self.hub_time
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,7 @@ class Event:
     firmware: str
     evidence: Evidence
     override: Override | None = None
+    version: int = VERSION
 
     @property
     def id_hex(self) -> str:
@@ -216,9 +230,9 @@ def _mpxns(path: str, v: Any, check: Callable[[object], str]) -> tuple[str, ...]
     return tuple(out)
 
 
-def _evidence(v: Any) -> Evidence:
+def _evidence(v: Any, version: int) -> Evidence:
     m = _map("evidence", v)
-    _keys("evidence", m, range(4))
+    _keys("evidence", m, range(5 if version >= 2 else 4))
     for key in range(4):
         if key not in m:
             raise SchemaError(f"evidence: key {key} required")
@@ -228,7 +242,8 @@ def _evidence(v: Any) -> Evidence:
         Device(**_submap(f"evidence.devices[{i}]", _DEVICE, d))
         for i, d in enumerate(_list("evidence.devices", m[3], MAX_DEVICES))
     )
-    return Evidence(_uint("evidence.read_time", m[0]), hub, wan, devices)
+    hub_time = _uint("evidence.hub_time", m[4]) if 4 in m else None
+    return Evidence(_uint("evidence.read_time", m[0]), hub, wan, devices, hub_time)
 
 
 def _override(v: Any) -> Override:
@@ -245,8 +260,10 @@ def _override(v: Any) -> Override:
 
 def event_from_map(m: Any) -> Event:
     m = _map("payload", m)
-    if type(m.get(0)) is not int or m.get(0) != VERSION:
-        raise UnsupportedVersionError(f"payload version {_summary(m.get(0))} is not supported (want {VERSION})")
+    version = m.get(0)
+    if type(version) is not int or version not in VERSIONS:
+        raise UnsupportedVersionError(f"payload version {_summary(version)} is not supported "
+                                      f"(want {' or '.join(map(str, VERSIONS))})")
     _keys("payload", m, range(12))
     for key, name in enumerate(PAYLOAD_NAMES[:11]):
         if key not in m:
@@ -271,8 +288,9 @@ def event_from_map(m: Any) -> Event:
         time=_uint("time", m[7]),
         counter=_uint("counter", m[8]),
         firmware=_text("firmware", m[9]),
-        evidence=_evidence(m[10]),
+        evidence=_evidence(m[10], version),
         override=_override(m[11]) if 11 in m else None,
+        version=version,
     )
 
 

@@ -30,6 +30,16 @@ from .store import Store
 from .wire import load_public_key, parse_sign1, verify_sign1
 
 
+# With a hub clock the device clock is only recorded, never trusted; still, a device time
+# more than a year ahead of the bridge is refused outright (it would poison counter checks).
+MAX_AHEAD = 366 * 86400
+
+
+def _span(seconds: int) -> str:
+    s = abs(seconds)
+    return f"{s // 86400} d {s % 86400 // 3600} h" if s >= 86400 else f"{s // 60} min {s % 60} s"
+
+
 @dataclass
 class Incoming:
     topic: str
@@ -98,28 +108,46 @@ class Ingestor:
         except WireError as exc:  # signed by the device, but not a valid event: say which, if we can
             raise Rejected(exc.reason, str(exc), _payload_id(sign1.payload)) from None
         # Fail-closed to the second: device times are whole seconds, so an event stamped in
-        # the second of the revocation is refused too.
-        if key.revoked_at is not None and (key.hard or ev.time >= int(key.revoked_at)):
+        # the second of the revocation is refused too. A hub clock (v2) counts as well, so
+        # a handheld clock set back does not slip an event under a revocation.
+        made = max(ev.time, ev.evidence.hub_time or 0)
+        if key.revoked_at is not None and (key.hard or made >= int(key.revoked_at)):
             raise Rejected("revoked_key", f"key of {device_id} revoked at {int(key.revoked_at)}"
                            + (" (hard: no events accepted)" if key.hard else
-                              f"; event made at {ev.time}, after the revocation"), ev.id.hex())
-        ahead = ev.time - msg.received_at
-        if ahead > self.config.max_future:
-            raise Rejected("time_in_future",
-                           f"device time {ev.time} is {int(ahead)} s ahead (tolerance {self.config.max_future} s)",
-                           ev.id.hex())
-        floor = self.config.time_floor_epoch
-        if ev.time < floor or ev.evidence.read_time < floor:
-            raise Rejected("time_before_floor",
-                           f"device or survey time before {self.config.time_floor} (the clock was not set)",
-                           ev.id.hex())
-        # The survey is read during the job, before the event is made, on the same clock.
-        survey_age = ev.time - ev.evidence.read_time
-        if not 0 <= survey_age <= self.config.max_survey_age:
-            raise Rejected("read_time_out_of_range",
-                           f"survey read {survey_age} s before the event (allowed 0..{self.config.max_survey_age} s)",
-                           ev.id.hex())
+                              f"; event made at {made}, after the revocation"), ev.id.hex())
+        self._check_times(ev, msg.received_at)
         return ev, ev_bytes
+
+    def _check_times(self, ev: Event, received_at: float) -> None:
+        """Times are checked on the hub's clock where the survey read one (v2: the hub keeps
+        UTC from the DCC), else on the handheld's. A handheld clock that disagrees with its
+        hub is recorded (`clock_skew`), never refused: the hub's time dates the evidence."""
+        cfg = self.config
+        hub_time = ev.evidence.hub_time
+        clock, name = (ev.time, "device") if hub_time is None else (hub_time, "hub")
+        for clock, name, limit in ((clock, name, cfg.max_future), (ev.time, "device", MAX_AHEAD)):
+            ahead = clock - received_at
+            if ahead > limit:
+                raise Rejected("time_in_future",
+                               f"{name} time {clock} is {int(ahead)} s ahead (tolerance {limit} s)",
+                               ev.id.hex())
+        clock, name = (ev.time, "device") if hub_time is None else (hub_time, "hub")
+        floor = cfg.time_floor_epoch
+        if clock < floor or (hub_time is None and ev.evidence.read_time < floor):
+            raise Rejected("time_before_floor",
+                           f"{name} or survey time before {cfg.time_floor} (the clock was not set)",
+                           ev.id.hex())
+        # The survey is read during the job, before the event is made: on the same clock, or,
+        # when the handheld set its clock from the hub in between, on the hub's.
+        age = ev.time - ev.evidence.read_time
+        ok = 0 <= age <= cfg.max_survey_age
+        if not ok and hub_time is not None:
+            age = ev.time - hub_time
+            ok = -cfg.max_future <= age <= cfg.max_survey_age
+        if not ok:
+            raise Rejected("read_time_out_of_range",
+                           f"survey read {age} s before the event (allowed 0..{cfg.max_survey_age} s)",
+                           ev.id.hex())
 
     def _public(self, device_id: str, raw: bytes) -> object:
         k = self._keys.get(device_id)
@@ -155,6 +183,13 @@ class Ingestor:
                 out.status = status
                 if status == "stored":
                     out.suspicious = self.store.check_counter(db, out.device_id, ev, out.incoming.received_at)
+                    skew = ev.evidence.clock_skew
+                    if skew is not None and abs(skew) > self.config.clock_tolerance:
+                        self.store.record_suspicious(
+                            db, ev.id, out.device_id, "clock_skew",
+                            f"handheld clock {_span(skew)} {'ahead of' if skew > 0 else 'behind'} its hub "
+                            f"at the survey (tolerance {self.config.clock_tolerance} s)", out.incoming.received_at)
+                        out.suspicious.append("clock_skew")
                     for m in ev.mpxns:
                         touched[m] = out
             known = {ev.id: ev for _, ev, _ in accepted}

@@ -11,8 +11,9 @@ type: a `commission` whose survey shows no WAN gives `I`, whatever the job claim
   exchange), is decommissioned/withdrawn, or is a SMETS1 meter not enrolled in the DCC;
 - ``None`` no smart event was ever seen for the meter point.
 
-Order-independent: events are taken in the order of their evidence (read time, then
-device time, then counter, then event id), so any arrival order of the same set gives the
+Order-independent: events are taken in the order of their evidence (survey time: the hub's
+clock where the survey read it, else the handheld's; then device time, then counter, then
+event id), so any arrival order of the same set gives the
 same flags.
 
 The meter of a meter point, when the hub's log lists several devices for it (a same-hub
@@ -95,7 +96,7 @@ def _date(ts: int) -> str:
 
 def order_key(ev: Event) -> tuple:
     # Clocks tick in seconds: one handheld's events in the same second keep their counter order.
-    return (ev.evidence.read_time, ev.time, ev.counter, ev.id)
+    return (ev.evidence.when, ev.time, ev.counter, ev.id)
 
 
 def meter_rank(status: str | None, answered: bool | None) -> int:
@@ -181,7 +182,7 @@ def derive(mpxn: str, events: Iterable[Event]) -> Flag:
             override = f"{ev.override.reason} (overrode: {', '.join(ev.override.checks)})"
         reason = f"{ev.type} {ev.id.hex()[:8]} by {ev.installer}: {obs.reason}"
         if obs.flag != current.flag:
-            current = Flag(mpxn, obs.flag, _date(ev.evidence.read_time), reason, ev.id.hex(), ids, override,
+            current = Flag(mpxn, obs.flag, _date(ev.evidence.when), reason, ev.id.hex(), ids, override,
                            obs.code)
     return Flag(current.mpxn, current.flag, current.effective_from, current.reason, current.event_id, ids,
                 current.override, current.code)

@@ -15,7 +15,8 @@ def events_view(store: Store, mpxn: str) -> list[dict]:
     rows = sorted(store.events_for(mpxn), key=lambda r: policy.order_key(r[2]))
     return [{
         "event_id": ev.id.hex(), "type": ev.type, "device_id": device, "counter": ev.counter,
-        "time": ev.time, "read_time": ev.evidence.read_time, "received_at": round(received, 3),
+        "time": ev.time, "read_time": ev.evidence.read_time,
+        "hub_time": ev.evidence.hub_time, "version": ev.version, "received_at": round(received, 3),
         "job": ev.job, "installer": ev.installer, "mpans": list(ev.mpans), "mprns": list(ev.mprns),
         "override": asdict(ev.override) if ev.override else None,
         "observation": asdict(policy.observe(ev, mpxn)),
@@ -42,10 +43,12 @@ def site_view(store: Store, mpxn: str, config: Config) -> dict | None:
         "event_id": flag.event_id if flag else None,
         "event_ids": list(flag.event_ids) if flag else [],
         "evidence_read_time": ev.read_time if ev else None,
+        "evidence_hub_time": ev.hub_time if ev else None,
         "hub": asdict(ev.hub) if ev and ev.hub else None,
         "wan": asdict(ev.wan) if ev and ev.wan else None,
         "devices": [asdict(d) for d in ev.devices] if ev else [],
-        # Handhelds behind these events whose counter repeated or went backwards.
+        # Handhelds behind these events whose counter repeated or went backwards, or whose
+        # clock disagreed with the hub's.
         "suspicious": store.suspicious(sorted({r[0] for r in rows})),
     }
 
@@ -68,5 +71,6 @@ def format_site(view: dict, events: list[dict]) -> str:
     out.append(f"  events ({len(events)}):")
     for e in events:
         out.append(f"    {e['event_id'][:16]} {e['type']:<17} device {e['device_id']} #{e['counter']}"
-                   f" read {e['read_time']}: {e['observation']['flag'] or '-'} {e['observation']['reason']}")
+                   f" read {e['read_time']}" + (f" (hub {e['hub_time']})" if e.get("hub_time") is not None else "")
+                   + f": {e['observation']['flag'] or '-'} {e['observation']['reason']}")
     return "\n".join(out)

@@ -182,8 +182,13 @@ class Store:
             found.append(("counter_backwards", f"counter {ev.counter} at {ev.time}, but event "
                                                f"{bytes(row[0]).hex()} has counter {row[1]} at {row[2]}"))
         for kind, detail in found:
-            db.execute("INSERT OR IGNORE INTO suspicious VALUES (?, ?, ?, ?, ?)", (ev.id, device_id, kind, detail, now))
+            Store.record_suspicious(db, ev.id, device_id, kind, detail, now)
         return [k for k, _ in found]
+
+    @staticmethod
+    def record_suspicious(db: sqlite3.Connection, event_id: bytes, device_id: str, kind: str, detail: str,
+                          now: float) -> None:
+        db.execute("INSERT OR IGNORE INTO suspicious VALUES (?, ?, ?, ?, ?)", (event_id, device_id, kind, detail, now))
 
     def suspicious(self, device_ids: list[str] | None = None) -> list[dict]:
         sql = "SELECT device_id, kind, detail, event_id, at FROM suspicious"

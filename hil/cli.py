@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:{width}}{scenario.load(name).description}")
             return 0
         try:
+            micropython.build_firmware()
             return runner.run(args.scenarios, Path(args.out), args.broker, args.jobs)
         except scenario.ScenarioError as exc:
             print(f"hil run: {exc}", file=sys.stderr)
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_premises(args)
     if args.command == "selfcheck":
         try:
+            micropython.build_firmware()
             return 0 if selfcheck.run(args.n, args.heapsize) else 1
         except micropython.MicroPythonError as exc:
             print(f"selfcheck: the firmware failed under micropython: {exc}", file=sys.stderr)

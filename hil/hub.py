@@ -155,6 +155,8 @@ class HubEmulator:
                 self.set_status(args[0], args[1])
             elif op == "dcc":
                 self.set_hub(dcc=args[0] in ("true", "yes", "1", "on"))
+            elif op == "clock":  # the hub's clock: seconds from true UTC, or "none" (no time read)
+                self.set_hub(clock_offset=None if args[0] == "none" else int(args[0]))
             elif op == "remove":
                 self.remove_device(args[0])
             elif op == "forget":
@@ -245,6 +247,10 @@ class HubEmulator:
             for key, v in ((3, hub.version), (4, hub.firmware), (5, hub.dcc)):
                 if v is not None:
                     body[key] = v
+            if hub.dcc and hub.clock_offset is not None:
+                # The time read: the hub's UTC, kept from the DCC (a hub never served by the
+                # DCC has no time to give).
+                body[7] = int(time.time()) + hub.clock_offset
             return cmd | RESPONSE, body
         if cmd == CMD_WAN:
             body = {0: p.wan.connected}

@@ -60,6 +60,20 @@ def firmware_path(mpy: bool = False, extra: list[Path] | None = None) -> list[Pa
     return list(extra or []) + base
 
 
+def build_firmware() -> list[Path]:
+    """Compile the firmware and the bench's board code to .mpy where the source is newer
+    (tools/build_firmware.py): the bench never runs a stale build. -> the modules compiled."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_firmware", ROOT / "tools" / "build_firmware.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rebuilt: list[Path] = []
+    mod.build(FIRMWARE_MPY, rebuilt)
+    return rebuilt
+
+
 def command(heapsize: str | None = None) -> list[str]:
     cmd = [executable()]
     if heapsize:

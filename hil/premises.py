@@ -46,6 +46,9 @@ class Hub:
     version: str | None = None
     firmware: str | None = None
     dcc: bool | None = None
+    # The hub's clock, given by IDENTIFY while the hub is served by the DCC (dcc = true):
+    # seconds from true UTC (0: right); None: it gives no time.
+    clock_offset: int | None = 0
 
 
 @dataclass
@@ -78,7 +81,7 @@ class Premises:
         """What a correct survey of this premises reads (the evidence's named form)."""
         if self.hub is None:
             return {"hub": None, "wan": None, "devices": []}
-        hub = {k: v for k, v in vars(self.hub).items() if v is not None}
+        hub = {k: v for k, v in vars(self.hub).items() if v is not None and k != "clock_offset"}
         hub = {k: (v.upper() if k in ("chf", "gpf") else v) for k, v in hub.items()}
         wan = {"connected": self.wan.connected}
         if self.wan.connected and self.wan.signal is not None:

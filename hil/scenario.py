@@ -20,8 +20,28 @@ from .board import Board, BoardSpec
 from .hub import HubEmulator
 
 LIBRARY = Path(__file__).resolve().parent / "scenarios"
-STEP_KINDS = ("job", "override", "hub", "network", "power_cut", "boot", "broker_restart", "wait", "clock",
-              "deliver", "visit", "forge", "revoke")
+# Each step's keys: (required, optional). Anything else is refused at load, before a run.
+STEPS: dict[str, tuple[set[str], set[str]]] = {
+    "job": ({"handheld", "type"}, {"mpan", "mprn", "ref", "installer", "expect", "override", "codes"}),
+    "hub": ({"premises", "command"}, set()),
+    "network": ({"handheld", "action"}, set()),
+    "power_cut": ({"handheld"}, {"after", "delay", "reboot", "inside_write"}),
+    "boot": ({"handheld"}, set()),
+    "broker_restart": (set(), {"down"}),
+    "wait": ({"seconds"}, set()),
+    "clock": ({"handheld"}, {"days", "seconds"}),
+    "deliver": ({"handheld"}, {"timeout"}),
+    "visit": ({"handheld", "premises"}, set()),
+    "forge": ({"handheld"}, {"kind", "mpan"}),
+    "revoke": ({"handheld"}, {"hard"}),
+}
+STEP_KINDS = tuple(STEPS)
+TOP_KEYS = {"name", "description", "premises", "handhelds", "steps", "expect"}
+HANDHELD_KEYS = {"device_id", "premises", "clock_offset", "flash", "heapsize", "flash_limit", "config"}
+EXPECT_KEYS = {"flags", "rejected", "dtc", "no_event_lost", "converge", "settle", "undelivered_ok"}
+FLAG_KEYS = {"flag", "since"}
+JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
+JOB_OUTCOMES = ("saved", "refused", "error", "lost")
 
 
 class ScenarioError(ValueError):
@@ -77,15 +97,81 @@ def load(path: str | Path) -> Scenario:
         if plugged[hname] and plugged[hname] not in prem:
             raise ScenarioError(f"{name}: handheld {hname} plugged into unknown premises {plugged[hname]}")
     steps = data.get("steps", [])
-    for i, st in enumerate(steps):
-        if st.get("do") not in STEP_KINDS:
-            raise ScenarioError(f"{name}: step {i + 1}: 'do' must be one of {', '.join(STEP_KINDS)}")
-        if "handheld" in st and st["handheld"] not in hh:
-            raise ScenarioError(f"{name}: step {i + 1}: unknown handheld {st['handheld']}")
-        if "premises" in st and st["premises"] not in prem:
-            raise ScenarioError(f"{name}: step {i + 1}: unknown premises {st['premises']}")
+    _validate(p, data, hh, prem)
     return Scenario(name, data.get("description", ""), prem, hh, plugged, steps, data.get("expect", {}), p,
                     any(s["do"] == "broker_restart" for s in steps))
+
+
+def _unknown(where: str, got: object, allowed: set[str]) -> None:
+    if not isinstance(got, dict):
+        raise ScenarioError(f"{where}: a table required")
+    extra = sorted(set(got) - allowed)
+    if extra:
+        raise ScenarioError(f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _check_mpxn(where: str, value: object) -> None:
+    from companion.ids import check_mpan, check_mprn
+
+    text = str(value)
+    try:
+        (check_mpan if len(text) == 13 else check_mprn)(text)
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: {text[:20]!r} is not a valid MPAN or MPRN: {exc}") from None
+
+
+def _validate(path: Path, data: dict, handhelds: dict, premises: dict) -> None:
+    """Every key known, every step complete, every MPxN valid: a typo fails here, with the
+    file and line, before anything runs (a typo that passed would check nothing)."""
+    text = path.read_text().splitlines()
+    step_lines = [n + 1 for n, ln in enumerate(text) if ln.strip() == "[[steps]]"]
+
+    def line_of(prefix: str) -> int:
+        return next((n + 1 for n, ln in enumerate(text) if ln.strip().startswith(prefix)), 1)
+
+    _unknown(f"{path}:1", data, TOP_KEYS)
+    for name, hdef in data.get("handhelds", {}).items():
+        _unknown(f"{path}:{line_of(f'[handhelds.{name}]')}: handheld {name}", hdef, HANDHELD_KEYS)
+    for i, st in enumerate(data.get("steps", [])):
+        where = f"{path}:{step_lines[i] if i < len(step_lines) else 1}: step {i + 1}"
+        kind = st.get("do")
+        if kind not in STEPS:
+            raise ScenarioError(f"{where}: 'do' must be one of {', '.join(STEP_KINDS)}, got {str(kind)[:30]!r}")
+        required, optional = STEPS[kind]
+        _unknown(f"{where} ({kind})", st, required | optional | {"do"})
+        missing = sorted(required - set(st))
+        if missing:
+            raise ScenarioError(f"{where} ({kind}): {missing[0]!r} required")
+        if "handheld" in st and st["handheld"] not in handhelds:
+            raise ScenarioError(f"{where}: unknown handheld {st['handheld']!r} (have: {', '.join(handhelds)})")
+        if "premises" in st and st["premises"] not in premises:
+            raise ScenarioError(f"{where}: unknown premises {st['premises']!r} (have: {', '.join(premises)})")
+        if kind == "job":
+            if st["type"] not in JOB_TYPES:
+                raise ScenarioError(f"{where}: type must be one of {', '.join(JOB_TYPES)}")
+            if st.get("expect", "saved") not in JOB_OUTCOMES:
+                raise ScenarioError(f"{where}: expect must be one of {', '.join(JOB_OUTCOMES)}")
+            for key in ("mpan", "mprn"):
+                if key in st and st[key] != "-":
+                    _check_mpxn(f"{where}: {key}", st[key])
+            if "codes" in st and not isinstance(st["codes"], list):
+                raise ScenarioError(f"{where}: codes must be a list of refusal codes")
+    exp = data.get("expect", {})
+    where = f"{path}:{line_of('[expect]')}: expect"
+    _unknown(where, exp, EXPECT_KEYS)
+    for mpxn, want in exp.get("flags", {}).items():
+        _check_mpxn(f"{where}.flags", mpxn)
+        _unknown(f"{where}.flags.{mpxn}", want, FLAG_KEYS)
+        if want.get("flag", "none") not in ("A", "I", "N", "none"):
+            raise ScenarioError(f"{where}.flags.{mpxn}: flag must be A, I, N or none")
+    for handheld in exp.get("rejected", {}):
+        if handheld not in handhelds:
+            raise ScenarioError(f"{where}.rejected: unknown handheld {handheld!r}")
+    for spec in exp.get("dtc", []):
+        parts = str(spec).split(":")
+        if len(parts) != 3 or parts[2] not in ("A", "I", "N"):
+            raise ScenarioError(f"{where}.dtc: {str(spec)[:40]!r} must be FLOW:MPXN:FLAG")
+        _check_mpxn(f"{where}.dtc", parts[1])
 
 
 def library() -> list[str]:
@@ -170,8 +256,10 @@ class Run:
             b.boot()
 
     def _teardown(self) -> None:
-        for b in self.boards.values():
+        for name, b in self.boards.items():
             b.shutdown()
+            # Each board's console, whole, beside the report (what the installer saw).
+            (self.dir / f"{name}.console.log").write_text("\n".join(b.lines) + "\n")
         for h in self.hubs.values():
             h.stop()
 

@@ -47,8 +47,7 @@ def load_tool(name: str):
 
 
 def build_firmware() -> None:
-    mod = load_tool("build_firmware")
-    mod.build(mod.ROOT / "build" / "firmware")
+    micropython.build_firmware()
 
 
 def load_vectors(name: str) -> dict:

@@ -3,6 +3,7 @@ through real mosquitto to the real bridge: jobs, refusals, overrides, power cuts
 
 from __future__ import annotations
 
+import json
 import random
 import time
 
@@ -344,7 +345,8 @@ jobrun.show(A(), ev)
         assert len(ln) <= 4 + 32 + 8, ln
 
 
-def test_handheld_refuses_to_sign_with_a_clock_before_the_floor(board):
+def test_handheld_refuses_to_sign_with_a_clock_before_the_floor(board, site):
+    site.command("clock none")  # a hub that gives no time: nothing to set the clock from
     board.spec.clock_offset = 1000 - int(time.time())  # the clock reads 1970: never set
     rc, lines = board.job("commission", "2000012345672")
     assert rc == 1 and any("Clock not set" in ln for ln in lines), lines

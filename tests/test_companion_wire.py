@@ -35,6 +35,7 @@ def as_named(ev) -> dict:
         return x
 
     out = clean(d)
+    out.pop("version")
     out["evidence"]["hub"] = clean(d["evidence"]["hub"]) if d["evidence"]["hub"] else None
     out["evidence"]["wan"] = clean(d["evidence"]["wan"]) if d["evidence"]["wan"] else None
     return out
@@ -49,9 +50,12 @@ def normal_input(inp: dict) -> dict:
     return ev
 
 
-@pytest.mark.parametrize("case", EVENTS["cases"], ids=[c["name"] for c in EVENTS["cases"]])
+@pytest.mark.parametrize("case", EVENTS["cases"] + EVENTS["v1_cases"],
+                         ids=[c["name"] for c in EVENTS["cases"] + EVENTS["v1_cases"]])
 def test_good_vectors_verify_and_decode_to_their_input(case):
     v = verify_event(bytes.fromhex(case["message"]), PUB)
+    assert v.event.version == (1 if case in EVENTS["v1_cases"] else 2)
+    assert v.event.evidence.hub_time == case["input"]["evidence"].get("hub_time")
     assert v.sign1.kid.hex() == EVENTS["kid"]
     assert v.sign1.protected.hex() == case["protected"]
     assert v.sign1.to_be_signed().hex() == case["sig_structure"]

@@ -23,3 +23,60 @@ def test_scenario_errors_are_clear(tmp_path):
         scenario.load(bad)
     with pytest.raises(scenario.ScenarioError, match="no scenario"):
         scenario.load(tmp_path / "missing.toml")
+
+
+GOOD = """name = "t"
+[premises.home.hub]
+chf = "00-1B-C5-0C-00-09-00-01"
+[[premises.home.devices]]
+eui = "00-1B-C5-0C-00-09-00-10"
+type = "ESME"
+status = "Commissioned"
+mpxn = "1900000002001"
+[handhelds.hh1]
+device_id = "70-B3-D5-F1-00-09-00-01"
+
+[[steps]]
+do = "job"
+handheld = "hh1"
+type = "commission"
+mpan = "1900000002001"
+{step}
+[expect]
+flags = {{ "1900000002001" = {{ flag = "A" }} }}
+{expect}
+"""
+
+
+@pytest.mark.parametrize("step,expect,message", [
+    ("", "flgs = {}", r"bad.toml:\d+: expect: unknown key 'flgs'"),
+    ('code = ["wan_down"]', "", r"bad.toml:12: step 1 \(job\): unknown key 'code'"),
+    ('mrpn = "3000123456"', "", "unknown key 'mrpn'"),
+    ('[[steps]]\ndo = "override"\nhandheld = "hh1"', "", "'do' must be one of"),
+    ('[[steps]]\ndo = "job"\nhandheld = "hh1"\ntype = "commission"\nmpan = "1900000002002"', "",
+     r"bad.toml:17: step 2: mpan: '1900000002002' is not a valid MPAN"),
+    ('[[steps]]\ndo = "hub"\npremises = "home"', "", r"step 2 \(hub\): 'command' required"),
+    ('[[steps]]\ndo = "visit"\nhandheld = "hh2"\npremises = "home"', "", "unknown handheld 'hh2'"),
+    ("", 'dtc = ["D0350:1900000002001"]', "must be FLOW:MPXN:FLAG"),
+])
+def test_a_typo_fails_at_load_with_its_line(tmp_path, step, expect, message):
+    """A key the runner does not know would check nothing and pass: refused before a run."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(GOOD.format(step=step, expect=expect))
+    with pytest.raises(scenario.ScenarioError, match=message):
+        scenario.load(bad)
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD.format(step="", expect=""))
+    assert scenario.load(good).steps[0]["type"] == "commission"
+
+
+def test_hil_run_refuses_a_typo_before_running(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "typo.toml"
+    bad.write_text(GOOD.format(step="", expect="flgs = {}"))
+    p = subprocess.run([sys.executable, "-m", "hil.cli", "run", str(bad), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "unknown key 'flgs'" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "out" / "report.md").exists()

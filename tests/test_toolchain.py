@@ -72,3 +72,17 @@ def test_firmware_runs_from_mpy_only(tmp_path):
         "print(agent.cbor.__file__.endswith('.mpy'), len(ecdsa.sign(b'\\x01' * 32, b'x')))",
         path=[out_dir], mpy=False)
     assert res.stdout.split() == ["True", "64"]
+
+
+def test_job_cycle_keeps_to_its_interned_name_budget():
+    """Each name a cycle module adds is interned for good; past the fifth pool the next one
+    costs a 7 KiB pool the 64 KiB heap does not have (tools/qstr_budget.py)."""
+    from .support import build_firmware, load_tool
+
+    build_firmware()
+    tool = load_tool("qstr_budget")
+    found = tool.cycle_names(tool.ROOT / "build" / "firmware")
+    distinct = set().union(*found.values())
+    assert len(distinct) <= tool.BUDGET, (
+        f"{len(distinct)} distinct interned names in a job cycle, budget {tool.BUDGET}: "
+        "reuse names, or load the new code outside the cycle (docs/agent.md, Memory)")

@@ -36,11 +36,15 @@ def timed_cycle(board: Board, heapsize: str = "64k") -> dict[str, float] | None:
     p = subprocess.Popen(board.argv(*JOB, "--deliver", "20"), stdout=subprocess.PIPE,
                          text=True, env=micropython.environment(micropython.firmware_path(mpy=True)))
     marks: dict[str, float] = {}
+    seen = []
     for line in p.stdout:
+        seen.append(line.rstrip())
         tag = line.split(" ", 1)[0]
         if tag in ("READY", "SURVEY", "REFUSED", "SAVED", "SENT", "ACKED") and tag not in marks:
             marks[tag] = time.perf_counter() - t0
     p.wait()
+    if "ACKED" not in marks and heapsize == "64k":
+        print("cycle failed under 64k; its console:\n  " + "\n  ".join(seen[-12:]))
     return marks if "ACKED" in marks else None
 
 

@@ -178,10 +178,10 @@ def _wire_sub(names: list[str], src: dict) -> dict:
     return out
 
 
-def to_wire(ev: dict) -> dict:
+def to_wire(ev: dict, version: int = 2) -> dict:
     e = ev["evidence"]
     m = {
-        0: 1, 1: bytes.fromhex(ev["id"]["$bytes"]), 2: ev["type"], 3: ev.get("mpans", []),
+        0: version, 1: bytes.fromhex(ev["id"]["$bytes"]), 2: ev["type"], 3: ev.get("mpans", []),
         4: ev.get("mprns", []), 5: ev["job"], 6: ev["installer"], 7: ev["time"],
         8: ev["counter"], 9: ev.get("firmware"),
         10: {0: e["read_time"],
@@ -189,6 +189,8 @@ def to_wire(ev: dict) -> dict:
              2: None if e["wan"] is None else _wire_sub(WAN_KEYS, e["wan"]),
              3: [_wire_sub(DEVICE_KEYS, d) for d in e["devices"]]},
     }
+    if e.get("hub_time") is not None:
+        m[10][4] = e["hub_time"]
     if m[9] is None:
         del m[9]
     if ev.get("override"):
@@ -239,7 +241,7 @@ def base_event(**kw) -> dict:
         "id": {"$bytes": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}, "type": "commission",
         "mpans": [MPAN], "mprns": [], "job": "WO-2026-000123", "installer": "INST-0042",
         "time": 1795860000, "counter": 7, "firmware": "0.1.0",
-        "evidence": {"read_time": 1795859990, "hub": dict(HUB),
+        "evidence": {"read_time": 1795859990, "hub_time": 1795859988, "hub": dict(HUB),
                      "wan": {"connected": True, "signal": -71},
                      "devices": [_dev("00-1B-C5-0C-00-00-00-10", "ESME", "Commissioned", MPAN,
                                       serial="E24Z000123", smets="SMETS2 v5.0", mode="credit",
@@ -273,9 +275,20 @@ def good_events() -> list[dict]:
     override["evidence"]["wan"] = {"connected": False}
     smets1 = base_event(id={"$bytes": "00000000000000000000000000000006"}, counter=2**40)
     smets1["evidence"]["hub"] = {"chf": "00-12-4B-00-00-00-00-01", "generation": "SMETS1", "dcc": False}
+    smets1["evidence"].pop("hub_time")  # a hub that keeps no DCC time gives none
+    ahead = base_event(id={"$bytes": "00000000000000000000000000000007"}, counter=12)
+    ahead["evidence"]["read_time"] += 2 * 86400  # handheld clock two days fast; the hub's is right
     return [("commission_electricity", base_event()), ("install_dual_fuel", dual),
             ("install_and_leave", leave), ("removal_no_hub", removal),
-            ("commission_with_override", override), ("smets1_not_enrolled", smets1)]
+            ("commission_with_override", override), ("smets1_not_enrolled", smets1),
+            ("handheld_clock_ahead_of_hub", ahead)]
+
+
+def v1_events() -> list[dict]:
+    """Schema v1 (before the hub clock): no longer written by the handheld, still accepted."""
+    ev = base_event(id={"$bytes": "00000000000000000000000000000101"})
+    ev["evidence"].pop("hub_time")
+    return [("commission_electricity_v1", ev)]
 
 
 def event_vectors() -> dict:
@@ -284,12 +297,17 @@ def event_vectors() -> dict:
     for name, ev in good_events():
         payload = cbor2.dumps(to_wire(ev), canonical=True)
         cases.append({"name": name, "input": ev, "payload": payload.hex(), **sign1(payload, kid)})
+    v1 = []
+    for name, ev in v1_events():
+        payload = cbor2.dumps(to_wire(ev, 1), canonical=True)
+        v1.append({"name": name, "input": ev, "payload": payload.hex(), **sign1(payload, kid)})
     return {
         "comment": "Good events: the firmware's agent.event.build(input) must equal payload and "
                    "agent.cose.sign1(payload, private_key, kid) must equal message; the companion "
-                   "must verify message and decode input back.",
+                   "must verify message and decode input back. v1_cases: schema version 1, which "
+                   "the companion still accepts and the firmware no longer writes.",
         "private_key": DEVICE_KEY.lower(), "public_key": public_hex(DEVICE_KEY),
-        "kid": kid.hex(), "device_id": DEVICE_ID, "cases": cases,
+        "kid": kid.hex(), "device_id": DEVICE_ID, "cases": cases, "v1_cases": v1,
     }
 
 
@@ -324,6 +342,8 @@ BAD_INPUTS = [
      "evidence.devices[0].eui", "invalid_device_id"),
     ("bad_device_mpxn", ["evidence", "devices", 0, "mpxn"], "1312345678900",
      "evidence.devices[0].mpxn", "invalid_mpxn"),
+    ("hub_time_negative", ["evidence", "hub_time"], -5, "evidence.hub_time", "schema"),
+    ("hub_time_text", ["evidence", "hub_time"], "1795859988", "evidence.hub_time", "schema"),
     ("unknown_status", ["evidence", "devices", 0, "status"], "Installed",
      "evidence.devices[0].status", "schema"),
     ("unknown_device_type", ["evidence", "devices", 0, "type"], "WATER",
@@ -393,8 +413,12 @@ def bad_vectors() -> dict:
     big["override"]["reason"] = "R" * 600  # past MAX_MESSAGE; size is checked before anything else
     add("oversize", bytes.fromhex(sign1(cbor2.dumps(to_wire(big), canonical=True), kid)["message"]),
         "oversize")
-    add("version_2", bytes.fromhex(sign1(cbor2.dumps({**to_wire(base_event()), 0: 2}, canonical=True),
-                                         kid)["message"]), "unsupported_version")
+    for name, version in (("version_3", 3), ("version_0", 0)):
+        add(name, bytes.fromhex(sign1(cbor2.dumps(to_wire(base_event(), version), canonical=True),
+                                      kid)["message"]), "unsupported_version")
+    # The hub clock (evidence key 4) came with v2: a v1 event carrying it is malformed.
+    add("hub_time_in_v1", bytes.fromhex(sign1(cbor2.dumps(to_wire(base_event(), 1), canonical=True),
+                                              kid)["message"]), "schema")
     return {
         "comment": "inputs: refused by the firmware builder (error names field) and, encoded "
                    "and validly signed with the device key of events.json, by the companion "

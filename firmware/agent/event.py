@@ -10,7 +10,7 @@ from os import urandom
 from agent import cbor
 from agent import ids
 
-VERSION = const(1)
+VERSION = const(2)  # v2: evidence may carry the hub's clock (key 4)
 MAX_PAYLOAD = const(3968)  # so that the signed message fits MAX_MESSAGE = 4096
 MAX_MPXNS = const(4)  # per kind (MPANs, MPRNs)
 MAX_DEVICES = const(16)
@@ -138,8 +138,10 @@ def _evidence(ev):
     if not isinstance(devices, list) or len(devices) > MAX_DEVICES:
         raise EventError("evidence.devices: a list of at most %d required" % MAX_DEVICES)
     out[3] = [_submap("evidence.devices[%d]" % i, _DEVICE, d) for i, d in enumerate(devices)]
+    if ev.get("hub_time") is not None:
+        out[4] = _uint("evidence.hub_time", ev["hub_time"])
     for name in ev:
-        if name not in ("read_time", "hub", "wan", "devices"):
+        if name not in ("read_time", "hub", "wan", "devices", "hub_time"):
             raise EventError("evidence.%s: unknown field" % name)
     return out
 

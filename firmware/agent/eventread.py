@@ -30,6 +30,8 @@ def parse(payload):
             "devices": [_named(_DEVICE, d) for d in e[3]],
         },
     }
+    if 4 in e:
+        ev["evidence"]["hub_time"] = e[4]
     if K_OVERRIDE in m:
         ev["override"] = {"reason": m[K_OVERRIDE][0], "checks": m[K_OVERRIDE][1]}
     return ev

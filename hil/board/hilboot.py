@@ -5,8 +5,8 @@
 # (boot.py only imports this module, which the bench runs as .mpy like the firmware.)
 #
 # Bench powers live here, never in the firmware a handheld runs: a clock offset, and the
-# console commands `clock SECONDS` (set the clock offset) and `plug PORT` (move the cable
-# to another hub), installed through the agent's bench hook.
+# console commands `clock SECONDS` (set the clock offset), `plug PORT` (move the cable
+# to another hub) and `mem` (the heap's free and used bytes), installed through the agent's bench hook.
 def _bench_command(agent, words):
     # -> True when the line was a bench command
     if words[0] == "plug" and len(words) == 2:
@@ -20,6 +20,12 @@ def _bench_command(agent, words):
             agent.out("ERROR clock SECONDS")
             return True
         agent.out("CLOCK %d" % agent.now())
+        return True
+    if words[0] == "mem":  # the heap, as the agent leaves it between commands
+        import gc
+
+        gc.collect()
+        agent.out("MEM free=%d alloc=%d" % (gc.mem_free(), gc.mem_alloc()))
         return True
     return False
 

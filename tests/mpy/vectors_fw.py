@@ -106,6 +106,8 @@ def _normal(ev):
         "wan": e["wan"],
         "devices": [sub(d) for d in e["devices"]],
     }
+    if e.get("hub_time") is not None:
+        ev["evidence"]["hub_time"] = e["hub_time"]
     return ev
 
 
