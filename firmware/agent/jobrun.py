@@ -85,6 +85,12 @@ def override_ok(self, reason):
 
 
 def show(self, ev):
+    if "hub_time" in ev and not -300 <= ev["read_time"] - ev["hub_time"] <= 300:
+        from agent import clock  # the handheld's clock is off: set it from the hub's
+
+        clock.set(self, ev)
+        del clock
+        _unload("agent.clock")
     hub = ev["hub"]
     if hub is None:
         self.out("HUB none")

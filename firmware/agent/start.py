@@ -20,6 +20,10 @@ def boot(self, root):
     self.kid = ids.eui64_bytes(self.cfg["device_id"])
     self.outbox = Outbox(root, self.cfg["outbox_max"])
     self.counter = identity.Counter(root, self.outbox.highest_counter() + 1)
+    try:  # seconds added to the device clock, set from the hub's (agent.clock)
+        self.clock_fix = int(identity.flash.read(root + "/clock_offset"))
+    except (OSError, ValueError):
+        pass
     self.refused = None  # (event fields, refusal codes) awaiting an override
     self.pending = None  # (job, evidence) between the survey and the checks
     self.outcomes = []  # the bridge's last flags, for `status`

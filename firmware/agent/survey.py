@@ -36,7 +36,7 @@ def _hub(r):
     for key, name in ((3, "version"), (4, "firmware"), (5, "dcc")):
         if r.get(key) is not None:
             hub[name] = r[key]
-    return hub, r.get(6, 0)
+    return hub, r.get(6, 0), r.get(7)
 
 
 def _wan(r):
@@ -103,7 +103,7 @@ def survey(lk, now, expect_hub=True):
     for _ in range(MAX_PASSES):
         read_time = int(now())
         try:
-            hub, rev = _hub(lk.request(L.CMD_IDENTIFY))
+            hub, rev, hub_time = _hub(lk.request(L.CMD_IDENTIFY))
         except L.HubAbsent:
             if expect_hub:
                 raise
@@ -116,5 +116,8 @@ def survey(lk, now, expect_hub=True):
             _details(lk, d)
         if _hub(lk.request(L.CMD_IDENTIFY))[1] != rev:
             continue
-        return {"read_time": read_time, "hub": hub, "wan": wan, "devices": devices}
+        ev = {"read_time": read_time, "hub": hub, "wan": wan, "devices": devices}
+        if isinstance(hub_time, int) and not isinstance(hub_time, bool) and hub_time > 0:
+            ev["hub_time"] = hub_time  # the hub's UTC (kept from the DCC) as the survey began
+        return ev
     raise SurveyError("hub state kept changing during the survey (%d passes); try again" % MAX_PASSES)
