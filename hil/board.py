@@ -119,7 +119,7 @@ class Board:
                     if line.startswith(prefixes):
                         return line
                 raise TimeoutError(f"{self.spec.name}: no line starting {prefixes}; last lines:\n"
-                                   + "\n".join(self.lines[-15:]))
+                                   + "\n".join(self.lines[-40:]))
             time.sleep(0.01)
 
     def power_cut(self) -> None:

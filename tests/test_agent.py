@@ -86,6 +86,12 @@ def test_each_job_type_reaches_the_broker_signed_with_its_evidence(site, board, 
         assert [(d.eui, d.status, d.answered) for d in got.devices] == \
             [(d["eui"], d.get("status"), d["answered"]) for d in want["devices"]]
     assert Store(bridge.db).event_count() == 1
+    # Told on site before leaving, then confirmed by the bridge's ack: the same flags.
+    predicted = {ln.split()[1]: ln.split()[2] for ln in lines if ln.startswith("PREDICT ")}
+    confirmed = {ln.split()[1]: ln.split()[2] for ln in lines if ln.startswith("FLAG ")}
+    mpxns = [mpan] + ([] if mprn == "-" else [mprn])
+    assert sorted(predicted) == sorted(mpxns) and predicted == confirmed, "\n".join(lines)
+    assert not any(ln.startswith("DIFFERS") for ln in lines)
 
 
 REFUSALS = [
@@ -518,3 +524,96 @@ def test_console_new_checks_each_answer_as_it_is_typed(board):
         board.expect("SAVED")
     finally:
         board.shutdown()
+
+
+# Console lines that end a command's output, whatever it was (the audit waits for one).
+_DONE = ("SAVED", "REFUSED", "ERROR", "STATUS", "HELP", "OVERRIDE", "DEV", "HUB none")
+
+
+def test_every_console_line_fits_the_display(board, bridge, site):
+    """Drive every job type, refusal, override and error on the console: no line is wider
+    than the display (32 characters after its tag, or after a continuation's indent)."""
+    session = [
+        "job commission 2000012345672 3000123456 WO-1 INST-1",     # saved, predicted, acked
+        "job install 2000012345672 - WO-2 INST-1",                  # saved
+        "job install_and_leave 2000012345672 - WO-3 INST-1",        # refused: wan_up
+        "override no",                                              # too short
+        "override WAN up but customer refused the IHD today",      # overridden, re-surveyed
+        "job removal 2000012345672 - WO-4 INST-1",                  # refused: meter_answers
+        "job commission 1312345678907 - WO-5 INST-1",               # refused: not in the log
+        "status",
+        "override stale after another command",                     # nothing to override now
+        "job commission 2000012345673 - WO-6 INST-1",               # bad check digit
+        "job exchange 2000012345672 - WO-7 INST-1",                 # unknown type
+        "job commission - - WO-8 INST-1",                           # no meter point
+        "job commission 2000012345672",                             # too few words
+        "job commission 2000012345672 - " + "W" * 60 + " INST-1",   # reference too long
+        "dance",                                                    # unknown command
+        "survey",
+        "help",
+    ]
+    board.boot()
+    try:
+        for line in session:
+            start = board.send(line)
+            board.expect(*_DONE, start=start, timeout=60)
+        site.command("wan down")
+        start = board.send("job commission 2000012345672 - WO-9 INST-1")
+        board.expect("HINT", start=start)
+        start = board.send("override DCC confirmed the WAN by phone")
+        board.expect("SAVED", "REFUSED", "ERROR", start=start)
+        start = board.send("new")
+        for answer in ("swap", "commission", "123", "2000012345672", "", "WO-10", "INST-1"):
+            board.expect("ASK", "ERROR", start=start)
+            start = board.send(answer)
+        board.expect("SAVED", "REFUSED", start=start)
+        time.sleep(3)  # acks and flags
+        board.send("status")
+        board.expect("STATUS", start=start)
+    finally:
+        board.shutdown()
+    wide = []
+    for ln in board.lines:
+        text = ln[2:] if ln.startswith("  ") else ln.partition(" ")[2]
+        if len(text) > 32:
+            wide.append(ln)
+    tags = {ln.split()[0] for ln in board.lines if ln and not ln.startswith(" ")}
+    assert {"PREDICT", "REFUSED", "WHY", "HINT", "SAVED", "ERROR", "ACKED", "FLAG", "STATUS"} <= tags, tags
+    assert not wide, "wider than the display:\n" + "\n".join(wide)
+
+
+RESIDENT = {"agent", "agent.main", "agent.outbox", "agent.identity", "agent.flash"}
+
+
+def test_only_the_core_stays_resident_after_each_stage(board, site):
+    """Each stage's modules are dropped after it (docs/agent.md "Memory"): after boot, a
+    console survey, a refused job, a saved one, a delivery attempt and status, only the
+    core is loaded. (A console survey once left agent.jobs loaded: 5.5 KiB for good.)"""
+    import subprocess
+
+    from hil import micropython
+
+    script = f"""
+import gc, sys
+from agent import main
+a = main.Agent({str(board.flash)!r}, out=lambda s: None)
+def loaded(stage):
+    gc.collect()
+    print(stage, sorted(k for k in sys.modules if k.startswith("agent") or "mqtt" in k or "ssl" in k))
+loaded("boot")
+for line in ("survey", "job removal 2000012345672 - WO-1 I-1", "job commission 2000012345672 - WO-2 I-1",
+             "status", "dance"):
+    a.console(line)
+    loaded(line.split()[0] + ":" + line.split()[-2] if line.startswith("job") else line)
+a.deliver()
+a.pause_delivery()
+loaded("delivery")
+"""
+    p = subprocess.run(micropython.command("64k") + ["-c", script], capture_output=True, text=True, timeout=120,
+                       env=micropython.environment(micropython.firmware_path(mpy=True)))
+    stages = [ln for ln in p.stdout.splitlines() if ln.split(" ")[0] in
+              ("boot", "survey", "job:WO-1", "job:WO-2", "status", "dance", "delivery")]
+    assert len(stages) == 7, p.stdout + p.stderr
+    for ln in stages:
+        stage, _, mods = ln.partition(" ")
+        assert set(eval(mods)) == RESIDENT, ln

@@ -124,8 +124,20 @@ def _outcome(agent, eid, flags):
     # leaves, and kept for `status`.
     from agent.words import WORDS
 
+    said = ""
+    key = eid.hex()
+    for s in agent.predicted:
+        if s.startswith(key):
+            said = s
     for f in flags:
         mpxn, flag, since, code = (str(x)[:24] for x in f)
         agent.say("FLAG", "%s %s %s %s" % (mpxn, flag or "-", since, WORDS.get(code, code)))
         agent.outcomes.append("%s %s %s" % (mpxn, flag or "-", since))
+        p = said.find(" %s:" % mpxn)
+        if p >= 0:
+            p = said[p + len(mpxn) + 2:].split(" ", 1)[0]
+            if p != (flag or "-"):
+                # The back office has something else than the handheld said on site: another
+                # event decides, or the rules differ. The installer must not leave believing it.
+                agent.say("DIFFERS", "%s: said %s, office has %s" % (mpxn, p, flag or "-"))
     del agent.outcomes[:-5]

@@ -33,6 +33,9 @@ def command(agent, line):
         status(agent)
     elif cmd in ("quit", "exit"):
         return False
+    elif cmd == "help":
+        for s in _HELP:
+            agent.out("HELP " + s)
     elif agent.bench_command is not None and agent.bench_command(agent, words):
         pass  # a bench-only command (hil/board/hilboot.py)
     else:
@@ -76,7 +79,7 @@ def _id_check(kind):
 
 def new(agent):
     # Each answer is checked as it is typed, so a mistake is fixed where it was made.
-    t = _checked(agent, "Job type? " + "/".join(JOB_TYPES),
+    t = _checked(agent, "Job type? " + ", ".join(JOB_TYPES),
                  lambda a: None if a in JOB_TYPES else "Type one of: " + ", ".join(JOB_TYPES))
     if t is None:
         return None

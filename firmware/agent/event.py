@@ -5,20 +5,23 @@
 # agent.eventread.parse(payload)    the inverse, for screens and self-checks
 # new_id() -> 16 random bytes       an event id; kept with the event so re-sends reuse it
 from micropython import const
+
+# Private (underscored) constants are folded in by the compiler and leave no name behind
+# to intern (docs/agent.md "Memory").
 from os import urandom
 
 from agent import cbor
 from agent import ids
 
-VERSION = const(2)  # v2: evidence may carry the hub's clock (key 4)
+_VERSION = const(2)  # v2: evidence may carry the hub's clock (key 4)
 MAX_PAYLOAD = const(3968)  # so that the signed message fits MAX_MESSAGE = 4096
-MAX_MPXNS = const(4)  # per kind (MPANs, MPRNs)
-MAX_DEVICES = const(16)
-MAX_TEXT = const(40)  # job reference, installer id
-MAX_SHORT = const(32)  # versions, serials, firmware, modes, check codes
-MAX_REASON = const(200)
-MAX_CHECKS = const(8)
-ID_LEN = const(16)
+_MAX_MPXNS = const(4)  # per kind (MPANs, MPRNs)
+_MAX_DEVICES = const(16)
+_MAX_TEXT = const(40)  # job reference, installer id
+_MAX_SHORT = const(32)  # versions, serials, firmware, modes, check codes
+_MAX_REASON = const(200)
+_MAX_CHECKS = const(8)
+_ID_LEN = const(16)
 
 TYPES = ("install", "commission", "install_and_leave", "removal")
 DEVICE_TYPES = ("ESME", "GSME", "PPMID", "HCALCS", "IHD", "CAD")
@@ -29,18 +32,18 @@ STATUSES = (
 GENERATIONS = ("SMETS1", "SMETS2")
 
 # Payload keys
-K_V = const(0)
-K_ID = const(1)
-K_TYPE = const(2)
-K_MPANS = const(3)
-K_MPRNS = const(4)
-K_JOB = const(5)
-K_INSTALLER = const(6)
-K_TIME = const(7)
-K_COUNTER = const(8)
-K_FW = const(9)
-K_EVIDENCE = const(10)
-K_OVERRIDE = const(11)
+_K_V = const(0)
+_K_ID = const(1)
+_K_TYPE = const(2)
+_K_MPANS = const(3)
+_K_MPRNS = const(4)
+_K_JOB = const(5)
+_K_INSTALLER = const(6)
+_K_TIME = const(7)
+_K_COUNTER = const(8)
+_K_FW = const(9)
+_K_EVIDENCE = const(10)
+_K_OVERRIDE = const(11)
 
 # Sub-map keys, in order; a name's key is its position. Optional entries are
 # omitted when None. Kinds: "u" uint, "t" short text, "e" EUI-64, "b" bool,
@@ -58,7 +61,7 @@ class EventError(ValueError):
 
 
 def new_id():
-    return urandom(ID_LEN)
+    return urandom(_ID_LEN)
 
 
 def _text(path, v, lo, hi):
@@ -85,7 +88,7 @@ def _mpxn(path, v):
 
 def _value(path, kind, v):
     if kind == "t":
-        return _text(path, v, 1, MAX_SHORT)
+        return _text(path, v, 1, _MAX_SHORT)
     if kind == "e":
         try:
             return ids.eui64_bytes(v)
@@ -135,8 +138,8 @@ def _evidence(ev):
     wan = ev.get("wan")
     out[2] = None if wan is None else _submap("evidence.wan", _WAN, wan)
     devices = ev.get("devices", [])
-    if not isinstance(devices, list) or len(devices) > MAX_DEVICES:
-        raise EventError("evidence.devices: a list of at most %d required" % MAX_DEVICES)
+    if not isinstance(devices, list) or len(devices) > _MAX_DEVICES:
+        raise EventError("evidence.devices: a list of at most %d required" % _MAX_DEVICES)
     out[3] = [_submap("evidence.devices[%d]" % i, _DEVICE, d) for i, d in enumerate(devices)]
     if ev.get("hub_time") is not None:
         out[4] = _uint("evidence.hub_time", ev["hub_time"])
@@ -149,8 +152,8 @@ def _evidence(ev):
 def _mpxns(name, v, check):
     if v is None:
         v = []
-    if not isinstance(v, list) or len(v) > MAX_MPXNS:
-        raise EventError("%s: a list of at most %d required" % (name, MAX_MPXNS))
+    if not isinstance(v, list) or len(v) > _MAX_MPXNS:
+        raise EventError("%s: a list of at most %d required" % (name, _MAX_MPXNS))
     out = []
     for i, x in enumerate(v):
         try:
@@ -167,11 +170,11 @@ def _override(v):
     if not isinstance(v, dict) or set(v) - {"reason", "checks"}:
         raise EventError("override: a map of reason and checks required")
     checks = v.get("checks")
-    if not isinstance(checks, list) or not 1 <= len(checks) <= MAX_CHECKS:
-        raise EventError("override.checks: a list of 1 to %d check codes required" % MAX_CHECKS)
+    if not isinstance(checks, list) or not 1 <= len(checks) <= _MAX_CHECKS:
+        raise EventError("override.checks: a list of 1 to %d check codes required" % _MAX_CHECKS)
     return {
-        0: _text("override.reason", v.get("reason"), 1, MAX_REASON),
-        1: [_text("override.checks[%d]" % i, c, 1, MAX_SHORT) for i, c in enumerate(checks)],
+        0: _text("override.reason", v.get("reason"), 1, _MAX_REASON),
+        1: [_text("override.checks[%d]" % i, c, 1, _MAX_SHORT) for i, c in enumerate(checks)],
     }
 
 
@@ -179,8 +182,8 @@ def build(ev):
     if not isinstance(ev, dict):
         raise EventError("event: a map required")
     eid = ev.get("id")
-    if not isinstance(eid, (bytes, bytearray)) or len(eid) != ID_LEN:
-        raise EventError("id: %d bytes required" % ID_LEN)
+    if not isinstance(eid, (bytes, bytearray)) or len(eid) != _ID_LEN:
+        raise EventError("id: %d bytes required" % _ID_LEN)
     etype = ev.get("type")
     if etype not in TYPES:
         raise EventError("type: one of %s required, got %r" % (", ".join(TYPES), etype))
@@ -189,20 +192,20 @@ def build(ev):
     if not mpans and not mprns:
         raise EventError("mpans/mprns: at least one meter point required")
     payload = {
-        K_V: VERSION,
-        K_ID: bytes(eid),
-        K_TYPE: etype,
-        K_MPANS: mpans,
-        K_MPRNS: mprns,
-        K_JOB: _text("job", ev.get("job"), 1, MAX_TEXT),
-        K_INSTALLER: _text("installer", ev.get("installer"), 1, MAX_TEXT),
-        K_TIME: _uint("time", ev.get("time")),
-        K_COUNTER: _uint("counter", ev.get("counter")),
-        K_FW: _text("firmware", ev.get("firmware"), 1, MAX_SHORT),
-        K_EVIDENCE: _evidence(ev.get("evidence")),
+        _K_V: _VERSION,
+        _K_ID: bytes(eid),
+        _K_TYPE: etype,
+        _K_MPANS: mpans,
+        _K_MPRNS: mprns,
+        _K_JOB: _text("job", ev.get("job"), 1, _MAX_TEXT),
+        _K_INSTALLER: _text("installer", ev.get("installer"), 1, _MAX_TEXT),
+        _K_TIME: _uint("time", ev.get("time")),
+        _K_COUNTER: _uint("counter", ev.get("counter")),
+        _K_FW: _text("firmware", ev.get("firmware"), 1, _MAX_SHORT),
+        _K_EVIDENCE: _evidence(ev.get("evidence")),
     }
     if ev.get("override") is not None:
-        payload[K_OVERRIDE] = _override(ev["override"])
+        payload[_K_OVERRIDE] = _override(ev["override"])
     for name in ev:
         if name not in _NAMES:
             raise EventError("%s: unknown field" % name)

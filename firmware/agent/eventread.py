@@ -2,8 +2,13 @@
 # events, so apart from the builder to keep it small).
 from agent import cbor
 from agent import ids
-from agent.event import _DEVICE, _HUB, K_COUNTER, K_EVIDENCE, K_FW, K_ID, K_INSTALLER, K_JOB
-from agent.event import K_MPANS, K_MPRNS, K_OVERRIDE, K_TIME, K_TYPE, _WAN
+from micropython import const
+
+from agent.event import _DEVICE, _HUB, _WAN
+
+# The payload keys (docs/wire.md), as agent.event's private ones.
+K_ID, K_TYPE, K_MPANS, K_MPRNS, K_JOB, K_INSTALLER = const(1), const(2), const(3), const(4), const(5), const(6)
+K_TIME, K_COUNTER, K_FW, K_EVIDENCE, K_OVERRIDE = const(7), const(8), const(9), const(10), const(11)
 
 
 def _named(spec, m):

@@ -50,6 +50,8 @@ def decide(self, override, overriding=None):
     from agent import jobs
 
     problems = jobs.check(job, evidence)
+    # What the bridge will make of it (the same rules), shown if the job is saved.
+    said = [(m,) + jobs.observe(job["type"], evidence, m) for m in job["mpans"] + job["mprns"]]
     del jobs
     _unload(*_STAGE)
     codes = []
@@ -69,6 +71,18 @@ def decide(self, override, overriding=None):
         self.say("HINT", "Fix it and run the job again, or: override REASON")
         return "refused"
     problems = None
+    # The flag each meter point will get, before the installer leaves; the ack's flag is
+    # compared with it (agent.ackcheck: DIFFERS).
+    from agent.words import WORDS
+
+    text = ""
+    for m, flag, code in said:
+        text += " %s:%s" % (m, flag or "-")
+        self.say("PREDICT", "%s %s %s" % (m, flag or "-", WORDS.get(code, code)))
+    WORDS = said = None
+    _unload("agent.words")
+    self.said = text  # agent.saving files it under the event's id once saved: one string,
+    # so that what a job leaves in the heap is one small block, not a list of tuples
     return "save", (ev, codes, override)  # signed by agent.saving, without this module
 
 

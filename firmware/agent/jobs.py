@@ -6,7 +6,7 @@ from micropython import const
 from agent import ids
 
 TYPES = ("install", "commission", "install_and_leave", "removal")
-MAX_TEXT = const(40)  # agent.event.MAX_TEXT
+_MAX_TEXT = const(40)  # agent.event._MAX_TEXT
 
 
 def validate(job):
@@ -24,8 +24,8 @@ def validate(job):
         raise ValueError("give an MPAN or an MPRN")
     for k in ("job", "installer"):
         v = job.get(k)
-        if not isinstance(v, str) or not 1 <= len(v) <= MAX_TEXT:
-            raise ValueError("%s: 1 to %d characters" % (k, MAX_TEXT))
+        if not isinstance(v, str) or not 1 <= len(v) <= _MAX_TEXT:
+            raise ValueError("%s: 1 to %d characters" % (k, _MAX_TEXT))
     return {"type": t, "mpans": mpans, "mprns": mprns, "job": job["job"], "installer": job["installer"]}
 
 
@@ -90,4 +90,56 @@ def check(job, evidence):
             d = _meter(evidence, m)
             if d is not None and d.get("answered"):
                 out.append(("meter_answers", "%s: the meter still answers on the HAN. Remove it first." % m))
+    return out
+
+
+# --- the prediction: the flag each meter point will get, by the bridge's rules ----------------
+# (companion/policy.py `observe`, docs/flag-policy.md; tests/vectors/policy.json holds both
+# runtimes to it). Also reachable as agent.predict.
+
+def _kind(mpxn):
+    return "ESME" if len(mpxn) == 13 else "GSME"
+
+
+def observe(etype, evidence, mpxn):
+    # -> (flag or None, reason code), as the bridge will read this job's evidence.
+    hub = evidence["hub"]
+    m = _meter(evidence, mpxn)
+    if etype == "removal":
+        if hub is None:
+            return "N", "removed_no_hub"
+        if m is None:
+            return "N", "removed_not_in_log"
+        if m.get("status") in GONE:
+            return "N", "removed_gone"
+        if m.get("answered") is False:
+            return "N", "removed_silent"
+    if hub is None:
+        return None, "no_hub"
+    if m is None:
+        return None, "not_in_log"
+    if m.get("status") in GONE:
+        return "N", "gone"
+    if hub.get("generation") == "SMETS1" and hub.get("dcc") is False:
+        return "N", "smets1_not_enrolled"
+    gaps = missing(evidence, mpxn, m)
+    return ("I", gaps[0]) if gaps else ("A", "commissioned")
+
+
+def missing(evidence, mpxn, m=None):
+    # Every reason the meter point is short of A (the first is the observation's code).
+    hub = evidence["hub"]
+    wan = evidence["wan"]
+    m = m or _meter(evidence, mpxn)
+    out = []
+    if hub.get("dcc") is not True:
+        out.append("hub_not_dcc")
+    if not (wan and wan.get("connected")):
+        out.append("no_wan")
+    if _kind(mpxn) == "GSME" and hub.get("generation") == "SMETS2" and hub.get("gpf") is None:
+        out.append("no_gpf")
+    if m.get("status") != "Commissioned":
+        out.append("meter_not_commissioned")
+    if m.get("answered") is False:
+        out.append("meter_silent")
     return out

@@ -118,6 +118,9 @@ class Agent:
         finally:
             ackcheck = None
             _unload(*_STAGE)
+            # Made again now that the ack check's modules are gone: strings made while they
+            # were loaded would stay between their holes and split the heap a job needs.
+            self.outcomes = ["%s" % o for o in self.outcomes]
 
     def now(self):
         return int(time.time()) + self.clock_offset + self.clock_fix
@@ -181,7 +184,7 @@ class Agent:
             return "error" if name != "prepare" else None
         finally:
             jobrun = None
-            _unload("agent.jobrun")
+            _unload("agent.jobrun", *_STAGE)  # show() leaves agent.jobs loaded otherwise
         if not (isinstance(result, tuple) and result[0] == "save"):
             return result
         from agent import saving
@@ -226,11 +229,15 @@ class Agent:
 
     def console(self, line):
         # One console line; False to quit. The console module is loaded for the line only.
-        from agent import console
+        try:
+            from agent import console
 
-        action = console.command(self, line)
-        del console
-        _unload("agent.console")
+            action = console.command(self, line)
+        except MemoryError:  # never a crash: nothing was started, the installer types it again
+            action = None
+            self.say("ERROR", "Out of memory: type it again.")
+        console = None
+        _unload("agent.console", *_STAGE)
         if action is False:
             return False
         if action:

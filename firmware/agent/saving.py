@@ -23,6 +23,8 @@ def save(self, ev, codes, override):
     except (ValueError, OSError, MemoryError) as e:
         self.say("ERROR", "Event not saved: %s" % e)
         return "error"
+    self.predicted.append(ev["id"].hex() + self.said)  # "EVENTID MPXN:FLAG ..." ("-": none)
+    del self.predicted[:-4]  # the last jobs' predictions, for their acks
     self.out("SAVED #%d%s" % (counter, " OVERRIDE" if codes else ""))
     self.out("  " + ev["id"].hex())
 

@@ -27,6 +27,8 @@ def boot(self, root):
     self.refused = None  # (event fields, refusal codes) awaiting an override
     self.pending = None  # (job, evidence) between the survey and the checks
     self.outcomes = []  # the bridge's last flags, for `status`
+    self.predicted = []  # ["EVENTID MPXN:FLAG ..."]: what the last jobs said (agent.predict)
+    self.said = ""  # the job being saved: its prediction
     self.courier = None  # made when there is something to deliver
     self.acked = 0
     self.ignored = 0  # messages on our ack topics that did not verify (docs/security.md)

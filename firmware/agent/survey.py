@@ -4,14 +4,14 @@
 # Consistency: the hub's state revision (IDENTIFY key 6, LOG key 2) must be the same
 # at the start, on every device-log page, and at the end; if the hub's state changed
 # while it was being read (a device joined, the WAN came up), the survey starts again,
-# at most MAX_PASSES times.
+# at most _MAX_PASSES times.
 from micropython import const
 
 from agent import ids
 from agent import link as L
 
-MAX_PASSES = const(3)
-MAX_DEVICES = const(16)  # as the event schema (agent.event.MAX_DEVICES)
+_MAX_PASSES = const(3)
+_MAX_DEVICES = const(16)  # as the event schema (agent.event._MAX_DEVICES)
 
 _GENERATIONS = ("SMETS1", "SMETS2")
 
@@ -63,8 +63,8 @@ def _log(lk, rev):
             return None  # state changed under us
         if total is None:
             total = r[0]
-            if total > MAX_DEVICES:
-                raise SurveyError("hub lists %d devices; at most %d are supported" % (total, MAX_DEVICES))
+            if total > _MAX_DEVICES:
+                raise SurveyError("hub lists %d devices; at most %d are supported" % (total, _MAX_DEVICES))
         elif r[0] != total:
             return None
         if not r[1] and len(entries) < total:
@@ -100,7 +100,7 @@ def survey(lk, now, expect_hub=True):
     # lk: an agent.link.Link; now(): seconds since the epoch (the device clock).
     # With expect_hub=False, a silent line is evidence of "no hub" (a legacy meter);
     # otherwise it is an error (HubAbsent) the installer must look at.
-    for _ in range(MAX_PASSES):
+    for _ in range(_MAX_PASSES):
         read_time = int(now())
         try:
             hub, rev, hub_time = _hub(lk.request(L.CMD_IDENTIFY))
@@ -120,4 +120,4 @@ def survey(lk, now, expect_hub=True):
         if isinstance(hub_time, int) and not isinstance(hub_time, bool) and hub_time > 0:
             ev["hub_time"] = hub_time  # the hub's UTC (kept from the DCC) as the survey began
         return ev
-    raise SurveyError("hub state kept changing during the survey (%d passes); try again" % MAX_PASSES)
+    raise SurveyError("hub state kept changing during the survey (%d passes); try again" % _MAX_PASSES)

@@ -24,8 +24,11 @@ def _bench_command(agent, words):
     if words[0] == "mem":  # the heap, as the agent leaves it between commands
         import gc
 
+        import micropython
+
         gc.collect()
         agent.out("MEM free=%d alloc=%d" % (gc.mem_free(), gc.mem_alloc()))
+        micropython.qstr_info()  # "qstr pool: n_pool=… n_qstr=…": the interned names
         return True
     return False
 
