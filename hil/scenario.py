@@ -23,6 +23,7 @@ LIBRARY = Path(__file__).resolve().parent / "scenarios"
 # Each step's keys: (required, optional). Anything else is refused at load, before a run.
 STEPS: dict[str, tuple[set[str], set[str]]] = {
     "job": ({"handheld", "type"}, {"mpan", "mprn", "ref", "installer", "expect", "override", "codes"}),
+    "override": ({"handheld", "reason"}, {"expect"}),
     "hub": ({"premises", "command"}, set()),
     "network": ({"handheld", "action"}, set()),
     "power_cut": ({"handheld"}, {"after", "delay", "reboot", "inside_write"}),
@@ -39,7 +40,7 @@ STEP_KINDS = tuple(STEPS)
 TOP_KEYS = {"name", "description", "premises", "handhelds", "steps", "expect"}
 HANDHELD_KEYS = {"device_id", "premises", "clock_offset", "flash", "heapsize", "flash_limit", "config"}
 EXPECT_KEYS = {"flags", "rejected", "dtc", "no_event_lost", "converge", "settle", "undelivered_ok"}
-FLAG_KEYS = {"flag", "since"}
+FLAG_KEYS = {"flag", "since", "override"}
 JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
 JOB_OUTCOMES = ("saved", "refused", "error", "lost")
 
@@ -146,6 +147,8 @@ def _validate(path: Path, data: dict, handhelds: dict, premises: dict) -> None:
             raise ScenarioError(f"{where}: unknown handheld {st['handheld']!r} (have: {', '.join(handhelds)})")
         if "premises" in st and st["premises"] not in premises:
             raise ScenarioError(f"{where}: unknown premises {st['premises']!r} (have: {', '.join(premises)})")
+        if kind == "override" and st.get("expect", "saved") not in ("saved", "refused", "error"):
+            raise ScenarioError(f"{where}: expect must be saved, refused or error")
         if kind == "job":
             if st["type"] not in JOB_TYPES:
                 raise ScenarioError(f"{where}: type must be one of {', '.join(JOB_TYPES)}")
@@ -307,6 +310,17 @@ class Run:
                 got = {c.strip() for c in text.split(",") if c.strip()}
                 if got != set(st["codes"]):
                     raise AssertionError(f"refusal codes {sorted(got)}, expected {sorted(st['codes'])}")
+        elif kind == "override":
+            # The console's override, on its own: it answers the refusal just before it, if any.
+            b = self._board(st)
+            start = b.send(f"override {st['reason']}")
+            line = b.expect("SAVED", "REFUSED", "ERROR", start=start, timeout=60)
+            if line.startswith("SAVED"):
+                b.expect("  ", start=b.lines.index(line, start) + 1)
+                self.saved[st["handheld"]] += b.saved_ids(start)
+            self.log(f"  {st['handheld']}: {line}")
+            if line.split()[0].lower() != st.get("expect", "saved"):
+                raise AssertionError(f"override: expected {st.get('expect', 'saved')}, got {line}")
         elif kind == "hub":
             reply = self.hubs[st["premises"]].command(st["command"])
             if reply.startswith("error"):
@@ -377,13 +391,17 @@ class Run:
                 site = self.bench.site(mpxn)
                 got_flag = site.get("flag") if site else None
                 got_since = site.get("since") if site else None
-                ok = got_flag == want_flag and (want_since is None or got_since == want_since)
+                got_override = bool(site.get("override")) if site else False
+                ok = got_flag == want_flag and (want_since is None or got_since == want_since) \
+                    and ("override" not in want or got_override == bool(want["override"]))
                 if ok or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
             checks.append(Check(f"flag {mpxn}", ok, f"want {want_flag or 'none'}"
                                 + (f" since {want_since}" if want_since else "")
-                                + f", got {got_flag or 'none'}" + (f" since {got_since}" if got_since else "")))
+                                + (f", override {bool(want['override'])}" if "override" in want else "")
+                                + f", got {got_flag or 'none'}" + (f" since {got_since}" if got_since else "")
+                                + (f", override {got_override}" if "override" in want else "")))
         for handheld, reasons in exp.get("rejected", {}).items():
             device = self.sc.handhelds[handheld].device_id
             while True:  # the set of reasons: a handheld re-sends what is not acknowledged

@@ -52,7 +52,7 @@ flags = {{ "1900000002001" = {{ flag = "A" }} }}
     ("", "flgs = {}", r"bad.toml:\d+: expect: unknown key 'flgs'"),
     ('code = ["wan_down"]', "", r"bad.toml:12: step 1 \(job\): unknown key 'code'"),
     ('mrpn = "3000123456"', "", "unknown key 'mrpn'"),
-    ('[[steps]]\ndo = "override"\nhandheld = "hh1"', "", "'do' must be one of"),
+    ('[[steps]]\ndo = "override"\nhandheld = "hh1"', "", r"step 2 \(override\): 'reason' required"),
     ('[[steps]]\ndo = "job"\nhandheld = "hh1"\ntype = "commission"\nmpan = "1900000002002"', "",
      r"bad.toml:17: step 2: mpan: '1900000002002' is not a valid MPAN"),
     ('[[steps]]\ndo = "hub"\npremises = "home"', "", r"step 2 \(hub\): 'command' required"),
