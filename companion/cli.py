@@ -26,7 +26,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except ValueError:
         print("companion verify: --key must be hex (65-byte SEC1 public key)", file=sys.stderr)
         return 2
-    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    # Read no more than an oversize message needs to be told apart (hex doubles it).
+    limit = 2 * (args.max_size or MAX_MESSAGE) + 16
+    try:
+        if args.file == "-":
+            data = sys.stdin.buffer.read(limit)
+        else:
+            with open(args.file, "rb") as f:
+                data = f.read(limit)
+    except OSError as exc:
+        print(f"companion verify: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
     if args.hex:
         try:
             data = bytes.fromhex(data.decode("ascii").strip())
@@ -46,11 +56,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(args: argparse.Namespace):
+def _store(args: argparse.Namespace, create: bool = False):
+    """The configured store. Only commands that write a registry (keys add, tokens add) may
+    create it: a read on a mistyped path must not leave an empty companion.db behind."""
     from .config import ConfigError, load
     from .store import Store
 
     cfg = load(args.config, {"db": args.db})
+    if not create and not Path(cfg.db_path).exists():
+        raise ConfigError(f"no store at {cfg.db_path}: give --db (or db in --config), "
+                          "or start the bridge first")
     try:
         return cfg, Store(cfg.db_path)
     except sqlite3.Error as exc:
@@ -97,7 +112,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from .store import RegistryError
 
-    _, store = _store(args)
+    _, store = _store(args, create=args.action == "add")
     try:
         if args.action == "add":
             try:
@@ -183,7 +198,7 @@ def cmd_pki(args: argparse.Namespace) -> int:
 def cmd_tokens(args: argparse.Namespace) -> int:
     from .store import RegistryError
 
-    _, store = _store(args)
+    _, store = _store(args, create=args.action == "add")
     try:
         if args.action == "add":
             print(store.add_token(args.name))
@@ -211,7 +226,12 @@ def cmd_flags_verify(args: argparse.Namespace) -> int:
         return 2
     verifier = FlagVerifier(ring)
     try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        # Bounded, as the bridge bounds a message before it decodes it.
+        if args.file == "-":
+            data = sys.stdin.buffer.read(2 * MAX_MESSAGE)
+        else:
+            with open(args.file, "rb") as f:
+                data = f.read(2 * MAX_MESSAGE)
     except OSError as exc:
         print(f"companion flags verify: {exc.strerror}: {args.file}", file=sys.stderr)
         return 2
@@ -373,6 +393,13 @@ def main(argv: list[str] | None = None) -> int:
     except CompanionError as exc:
         print(f"companion: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`companion site X | head`): not an error of ours. Point
+        # stdout at /dev/null so that the interpreter's final flush does not raise again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

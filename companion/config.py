@@ -1,9 +1,13 @@
-"""Bridge configuration: one table of keys (docs/bridge.md), from defaults, a TOML file
-and the command line, in that order of precedence (the command line wins)."""
+"""Bridge configuration: one table of keys (docs/bridge.md), from defaults, a TOML file,
+`FLAGWISE_<KEY>` environment variables and the command line, in that order of precedence
+(the command line wins). Every value is checked against its key's type as it is set, so a
+bad value is a message naming its source and key, never a worker that dies later."""
 
 from __future__ import annotations
 
+import os
 import tomllib
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -59,12 +63,12 @@ class Config:
     http: str | None = "127.0.0.1:8080"  # HOST:PORT for the read API; None: off
     log_level: str = "info"
 
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: str, value: Any, source: str = "configuration") -> None:
         names = {f.name for f in fields(self)}
         key = key.replace("-", "_")
         if key not in names:
-            raise ConfigError(f"unknown configuration key {key!r}")
-        setattr(self, key, value)
+            raise ConfigError(f"{source}: unknown configuration key {key!r}")
+        setattr(self, key, _typed(key, typing.get_type_hints(Config)[key], value, source))
 
     @property
     def db_path(self) -> str:
@@ -108,6 +112,65 @@ class Config:
         return self
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_OFF = ("http", "listen")  # keys where "off" means none
+
+
+def _typed(key: str, hint: Any, value: Any, source: str) -> Any:
+    """The value as its key's type; text (from the environment) is converted."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args and optional else hint
+    base = typing.get_origin(base) or base
+    if key in _OFF and value == "off":
+        return None
+    if value is None and optional:
+        return value
+
+    def bad(what: str) -> ConfigError:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        return ConfigError(f"{source}: {key} must be {what}, got {shown}")
+
+    if base is bool:
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if base is int:
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise bad("a whole number") from None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad("a whole number")
+        return value
+    if base is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad("a number") from None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise bad("a number")
+        return float(value)
+    if base is str:
+        if not isinstance(value, str):
+            raise bad("text")
+        if key == "log_level" and value.lower() not in LOG_LEVELS:
+            raise bad("one of " + ", ".join(LOG_LEVELS))
+        return value.lower() if key == "log_level" else value
+    if base is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise bad("a table of text values")
+        return dict(value)
+    return value
+
+
+ENV_PREFIX = "FLAGWISE_"
+
+
 def host_port(value: str, what: str = "address") -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -136,8 +199,15 @@ def load(path: str | None, overrides: dict[str, Any]) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
         for k, v in data.items():
-            cfg.set(k, v)
+            cfg.set(k, v, str(path))
+    names = {f.name for f in fields(Config)}
+    for var, v in sorted(os.environ.items()):
+        if var.startswith(ENV_PREFIX):  # a misspelt one is refused, not ignored
+            key = var[len(ENV_PREFIX):].lower()
+            if key not in names:
+                raise ConfigError(f"{var}: no configuration key {key!r} (docs/bridge.md)")
+            cfg.set(key, v, var)
     for k, v in overrides.items():
         if v is not None:
-            cfg.set(k, v)
+            cfg.set(k, v, "--" + k.replace("_", "-"))
     return cfg.check()
