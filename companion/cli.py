@@ -302,7 +302,8 @@ def parser() -> argparse.ArgumentParser:
     common(b)
     b.add_argument("--broker", help="mqtts://HOST:PORT of your broker (default: the bridge runs its own "
                                     "mosquitto, secured as shipped)")
-    b.add_argument("--listen", help="HOST:PORT for the bridge's own broker (default 127.0.0.1:8883; port 0: a free one)")
+    b.add_argument("--listen",
+                   help="HOST:PORT for the bridge's own broker (default 127.0.0.1:8883; port 0: a free one)")
     b.add_argument("--http", help="HOST:PORT for the read API, or off (default 127.0.0.1:8080)")
     b.add_argument("--out", help="folder for DTC flow files (default out)")
     b.add_argument("--prefix", help="MQTT topic prefix (default flagwise)")

@@ -178,7 +178,8 @@ def make_event(etype: str, read_time: int, counter: int, *, ev: dict | None = No
     e["read_time"] = read_time
     eid = event_id or os.urandom(16)
     named = {"id": {"$bytes": eid.hex()}, "type": etype, "mpans": list(mpans), "mprns": list(mprns),
-             "job": f"J{counter}", "installer": "INST-1", "time": read_time + 5 if made_at is None else made_at, "counter": counter,
+             "job": f"J{counter}", "installer": "INST-1", "time": read_time + 5 if made_at is None else made_at,
+             "counter": counter,
              "firmware": "0.1.0", "evidence": e}
     if override:
         named["override"] = override

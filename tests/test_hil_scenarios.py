@@ -80,3 +80,18 @@ def test_hil_run_refuses_a_typo_before_running(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "unknown key 'flgs'" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "out" / "report.md").exists()
+
+
+def test_the_noise_seed_is_the_same_in_every_process(tmp_path):
+    """hash() of a str changes per process: a noisy failure could not be replayed."""
+    import subprocess
+    import sys
+
+    code = "from hil import scenario; print(scenario.load('noisy-serial-line').seed)"
+    seeds = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={"PYTHONHASHSEED": str(n), "PATH": "/usr/bin"}).stdout.strip() for n in (1, 2)}
+    assert len(seeds) == 1 and seeds.pop().isdigit()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('seed = "x"\n' + GOOD.format(step="", expect=""))
+    with pytest.raises(scenario.ScenarioError, match="seed must be a whole number"):
+        scenario.load(bad)

@@ -41,7 +41,8 @@ def _sign1(protected: bytes, payload: bytes, unprotected=None) -> bytes:
 def value_sharing_bomb(levels: int = 60) -> bytes:
     """~3 KB of CBOR that describes 2**levels leaves through tags 28/29 (shared/pitfalls.md)."""
     # [28([1, 1]), 28([29(0), 29(0)]), 28([29(1), 29(1)]), ...]: item i shares item i-1 twice.
-    items = [b"\xd8\x1c\x82\x01\x01"] + [b"\xd8\x1c\x82" + (b"\xd8\x1d" + cbor2.dumps(i)) * 2 for i in range(levels - 1)]
+    items = [b"\xd8\x1c\x82\x01\x01"]
+    items += [b"\xd8\x1c\x82" + (b"\xd8\x1d" + cbor2.dumps(i)) * 2 for i in range(levels - 1)]
     return bytes([0x98, levels]) + b"".join(items)
 
 

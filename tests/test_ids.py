@@ -18,7 +18,8 @@ def test_known_valid_mpan():
         ids.check_mpan("1312345678906")
 
 
-@pytest.mark.parametrize("bad", ["", "131234567890", "13123456789070", "131234567890x", "１３１２３４５６７８９０７", 1312345678907])
+@pytest.mark.parametrize("bad", ["", "131234567890", "13123456789070", "131234567890x", "１３１２３４５６７８９０７",
+                                 1312345678907])
 def test_mpan_shape(bad):
     with pytest.raises(ValueError, match="13 digits"):
         ids.check_mpan(bad)

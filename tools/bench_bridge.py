@@ -46,7 +46,8 @@ def bare_verify_rate(msgs: list[bytes]) -> float:
     prepared = []
     for m in msgs:
         s = parse_sign1(m)
-        der = utils.encode_dss_signature(int.from_bytes(s.signature[:32], "big"), int.from_bytes(s.signature[32:], "big"))
+        der = utils.encode_dss_signature(int.from_bytes(s.signature[:32], "big"),
+                                         int.from_bytes(s.signature[32:], "big"))
         prepared.append((der, s.to_be_signed()))
     algo = ec.ECDSA(hashes.SHA256())
     t0 = time.perf_counter()

@@ -25,10 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device-id", required=True)
     ap.add_argument("--pki", type=Path, help="the bridge's PKI folder (companion pki init)")
     ap.add_argument("--broker", default="127.0.0.1:8883", help="HOST:PORT of the broker (default %(default)s)")
-    ap.add_argument("--server-name", help="name in the broker's certificate (default: the host; localhost for loopback)")
+    ap.add_argument("--server-name",
+                    help="name in the broker's certificate (default: the host; localhost for loopback)")
     ap.add_argument("--uart")
     ap.add_argument("--prefix", default="flagwise")
-    ap.add_argument("--insecure", action="store_true", help="INSECURE: plain TCP, the handheld's password instead of its certificate (trials only)")
+    ap.add_argument("--insecure", action="store_true",
+                    help="INSECURE: plain TCP, the handheld's password instead of its certificate (trials only)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
     args = ap.parse_args(argv)
     extra = {}

@@ -70,7 +70,8 @@ def check(job, evidence):
             out.append(("hub_not_commissioned", "Hub not commissioned with the DCC: flag will be I. "
                                                 "Call the DCC line, or record install_and_leave."))
         if not (wan and wan["connected"]):
-            out.append(("wan_down", "WAN is down: commissioning can't be confirmed. Wait for WAN, or record install_and_leave."))
+            out.append(("wan_down", "WAN is down: commissioning can't be confirmed. "
+                                    "Wait for WAN, or record install_and_leave."))
         for m in mpxns:
             d = _meter(evidence, m)
             if d is None:

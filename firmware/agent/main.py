@@ -24,7 +24,8 @@ JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
 # Every module a stage may load, directly or through another (cbor's decoder, ids).
 _STAGE = ("agent.survey", "agent.link", "agent.uart", "agent.frame", "agent.jobs", "agent.event",
           "agent.cose", "agent.ecdsa", "agent.cbor", "agent.cbordec", "agent.ids", "agent.console",
-          "agent.delivery", "agent.ackcheck", "agent.cborlite", "agent.ecverify", "agent.ecpoint", "agent.predict", "agent.words", "umqtt.simple", "umqtt", "ssl", "ussl")
+          "agent.delivery", "agent.ackcheck", "agent.cborlite", "agent.ecverify", "agent.ecpoint",
+          "agent.predict", "agent.words", "agent.clock", "umqtt.simple", "umqtt", "ssl", "ussl")
 
 
 def _unload(*names):
@@ -74,7 +75,7 @@ class Agent:
         # the survey's modules once now and drop them: the pool their names need (the fifth,
         # 3.5 KiB) is then made at the bottom of an empty heap, not in the middle of a job,
         # where it can come during the signature and not fit (docs/agent.md "Memory").
-        import agent.survey
+        __import__("agent.survey")
         _unload(*_STAGE)
 
     def public_key(self):
