@@ -15,6 +15,7 @@ import socket
 import ssl
 import sys
 import threading
+from typing import Any
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,7 +107,7 @@ class Bridge:
         self._connack: tuple[int, bool] | None = None
         self._client: mqtt.Client | None = None
         self._embedded: ManagedBroker | None = None
-        self._http = None
+        self._http: Any = None  # waitress's server (untyped)
         self.pki = prepare_pki(config)
         self.signer = Signer(self.pki.signing_key(config.name))
 
@@ -162,11 +163,10 @@ class Bridge:
         self._threads.append(t)
 
     # --- MQTT ---------------------------------------------------------------------------
-    def _make_client(self, protocol: int) -> mqtt.Client:
+    def _make_client(self, protocol: mqtt.MQTTProtocolVersion) -> mqtt.Client:
         cfg = self.config
-        kw = {"clean_session": False} if protocol == mqtt.MQTTv311 else {}
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.mqtt_client_id, protocol=protocol,
-                        manual_ack=True, **kw)
+                        manual_ack=True, clean_session=False if protocol == mqtt.MQTTv311 else None)
         c.max_inflight_messages_set(1000)
         c.max_queued_messages_set(0)
         c.reconnect_delay_set(1, 30)
@@ -182,7 +182,7 @@ class Bridge:
         c.on_socket_open = _nodelay
         return c
 
-    def _connect(self, url: str, protocols: tuple[int, ...]) -> None:
+    def _connect(self, url: str, protocols: tuple[mqtt.MQTTProtocolVersion, ...]) -> None:
         host, port, tls = broker_address(url)
         for protocol in protocols:
             c = self._make_client(protocol)
@@ -330,21 +330,21 @@ class Bridge:
                 device = o.device_id or "unknown"
                 body = self.signer.ack(dev, eid, "rejected", o.reason, o.detail)
                 client.publish(f"{self.config.prefix}/rejected/{device}", body, qos=1)
-            mid, qos = o.incoming.token if o.incoming.token else (None, 0)
+            mid, qos = o.incoming.token if isinstance(o.incoming.token, tuple) else (None, 0)
             if mid is not None and qos > 0:
                 client.ack(mid, qos)
         self._publish_wake.set()
 
     def _report(self, o: Outcome) -> None:
         m = self.metrics
-        fields = {"status": o.status, "device": o.device_id, "event_id": o.event_id,
-                  "size": len(o.incoming.payload)}
+        fields: dict[str, object] = {"status": o.status, "device": o.device_id, "event_id": o.event_id,
+                                     "size": len(o.incoming.payload)}
         if o.status == "rejected":
             m.rejected.labels(o.reason).inc()
             fields.update(reason=o.reason, detail=o.detail)
         else:
             m.verified.inc()
-            if o.status == "stored":
+            if o.status == "stored" and o.event is not None:
                 m.stored.inc()
                 fields.update(type=o.event.type, mpxns=list(o.event.mpxns))
                 for kind in o.suspicious:
@@ -427,8 +427,9 @@ class Bridge:
                 "uptime_s": round(time.time() - self.state.started_at, 1)}
 
     def _start_http(self) -> None:
-        from waitress.server import create_server
+        from waitress.server import create_server  # type: ignore[import-untyped]
 
+        assert self.config.http is not None  # started only when the read API is on
         host, port = host_port(self.config.http, "http")
         try:
             # Idle and slow connections cost no worker thread (asyncore), are capped, and time

@@ -88,7 +88,7 @@ def summary(value: object, limit: int = 24) -> str:
     if value is None or isinstance(value, (bool, int)):
         text = str(value)
         return text if len(text) <= limit else f"int of {len(text)} digits"
-    size = len(value) if hasattr(value, "__len__") else 0  # type: ignore[arg-type]
+    size = len(value) if hasattr(value, "__len__") else 0
     return f"{type(value).__name__}[{size}]"
 
 

@@ -21,6 +21,8 @@ import time
 import cbor2
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+
 from . import policy
 from .config import Config
 from .errors import WireError
@@ -74,7 +76,8 @@ class Ingestor:
     def __init__(self, store: Store, config: Config):
         self.store = store
         self.config = config
-        self._keys: dict[str, object] = {}  # device id -> loaded public key (cache)
+        # device id -> (raw key, loaded public key): a cache
+        self._keys: dict[str, tuple[bytes, EllipticCurvePublicKey]] = {}
 
     # --- one message, no store writes --------------------------------------------------
     def device_of(self, topic: str) -> str:
@@ -149,7 +152,7 @@ class Ingestor:
                            f"survey read {age} s before the event (allowed 0..{cfg.max_survey_age} s)",
                            ev.id.hex())
 
-    def _public(self, device_id: str, raw: bytes) -> object:
+    def _public(self, device_id: str, raw: bytes) -> EllipticCurvePublicKey:
         k = self._keys.get(device_id)
         if k is None or k[0] != raw:
             k = self._keys[device_id] = (raw, load_public_key(raw))
@@ -173,6 +176,7 @@ class Ingestor:
         with self.store.tx() as db:
             touched: dict[str, Outcome] = {}
             for out, ev, signed in accepted:
+                assert out.device_id is not None  # accepted: its topic named a device
                 status = self.store.insert_event(db, out.device_id, ev, signed, out.incoming.received_at)
                 if status == "conflict":
                     # Never hand out the event id here: the stored copy is the genuine one, and

@@ -271,7 +271,7 @@ class Store:
             c.execute("DELETE FROM rejections WHERE id <= ?", (cur.lastrowid - self.REJECTIONS_KEPT,))
 
     def rejection_counts(self) -> list[tuple[str, str, int]]:
-        return [tuple(r) for r in self.conn().execute(  # type: ignore[misc]
+        return [tuple(r) for r in self.conn().execute(
             "SELECT device_id, reason, count FROM rejection_counts ORDER BY device_id, reason")]
 
     # --- read API tokens (stored as SHA-256; the token itself is shown once) -----------------
@@ -296,7 +296,7 @@ class Store:
                 raise RegistryError(f"no live token named {name}")
 
     def tokens(self) -> list[tuple[str, float, float | None]]:
-        return [tuple(r) for r in self.conn().execute(  # type: ignore[misc]
+        return [tuple(r) for r in self.conn().execute(
             "SELECT name, created_at, revoked_at FROM api_tokens ORDER BY name")]
 
     def token_name(self, token: str) -> str | None:
