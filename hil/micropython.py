@@ -99,7 +99,9 @@ def _raise_from(stderr: str, stdout: str, returncode: int) -> None:
         if text is stdout:
             stdout, stderr = before, stderr + found + tb
     else:
-        last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+        last = (stderr.strip() or stdout.strip()).splitlines()[-1:]
+        # Nothing at all: the interpreter could not start (a heap too small for its own boot).
+        last = last[0] if last else "nothing printed (is the heap too small to start?)"
     exc_type, _, message = last.partition(": ")
     if not found or not exc_type or " " in exc_type:
         exc_type, message = "ExitStatus", f"micropython exited with status {returncode}: {last}"

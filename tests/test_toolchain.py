@@ -86,3 +86,14 @@ def test_job_cycle_keeps_to_its_interned_name_budget():
     assert len(distinct) <= tool.BUDGET, (
         f"{len(distinct)} distinct interned names in a job cycle, budget {tool.BUDGET}: "
         "reuse names, or load the new code outside the cycle (docs/agent.md, Memory)")
+
+
+def test_selfcheck_in_a_heap_too_small_says_why():
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "hil.cli", "selfcheck", "--heapsize", "8k"], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert "MemoryError" in last or "heap" in last, p.stderr  # once an empty message
