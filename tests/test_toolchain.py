@@ -95,5 +95,5 @@ def test_selfcheck_in_a_heap_too_small_says_why():
     p = subprocess.run([sys.executable, "-m", "hil.cli", "selfcheck", "--heapsize", "8k"], capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 1 and "Traceback" not in p.stderr
-    last = p.stderr.strip().splitlines()[-1]
-    assert "MemoryError" in last or "heap" in last, p.stderr  # once an empty message
+    first = p.stderr.strip().splitlines()[0]
+    assert "MemoryError" in first or "heap" in first, p.stderr  # once an empty message
