@@ -75,14 +75,14 @@ def decide(self, override, overriding=None):
     # compared with it (agent.ackcheck: DIFFERS).
     from agent.words import WORDS
 
-    text = ""
     for m, flag, code in said:
-        text += " %s:%s" % (m, flag or "-")
         self.say("PREDICT", "%s %s %s" % (m, flag or "-", WORDS.get(code, code)))
-    WORDS = said = None
+    WORDS = None
     _unload("agent.words")
-    self.said = text  # agent.saving files it under the event's id once saved: one string,
-    # so that what a job leaves in the heap is one small block, not a list of tuples
+    # agent.saving files it under the event's id once saved: one string (what a job leaves
+    # in the heap is one small block, not a list of tuples), made with the words gone.
+    self.said = "".join(" %s:%s" % (m, flag or "-") for m, flag, _ in said)
+    said = None
     return "save", (ev, codes, override)  # signed by agent.saving, without this module
 
 

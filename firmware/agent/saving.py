@@ -24,6 +24,7 @@ def save(self, ev, codes, override):
         self.say("ERROR", "Event not saved: %s" % e)
         return "error"
     self.predicted.append(ev["id"].hex() + self.said)  # "EVENTID MPXN:FLAG ..." ("-": none)
+    self.said = ""
     del self.predicted[:-4]  # the last jobs' predictions, for their acks
     self.out("SAVED #%d%s" % (counter, " OVERRIDE" if codes else ""))
     self.out("  " + ev["id"].hex())
@@ -57,5 +58,9 @@ def _sign(self, ev, counter):
         except MemoryError:
             if attempt == 2:
                 raise
+            # What is only for the screen goes before the evidence does: the flags for
+            # `status` and the predictions for the acks (a DIFFERS may then go unsaid).
+            self.outcomes = []
+            self.predicted = []
         finally:
             _unload(*_STAGE)

@@ -28,7 +28,7 @@ def boot(self, root):
     self.pending = None  # (job, evidence) between the survey and the checks
     self.outcomes = []  # the bridge's last flags, for `status`
     self.predicted = []  # ["EVENTID MPXN:FLAG ..."]: what the last jobs said (agent.predict)
-    self.said = ""  # the job being saved: its prediction
+    self.said = ""  # the job being saved: its prediction, " MPXN:FLAG ..."
     self.courier = None  # made when there is something to deliver
     self.acked = 0
     self.ignored = 0  # messages on our ack topics that did not verify (docs/security.md)
