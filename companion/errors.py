@@ -71,3 +71,14 @@ class InvalidMpxnError(SchemaError):
 
 class InvalidDeviceIdError(SchemaError):
     reason = "invalid_device_id"
+
+
+# Every reason the bridge gives when it rejects a message (docs/bridge.md "Ingest", whose
+# table tests/test_house.py holds to this): the wire's, in the order they are checked, then
+# the bridge's own.
+WIRE_REASONS = ("oversize", "malformed_cbor", "duplicate_key", "not_cose_sign1", "wrong_alg", "missing_kid",
+                "bad_signature", "schema", "unsupported_version", "unknown_event_type", "invalid_mpxn",
+                "invalid_device_id")
+BRIDGE_REASONS = ("bad_topic", "kid_mismatch", "unknown_key", "revoked_key", "time_in_future",
+                  "time_before_floor", "read_time_out_of_range", "id_conflict")
+REJECTIONS = WIRE_REASONS + BRIDGE_REASONS

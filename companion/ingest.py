@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
 from . import policy
 from .config import Config
-from .errors import WireError
+from .errors import REJECTIONS, WireError
 from .event import Event, parse_payload
 from .ids import eui64_bytes, eui64_text, is_mpan
 from .store import Store
@@ -66,6 +66,8 @@ class Outcome:
 
 class Rejected(Exception):
     def __init__(self, reason: str, detail: str, event_id: str | None = None):
+        if reason not in REJECTIONS:  # one list of reasons (companion/errors.py), documented
+            raise ValueError(f"undocumented rejection reason {reason!r}")
         super().__init__(detail)
         self.reason = reason
         self.detail = detail

@@ -33,3 +33,24 @@ def test_mypy_is_clean_on_the_bridge():
     mypy = Path(sys.executable).with_name("mypy")
     p = subprocess.run([str(mypy), "--no-incremental"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_rejection_reasons_are_one_list_documented_and_known_to_the_handheld():
+    """companion/errors.py REJECTIONS is every reason: each WireError's, the bridge's own,
+    the docs table (docs/bridge.md) names exactly these, and the handheld's hints name no other."""
+    import re
+
+    from companion import errors
+
+    wire = {c.reason for c in vars(errors).values()
+            if isinstance(c, type) and issubclass(c, errors.WireError) and c is not errors.WireError}
+    wire -= {"invalid", "invalid_message"}  # abstract bases
+    assert wire == set(errors.WIRE_REASONS)
+    doc = (ROOT / "docs" / "bridge.md").read_text()
+    table = doc[doc.index("## Ingest"):doc.index("## Flag updates")]
+    documented = {code for row in table.splitlines() if row.startswith("| `")
+                  for code in re.findall(r"`([a-z0-9_]+)`", row.split("|")[1])}
+    assert documented == set(errors.REJECTIONS)
+    hints = (ROOT / "firmware" / "agent" / "ackcheck.py").read_text()
+    hinted = set(re.findall(r'"([a-z0-9_]+)": "', hints[hints.index("_HINTS = {"):]))
+    assert hinted and hinted <= set(errors.REJECTIONS), hinted - set(errors.REJECTIONS)
