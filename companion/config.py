@@ -137,24 +137,16 @@ def _typed(key: str, hint: Any, value: Any, source: str) -> Any:
         if not isinstance(value, bool):
             raise bad("true or false")
         return value
-    if base is int:
+    if base in (int, float):
+        what, accepted = ("a whole number", (int,)) if base is int else ("a number", (int, float))
         if isinstance(value, str):
             try:
-                return int(value)
+                return base(value)
             except ValueError:
-                raise bad("a whole number") from None
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise bad("a whole number")
-        return value
-    if base is float:
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise bad("a number") from None
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise bad("a number")
-        return float(value)
+                raise bad(what) from None
+        if not isinstance(value, accepted) or isinstance(value, bool):
+            raise bad(what)
+        return base(value)
     if base is str:
         if not isinstance(value, str):
             raise bad("text")

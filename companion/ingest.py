@@ -130,13 +130,12 @@ class Ingestor:
         cfg = self.config
         hub_time = ev.evidence.hub_time
         clock, name = (ev.time, "device") if hub_time is None else (hub_time, "hub")
-        for clock, name, limit in ((clock, name, cfg.max_future), (ev.time, "device", MAX_AHEAD)):
-            ahead = clock - received_at
+        for when, whose, limit in ((clock, name, cfg.max_future), (ev.time, "device", MAX_AHEAD)):
+            ahead = when - received_at
             if ahead > limit:
                 raise Rejected("time_in_future",
-                               f"{name} time {clock} is {int(ahead)} s ahead (tolerance {limit} s)",
+                               f"{whose} time {when} is {int(ahead)} s ahead (tolerance {limit} s)",
                                ev.id.hex())
-        clock, name = (ev.time, "device") if hub_time is None else (hub_time, "hub")
         floor = cfg.time_floor_epoch
         if clock < floor or (hub_time is None and ev.evidence.read_time < floor):
             raise Rejected("time_before_floor",
