@@ -90,3 +90,30 @@ print(msg.hex(), ecdsa.public_key(key).hex())
     verified = verify_event(bytes.fromhex(msg), bytes.fromhex(pub))
     assert verified.event.counter == 19
     assert verified.sign1.kid.hex() == "70b3d5f100000001"
+
+
+def test_envelope_is_the_cbor_of_cose_sign1_at_every_length_form(mpy):
+    """agent.cose writes the envelope's few shapes by hand (the signing stage loads no CBOR
+    encoder): at each byte-string length form (RFC 8949 §3: <24, 1-byte, 2-byte) it is the
+    deterministic CBOR of the COSE_Sign1 structure (RFC 9052 §4.2, §4.4)."""
+    import cbor2
+
+    lengths = [0, 1, 23, 24, 255, 256, 3968]
+    out = mpy("""
+from agent import cose
+kid = b"\\x70\\xb3\\xd5\\xf1\\x00\\x00\\x00\\x01"
+p = cose.protected_header(kid)
+for n in %r:
+    payload = bytes(range(256)) * (n // 256) + bytes(range(n %% 256))
+    print(cose.sig_structure(p, payload).hex(), cose.sign1(payload, b"\\x01" * 32, kid).hex())
+""" % lengths)
+    kid = bytes.fromhex("70b3d5f100000001")
+    protected = cbor2.dumps({1: -7, 4: kid})
+    for n, line in zip(lengths, out.splitlines(), strict=True):
+        payload = bytes(range(256)) * (n // 256) + bytes(range(n % 256))
+        sig_structure, msg = (bytes.fromhex(x) for x in line.split())
+        assert sig_structure == cbor2.dumps(["Signature1", protected, b"", payload])
+        decoded = cbor2.loads(msg)
+        assert decoded.tag == 18
+        assert list(decoded.value[:3]) == [protected, {}, payload] and len(decoded.value[3]) == 64
+        assert msg == cbor2.dumps(decoded, canonical=True)

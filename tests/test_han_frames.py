@@ -93,3 +93,18 @@ def test_firmware_deframer_memory_is_bounded(mpy):
     before, after, bad = map(int, out.split())
     assert after - before < 1024, (before, after)
     assert bad > 1000
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.integers(0, 0xFFFF), st.binary(max_size=300)))
+def test_request_argument_is_the_cbor_map_the_hub_reads(server, arg):
+    """agent.link encodes a request's argument ({0: start index} or {0: EUI-64}) without
+    agent.cbor: it is the same CBOR the hub's codec reads (RFC 8949 preferred encoding)."""
+    import cbor2
+
+    kind, text = ("int", str(arg)) if isinstance(arg, int) else ("bytes", arg.hex())
+    reply = server.request(f"reqarg {kind} {text}")
+    assert reply.startswith("ok "), reply
+    got = bytes.fromhex(reply[3:])
+    assert got == cbor2.dumps({0: arg})
+    assert cbor2.loads(got) == {0: arg}

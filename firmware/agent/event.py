@@ -10,7 +10,6 @@ from micropython import const
 # to intern (docs/agent.md "Memory").
 from os import urandom
 
-from agent import cbor
 from agent import ids
 
 _VERSION = const(2)  # v2: evidence may carry the hub's clock (key 4)
@@ -209,10 +208,48 @@ def build(ev):
     for name in ev:
         if name not in _NAMES:
             raise EventError("%s: unknown field" % name)
-    data = cbor.dumps(payload)
+    data = bytearray()
+    _put(data, payload)
+    payload = None
     if len(data) > MAX_PAYLOAD:
         raise EventError("event: %d bytes, over the %d-byte limit" % (len(data), MAX_PAYLOAD))
-    return data
+    return bytes(data)
+
+
+def _head(buf, major, n):
+    # RFC 8949 §4.2.1 shortest form; the payload's numbers are below 2**64 (_uint).
+    if n < 24:
+        buf.append(major << 5 | n)
+        return
+    size = 1 if n < 0x100 else 2 if n < 0x10000 else 4 if n < 0x100000000 else 8
+    buf.append(major << 5 | {1: 24, 2: 25, 4: 26, 8: 27}[size])
+    buf.extend(n.to_bytes(size, "big"))
+
+
+def _put(buf, v):
+    # The payload's deterministic CBOR (RFC 8949 §4.2.1), without agent.cbor: its values
+    # are None, bools, ints, bytes, text, lists and maps whose keys are small unsigned
+    # ints, which sort bytewise as they sort as numbers. The vectors hold it to agent.cbor.
+    if v is None or v is True or v is False:
+        buf.append(0xF6 if v is None else 0xF5 if v else 0xF4)
+    elif isinstance(v, int):
+        _head(buf, 1 if v < 0 else 0, -1 - v if v < 0 else v)
+    elif isinstance(v, bytes):
+        _head(buf, 2, len(v))
+        buf.extend(v)
+    elif isinstance(v, str):
+        v = v.encode()
+        _head(buf, 3, len(v))
+        buf.extend(v)
+    elif isinstance(v, list):
+        _head(buf, 4, len(v))
+        for x in v:
+            _put(buf, x)
+    else:
+        _head(buf, 5, len(v))
+        for k in sorted(v):
+            _head(buf, 0, k)
+            _put(buf, v[k])
 
 
 _NAMES = ("id", "type", "mpans", "mprns", "job", "installer", "time", "counter",

@@ -4,7 +4,7 @@
 from micropython import const
 import time
 
-from agent import cbor, cborlite
+from agent import cborlite
 from agent import frame
 
 CMD_IDENTIFY = const(0x01)
@@ -51,6 +51,22 @@ class HubError(LinkError):
         self.code = code
 
 
+def _head(major, n):
+    # A CBOR head (RFC 8949 §3) for n < 2**16: all a request needs, without agent.cbor.
+    if n < 24:
+        return bytes((major << 5 | n,))
+    if n < 256:
+        return bytes((major << 5 | 24, n))
+    return bytes((major << 5 | 25, n >> 8, n & 0xFF))
+
+
+def _arg(v):
+    # {0: v}, encoded as agent.cbor would (the HAN vectors hold both to it).
+    if isinstance(v, bytes):
+        return b"\xa1\x00" + _head(2, len(v)) + v
+    return b"\xa1\x00" + _head(0, v)
+
+
 _NAMES = {CMD_IDENTIFY: "IDENTIFY", CMD_WAN: "WAN", CMD_LOG: "LOG", CMD_DEVICE: "DEVICE"}
 
 
@@ -71,9 +87,10 @@ class Link:
         return {"requests": self.requests, "attempts": self.attempts, "good": d.good,
                 "bad_fcs": d.bad_fcs, "oversize": d.oversize, "runts": d.runts}
 
-    def request(self, cmd, args=None):
-        # Returns the decoded response payload, or raises a LinkError.
-        payload = b"" if args is None else cbor.dumps(args)
+    def request(self, cmd, arg=None):
+        # Returns the decoded response payload, or raises a LinkError. arg: the request's
+        # one argument (key 0), an unsigned int or a byte string (docs/han-link.md).
+        payload = b"" if arg is None else _arg(arg)
         self.requests += 1
         start = time.ticks_ms()
         last_rx = start

@@ -18,6 +18,7 @@ import time
 
 
 WIDTH = 32  # characters on the handheld's display, after the line's tag
+_OOM = "ERROR Out of memory: type it again."  # made at load: saying it allocates nothing
 JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
 
 
@@ -223,8 +224,13 @@ class Agent:
                 return
             for _ in poll.poll(50) if interactive else ():
                 line = sys.stdin.readline()
-                if not line or not self.console(line):
-                    return
+                try:
+                    if not line or not self.console(line):
+                        return
+                except MemoryError:  # the last guard: the console goes on, the outbox is on flash
+                    line = None
+                    _unload(*_STAGE)
+                    self.out(_OOM)
             if not interactive:
                 time.sleep_ms(20)
 
@@ -235,8 +241,9 @@ class Agent:
 
             action = console.command(self, line)
         except MemoryError:  # never a crash: nothing was started, the installer types it again
-            action = None
-            self.say("ERROR", "Out of memory: type it again.")
+            action = console = None
+            _unload("agent.console", *_STAGE)
+            self.out(_OOM)
         console = None
         _unload("agent.console", *_STAGE)
         if action is False:
@@ -298,6 +305,9 @@ def main(argv):
         agent = Agent(root)
     except (ValueError, OSError) as e:  # ConfigError is a ValueError
         print("ERROR %s" % e)
+        return 2
+    except MemoryError:
+        print("ERROR Out of memory at start: the heap is too small for the agent.")
         return 2
     if args.get("pubkey"):
         print("PUBKEY " + agent.public_key())

@@ -7,7 +7,6 @@
 # at most _MAX_PASSES times.
 from micropython import const
 
-from agent import ids
 from agent import link as L
 
 _MAX_PASSES = const(3)
@@ -21,10 +20,11 @@ class SurveyError(Exception):
 
 
 def _eui(v, what):
-    try:
-        return ids.eui64_text(v)
-    except ValueError:
+    # 8 bytes -> "XX-XX-XX-XX-XX-XX-XX-XX" (as agent.ids.eui64_text, which the survey does
+    # not load: its stage is the job's largest after the signature, docs/agent.md "Memory").
+    if not isinstance(v, bytes) or len(v) != 8:
         raise SurveyError("hub sent a malformed %s device id" % what)
+    return "-".join("%02X" % x for x in v)
 
 
 def _hub(r):
@@ -56,7 +56,7 @@ def _log(lk, rev):
     entries = []
     total = None
     while total is None or len(entries) < total:
-        r = lk.request(L.CMD_LOG, {0: len(entries)})
+        r = lk.request(L.CMD_LOG, len(entries))
         if not isinstance(r, dict) or not isinstance(r.get(1), list) or not isinstance(r.get(0), int):
             raise SurveyError("hub sent a malformed LOG response")
         if r.get(2, 0) != rev:
@@ -72,7 +72,7 @@ def _log(lk, rev):
         for e in r[1]:
             if not isinstance(e, dict) or 0 not in e or not isinstance(e.get(1), str):
                 raise SurveyError("hub sent a malformed LOG entry")
-            d = {"eui": _eui(e[0], "device"), "type": e[1]}
+            d = {"eui": _eui(e[0], "device"), "type": e[1], 0: e[0]}  # 0: the id as sent, for DEVICE
             for key, name in _LOG_FIELDS:
                 if e.get(key) is not None:
                     d[name] = e[key]
@@ -82,7 +82,7 @@ def _log(lk, rev):
 
 def _details(lk, d):
     try:
-        r = lk.request(L.CMD_DEVICE, {0: ids.eui64_bytes(d["eui"])})
+        r = lk.request(L.CMD_DEVICE, d.pop(0))
     except L.HubError as e:
         if e.code == L.E_NOT_RESPONDING:
             d["answered"] = False

@@ -6,7 +6,8 @@
 #
 # Bench powers live here, never in the firmware a handheld runs: a clock offset, and the
 # console commands `clock SECONDS` (set the clock offset), `plug PORT` (move the cable
-# to another hub) and `mem` (the heap's free and used bytes), installed through the agent's bench hook.
+# to another hub) and `mem [map]` (the heap's free and used bytes; `map`: where it is split),
+# installed through the agent's bench hook.
 def _bench_command(agent, words):
     # -> True when the line was a bench command
     if words[0] == "plug" and len(words) == 2:
@@ -29,6 +30,8 @@ def _bench_command(agent, words):
         gc.collect()
         agent.out("MEM free=%d alloc=%d" % (gc.mem_free(), gc.mem_alloc()))
         micropython.qstr_info()  # "qstr pool: n_pool=… n_qstr=…": the interned names
+        if words[1:] == ["map"]:
+            micropython.mem_info(1)  # the heap's block map: where it is split
         return True
     return False
 

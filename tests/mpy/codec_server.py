@@ -6,11 +6,12 @@
 #   check12 D12   -> "ok D"  (MPAN check digit)
 #   deframe HEX   -> "ok N [SEQ TYPE PAYLOADHEX]..." (one fresh deframer per request)
 #   encode SEQ TYPE PAYLOADHEX -> "ok FRAMEHEX"
+#   reqarg int N | bytes HEX -> "ok HEX" (a HAN request's payload {0: arg}, agent.link)
 import binascii
 import struct
 import sys
 
-from agent import cbor, ecdsa, frame, ids
+from agent import cbor, ecdsa, frame, ids, link
 
 
 def reply(s):
@@ -24,7 +25,7 @@ while True:
     parts = line.split()
     cmd, args = parts[0], parts[1:] or [""]
     try:
-        data = [binascii.unhexlify(a) for a in args] if cmd not in ("check12", "encode") else args
+        data = [binascii.unhexlify(a) for a in args] if cmd not in ("check12", "encode", "reqarg") else args
         if cmd == "roundtrip":
             reply("ok " + binascii.hexlify(cbor.dumps(cbor.loads(data[0]))).decode())
         elif cmd == "floats":
@@ -42,6 +43,9 @@ while True:
         elif cmd == "encode":
             payload = binascii.unhexlify(args[2]) if len(args) > 2 else b""
             reply("ok " + binascii.hexlify(frame.encode(int(args[0]), int(args[1]), payload)).decode())
+        elif cmd == "reqarg":
+            arg = int(args[1]) if args[0] == "int" else binascii.unhexlify(args[1] if len(args) > 1 else "")
+            reply("ok " + binascii.hexlify(link._arg(arg)).decode())
         elif cmd == "check12":
             reply("ok %d" % ids.mpan_check_digit(data[0]))
         else:
