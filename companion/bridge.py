@@ -34,6 +34,7 @@ from .metrics import Metrics
 from .outputs import DtcWriter
 from .pki import Pki, PkiError
 from .signing import Signer
+from .db import is_postgres
 from .store import Store
 
 log = logging.getLogger("companion")
@@ -95,7 +96,7 @@ class Bridge:
     def __init__(self, config: Config):
         self.config = config
         self.metrics = Metrics()
-        self.store = Store(config.db_path)
+        self.store = Store(config.db, upgrade=config.db_upgrade)
         self.ingestor = Ingestor(self.store, config)
         self.dtc = DtcWriter(self.store, config)
         self.state = BridgeState()
@@ -118,7 +119,8 @@ class Bridge:
             log.warning("INSECURE: no TLS; passwords and traffic in clear, readable and forgeable by "
                         "anyone on the network path (--insecure)")
         if cfg.broker is None:
-            self._embedded = ManagedBroker(cfg.listen, Path(cfg.db_path).resolve().parent / "broker",
+            home = Path.cwd() if is_postgres(cfg.db) else Path(cfg.db_path).resolve().parent
+            self._embedded = ManagedBroker(cfg.listen, home / "broker",
                                            self.pki, cfg.max_packet_size, insecure=cfg.insecure,
                                            die_with_parent=threading.current_thread() is threading.main_thread()
                                            ).start()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -58,18 +57,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _store(args: argparse.Namespace, create: bool = False):
     """The configured store. Only commands that write a registry (keys add, tokens add) may
-    create it: a read on a mistyped path must not leave an empty companion.db behind."""
+    create it (or upgrade its schema): a read on a mistyped path must not leave an empty
+    companion.db behind, and a read never changes a store's schema."""
     from .config import ConfigError, load
+    from .db import is_postgres, redact
     from .store import Store
 
     cfg = load(args.config, {"db": args.db})
-    if not create and not Path(cfg.db_path).exists():
+    if not create and not is_postgres(cfg.db) and not Path(cfg.db_path).exists():
         raise ConfigError(f"no store at {cfg.db_path}: give --db (or db in --config), "
                           "or start the bridge first")
     try:
-        return cfg, Store(cfg.db_path)
-    except sqlite3.Error as exc:
-        raise ConfigError(f"cannot open the database {cfg.db_path}: {exc}") from None
+        return cfg, Store(cfg.db, upgrade=create)
+    except _db_errors() as exc:
+        raise ConfigError(f"cannot open the database {redact(cfg.db)}: {_first_line(exc)}") from None
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    """What a database driver raises (sqlite3; psycopg when installed and used)."""
+    import sqlite3
+
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines() or [""])[0][:300]
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
@@ -90,8 +107,10 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     setup_logging(cfg.log_level)
     try:
         bridge = Bridge(cfg)
-    except sqlite3.Error as exc:
-        print(f"companion bridge: cannot open the database {cfg.db_path}: {exc}", file=sys.stderr)
+    except _db_errors() as exc:
+        from .db import redact
+
+        print(f"companion bridge: cannot open the database {redact(cfg.db)}: {_first_line(exc)}", file=sys.stderr)
         return 1
     try:
         bridge.start()
@@ -101,7 +120,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         return 1
     print(f"broker: {bridge.state.broker_url} ({bridge.state.protocol})", flush=True)
     print(f"http: {bridge.state.http_url or 'off'}", flush=True)
-    print(f"db: {cfg.db_path}  out: {cfg.out}  prefix: {cfg.prefix}", flush=True)
+    print(f"db: {bridge.store.db}  out: {cfg.out}  prefix: {cfg.prefix}", flush=True)
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: bridge._stop.set())

@@ -48,7 +48,8 @@ class Config:
     batch_max: int = 500  # messages per commit (group commit)
     batch_wait_ms: int = 5  # wait for more messages before committing a batch
     # -- store -----------------------------------------------------------------------
-    db: str = "companion.db"  # SQLite file (or sqlite:///path)
+    db: str = "companion.db"  # SQLite file (or sqlite:///path), or postgresql://user:pw@host/db
+    db_upgrade: bool = True  # apply pending schema migrations at start; false: refuse a store behind
     # -- outputs ---------------------------------------------------------------------
     out: str = "out"  # DTC flow files go here
     dtc_batch_size: int = 500  # flag changes per DTC file, at most
@@ -97,8 +98,6 @@ class Config:
             raise ConfigError(f"time_floor must be a date YYYY-MM-DD, got {str(self.time_floor)[:20]!r}") from None
         if not (1024 <= self.max_packet_size <= 1 << 24):
             raise ConfigError("max_packet_size must be 1024 .. 16777216 bytes")
-        if self.db.startswith(("postgres://", "postgresql://")):
-            raise ConfigError("PostgreSQL is not supported yet: use a SQLite file")
         for name in ("listen", "http"):
             v = getattr(self, name)
             if v is not None:

@@ -198,6 +198,7 @@ class Ingestor:
                     for m in ev.mpxns:
                         touched[m] = out
             known = {ev.id: ev for _, ev, _ in accepted}
+            self.store.db.lock_mpxns(db, list(touched))  # one writer per meter point (replicas)
             for mpxn, out in sorted(touched.items()):
                 change = self._rederive(db, mpxn, known)
                 if change:
@@ -232,8 +233,11 @@ class Ingestor:
             return None
         version = 1 if old is None else old.version + 1
         db.execute(
-            "INSERT OR REPLACE INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
-            "updated_at, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
+            "updated_at, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mpxn) DO UPDATE SET "
+            "flag=excluded.flag, effective_from=excluded.effective_from, reason=excluded.reason, "
+            "event_id=excluded.event_id, event_ids=excluded.event_ids, override=excluded.override, "
+            "version=excluded.version, updated_at=excluded.updated_at, code=excluded.code",
             (mpxn, new.flag, new.effective_from, new.reason, new.event_id, json.dumps(list(new.event_ids)),
              new.override, version, now, new.code))
         body = flag_message(new, version, self.config)

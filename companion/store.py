@@ -1,64 +1,25 @@
-"""The bridge's store: SQLite in WAL mode with synchronous=FULL (a commit is durable).
+"""The bridge's store, on SQLite (WAL, synchronous=FULL: a commit is durable) or PostgreSQL,
+chosen by URL (companion/db.py, which also holds the schema and its migrations).
 
 Tables: the device key registry, events (the signed message as received, once per event
 id), the meter points each event names, the current flag per meter point, the flag
 outbox (written in the same transaction as the event that changed the flag) and the DTC
-files made from it. One connection per thread; writes come from one thread.
+files made from it. One connection per thread.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from .db import Database
 from .errors import CompanionError
 from .event import Event, parse_payload
 from .ids import eui64_bytes, eui64_text
 from .wire import load_public_key, parse_sign1
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
-    device_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, added_at REAL NOT NULL,
-    revoked_at REAL, hard INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS events (
-    event_id BLOB PRIMARY KEY, device_id TEXT NOT NULL, counter INTEGER NOT NULL,
-    type TEXT NOT NULL, device_time INTEGER NOT NULL, read_time INTEGER NOT NULL,
-    received_at REAL NOT NULL, message BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS event_mpxns (
-    mpxn TEXT NOT NULL, event_id BLOB NOT NULL, PRIMARY KEY (mpxn, event_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS flags (
-    mpxn TEXT PRIMARY KEY, flag TEXT, effective_from TEXT, reason TEXT NOT NULL,
-    event_id TEXT, event_ids TEXT NOT NULL, override TEXT, version INTEGER NOT NULL,
-    updated_at REAL NOT NULL, code TEXT NOT NULL DEFAULT 'none');
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, mpxn TEXT NOT NULL, version INTEGER NOT NULL,
-    flow TEXT NOT NULL, body TEXT NOT NULL, created_at REAL NOT NULL, mqtt_done INTEGER NOT NULL DEFAULT 0,
-    dtc_file TEXT, UNIQUE (mpxn, version));
-CREATE INDEX IF NOT EXISTS outbox_mqtt ON outbox (mqtt_done, seq);
-CREATE INDEX IF NOT EXISTS outbox_dtc ON outbox (flow, dtc_file, seq);
-CREATE TABLE IF NOT EXISTS dtc_files (
-    file_id TEXT PRIMARY KEY, flow TEXT NOT NULL, created TEXT NOT NULL, name TEXT NOT NULL,
-    state TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS rejections (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT, reason TEXT NOT NULL,
-    detail TEXT NOT NULL, size INTEGER NOT NULL, received_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS rejection_counts (
-    device_id TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
-    first_at REAL NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (device_id, reason)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS events_device_counter ON events (device_id, counter);
-CREATE TABLE IF NOT EXISTS suspicious (
-    event_id BLOB NOT NULL, device_id TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
-    at REAL NOT NULL, PRIMARY KEY (event_id, kind));
-CREATE TABLE IF NOT EXISTS api_tokens (
-    name TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE, created_at REAL NOT NULL,
-    revoked_at REAL);
-"""
-
 
 class RegistryError(CompanionError):
     reason = "key_registry"
@@ -92,32 +53,25 @@ class StoredFlag:
 
 
 class Store:
-    def __init__(self, path: str | Path):
-        self.path = str(path)
-        self._local = threading.local()
-        self.conn().executescript(SCHEMA)  # idempotent; executescript commits by itself
-        cols = {r[1] for r in self.conn().execute("PRAGMA table_info(flags)")}
-        if "code" not in cols:  # a store from before flags carried their reason code
-            self.conn().execute("ALTER TABLE flags ADD COLUMN code TEXT NOT NULL DEFAULT 'none'")
+    """upgrade: apply the schema's pending migrations on opening (a new store is made);
+    otherwise a store behind this companion's schema is refused (db.StoreError)."""
 
-    def conn(self) -> sqlite3.Connection:
-        c = getattr(self._local, "conn", None)
-        if c is None:
-            c = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            c.execute("PRAGMA journal_mode=WAL")
-            c.execute("PRAGMA synchronous=FULL")  # durable commits: the ack follows the fsync
-            c.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = c
-        return c
+    def __init__(self, url: str | Path, upgrade: bool = True):
+        self.db = Database(url)
+        self.path = self.db.url
+        if upgrade:
+            self.db.upgrade()
+        else:
+            self.db.check()
 
-    def tx(self) -> "_Tx":
-        return _Tx(self.conn())
+    def conn(self) -> Any:
+        return self.db.conn()
+
+    def tx(self) -> Any:
+        return self.db.tx()
 
     def close(self) -> None:
-        c = getattr(self._local, "conn", None)
-        if c is not None:
-            c.close()
-            self._local.conn = None
+        self.db.close()
 
     # --- key registry ----------------------------------------------------------------
     def add_key(self, device_id: str, public_key: bytes) -> None:
@@ -127,7 +81,7 @@ class Store:
             row = db.execute("SELECT public_key, revoked_at FROM keys WHERE device_id=?", (device_id,)).fetchone()
             if row and (bytes(row[0]) != public_key or row[1] is not None):
                 raise RegistryError(f"{device_id} already has a key (revoked or different); a device id is not reused")
-            db.execute("INSERT OR IGNORE INTO keys (device_id, public_key, added_at) VALUES (?, ?, ?)",
+            db.execute("INSERT INTO keys (device_id, public_key, added_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                        (device_id, public_key, time.time()))
 
     def revoke_key(self, device_id: str, at: float | None = None, hard: bool = False) -> None:
@@ -151,20 +105,20 @@ class Store:
 
     # --- events ----------------------------------------------------------------------
     @staticmethod
-    def insert_event(db: sqlite3.Connection, device_id: str, ev: Event, message: bytes,
+    def insert_event(db: Any, device_id: str, ev: Event, message: bytes,
                      received_at: float) -> str:
         """'stored', 'duplicate' (same bytes again) or 'conflict' (same id, other bytes)."""
         cur = db.execute(
-            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (ev.id, device_id, ev.counter, ev.type, ev.time, ev.evidence.read_time, received_at, message))
         if cur.rowcount == 0:
             row = db.execute("SELECT message FROM events WHERE event_id=?", (ev.id,)).fetchone()
             return "duplicate" if bytes(row[0]) == message else "conflict"
-        db.executemany("INSERT OR IGNORE INTO event_mpxns VALUES (?, ?)", [(m, ev.id) for m in ev.mpxns])
+        db.executemany("INSERT INTO event_mpxns VALUES (?, ?) ON CONFLICT DO NOTHING", [(m, ev.id) for m in ev.mpxns])
         return "stored"
 
     @staticmethod
-    def check_counter(db: sqlite3.Connection, device_id: str, ev: Event, now: float) -> list[str]:
+    def check_counter(db: Any, device_id: str, ev: Event, now: float) -> list[str]:
         """A device's counter never repeats and rises with its clock. An event that breaks
         this is kept (it is evidence) and recorded: `counter_reused` (the same counter under
         another event id) or `counter_backwards` (a lower counter on a later event, or a
@@ -186,9 +140,10 @@ class Store:
         return [k for k, _ in found]
 
     @staticmethod
-    def record_suspicious(db: sqlite3.Connection, event_id: bytes, device_id: str, kind: str, detail: str,
+    def record_suspicious(db: Any, event_id: bytes, device_id: str, kind: str, detail: str,
                           now: float) -> None:
-        db.execute("INSERT OR IGNORE INTO suspicious VALUES (?, ?, ?, ?, ?)", (event_id, device_id, kind, detail, now))
+        db.execute("INSERT INTO suspicious VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                   (event_id, device_id, kind, detail, now))
 
     def suspicious(self, device_ids: list[str] | None = None) -> list[dict]:
         sql = "SELECT device_id, kind, detail, event_id, at FROM suspicious"
@@ -204,7 +159,7 @@ class Store:
     def suspicious_devices(self) -> int:
         return self.conn().execute("SELECT count(DISTINCT device_id) FROM suspicious").fetchone()[0]
 
-    def events_for(self, mpxn: str, db: sqlite3.Connection | None = None,
+    def events_for(self, mpxn: str, db: Any | None = None,
                    known: dict[bytes, Event] | None = None) -> list[tuple[str, float, Event]]:
         """(device id, received at, event) for every stored event naming mpxn; `known` holds
         events already parsed (this batch's), which are not decoded again."""
@@ -222,7 +177,7 @@ class Store:
         return self.conn().execute("SELECT count(*) FROM events").fetchone()[0]
 
     # --- flags -----------------------------------------------------------------------
-    def flag(self, mpxn: str, db: sqlite3.Connection | None = None) -> StoredFlag | None:
+    def flag(self, mpxn: str, db: Any | None = None) -> StoredFlag | None:
         row = (db or self.conn()).execute(
             "SELECT mpxn, flag, effective_from, reason, event_id, event_ids, override, version, updated_at, code "
             "FROM flags WHERE mpxn=?", (mpxn,)).fetchone()
@@ -249,26 +204,26 @@ class Store:
                           "WHERE o.dtc_file IS NULL OR f.state = 'pending'").fetchone()[0],
                 c.execute("SELECT count(*) FROM dtc_files WHERE state='pending'").fetchone()[0])
 
-    def next_sequence(self, db: sqlite3.Connection, name: str) -> int:
-        db.execute("INSERT OR IGNORE INTO sequences VALUES (?, 0)", (name,))
+    def next_sequence(self, db: Any, name: str) -> int:
+        db.execute("INSERT INTO sequences VALUES (?, 0) ON CONFLICT DO NOTHING", (name,))
         db.execute("UPDATE sequences SET value = value + 1 WHERE name=?", (name,))
         return db.execute("SELECT value FROM sequences WHERE name=?", (name,)).fetchone()[0]
 
     REJECTIONS_KEPT = 10000  # detailed rows; older ones live on only in rejection_counts
 
     def record_rejection(self, device_id: str | None, reason: str, detail: str, size: int,
-                         received_at: float, db: sqlite3.Connection | None = None) -> None:
+                         received_at: float, db: Any | None = None) -> None:
         """Bounded whatever a flood of bad messages does: a count per (device, reason), and
         the details of the latest REJECTIONS_KEPT rejections."""
         c = db or self.conn()
         c.execute("INSERT INTO rejection_counts VALUES (?, ?, 1, ?, ?) ON CONFLICT (device_id, reason) "
-                  "DO UPDATE SET count = count + 1, last_at = excluded.last_at",
+                  "DO UPDATE SET count = rejection_counts.count + 1, last_at = excluded.last_at",
                   (device_id or "unknown", reason, received_at, received_at))
-        cur = c.execute(
-            "INSERT INTO rejections (device_id, reason, detail, size, received_at) VALUES (?, ?, ?, ?, ?)",
-            (device_id, reason, detail[:500], size, received_at))
-        if cur.lastrowid and cur.lastrowid % 100 == 0:
-            c.execute("DELETE FROM rejections WHERE id <= ?", (cur.lastrowid - self.REJECTIONS_KEPT,))
+        row_id = c.execute(
+            "INSERT INTO rejections (device_id, reason, detail, size, received_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (device_id, reason, detail[:500], size, received_at)).fetchone()[0]
+        if row_id % 100 == 0:
+            c.execute("DELETE FROM rejections WHERE id <= ?", (row_id - self.REJECTIONS_KEPT,))
 
     def rejection_counts(self) -> list[tuple[str, str, int]]:
         return [tuple(r) for r in self.conn().execute(
@@ -310,20 +265,6 @@ class Store:
     def ping(self) -> None:
         """Raises if the database cannot be read (for /healthz)."""
         self.conn().execute("SELECT count(*) FROM sequences").fetchone()
-
-
-class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, *rest: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 def _device(device_id: str) -> str:

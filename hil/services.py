@@ -1,5 +1,6 @@
-"""Real services for the bench and the tests: mosquitto on a free loopback port, and the
-bridge as a process (`companion bridge`), as deployed."""
+"""Real services for the bench and the tests: mosquitto on a free loopback port, a
+PostgreSQL cluster of their own, and the bridge as a process (`companion bridge`), as
+deployed."""
 
 from __future__ import annotations
 
@@ -73,6 +74,90 @@ class Mosquitto:
                                      max_packet_size=65536)
 
 
+def pg_bindir() -> Path | None:
+    """Where PostgreSQL's server programs are: on PATH, or Debian's /usr/lib/postgresql/N/bin."""
+    import glob
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(Path(d).parent.name))
+    return Path(dirs[-1]) if dirs else None
+
+
+class Postgres:
+    """A PostgreSQL cluster of its own (initdb, pg_ctl) in a temporary folder, listening on a
+    free loopback port with password authentication (scram-sha-256), as the tests start
+    mosquitto. Run as root, the server runs as the `postgres` user (it refuses root)."""
+
+    USER = "flagwise"
+
+    def __init__(self) -> None:
+        import secrets
+        import tempfile
+
+        bindir = pg_bindir()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL's server is not installed (Debian: apt-get install postgresql; "
+                               "tools/setup.sh does it)")
+        self.bin = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="flagwise-pg-"))
+        self.port = free_port()
+        self.password = secrets.token_urlsafe(18)
+        self._n = 0
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *argv: str) -> None:
+        p = subprocess.run(self._as + list(argv), capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError(f"{Path(argv[0]).name} failed: {(p.stderr or p.stdout)[-1500:]}")
+
+    def start(self) -> "Postgres":
+        pwfile = self.root / "pw"
+        pwfile.write_text(self.password + "\n")
+        if self._as:
+            import pwd
+
+            pw = pwd.getpwnam("postgres")
+            os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+        pwfile.chmod(0o600)
+        self._run(str(self.bin / "initdb"), "-D", str(self.root / "data"), "-U", self.USER, f"--pwfile={pwfile}",
+                  "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync")
+        pwfile.unlink()
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "log"), "-w",
+                  "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c max_connections=200",
+                  "start")
+        return self
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, prefix: str = "t") -> str:
+        """A new, empty database; its URL."""
+        import psycopg
+
+        self._n += 1
+        name = f"{prefix}_{os.getpid()}_{self._n}"
+        with psycopg.connect(self.url(), autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        import shutil
+
+        if (self.root / "data" / "postmaster.pid").exists():
+            subprocess.run(self._as + [str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate",
+                                       "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 def identity_files(pki: Pki, name: str, role: str) -> tuple[str, str]:
     """(certificate, key) of an identity, issued now if missing. A handheld's key is made
     here (the bench's stand-in for a handheld's own key) and kept beside its certificate."""
@@ -123,9 +208,9 @@ class BridgeProcess:
     """`companion bridge` in its own process, as deployed."""
 
     def __init__(self, workdir: Path, broker_url: str | None, *extra: str, http: str = "127.0.0.1:0",
-                 pki: Path | None = None, listen: str = "127.0.0.1:0"):
+                 pki: Path | None = None, listen: str = "127.0.0.1:0", db: str | None = None):
         self.workdir = workdir = workdir.resolve()
-        self.db = workdir / "bridge.db"
+        self.db: Path | str = db or workdir / "bridge.db"  # a SQLite file, or a PostgreSQL URL
         self.out = workdir / "out"
         self.pki = Pki(pki or workdir / "pki")
         self.args = [str(BIN / "companion"), "bridge", "--db", str(self.db), "--out", str(self.out),

@@ -20,8 +20,33 @@ def mpy() -> MicroPythonRunner:
     return MicroPythonRunner()
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL cluster of this test process's own (initdb, pg_ctl, a free port)."""
+    from hil.services import Postgres
+
+    pg = Postgres().start()
+    yield pg
+    pg.stop()
+
+
 @pytest.fixture
-def start_bridge(tmp_path, broker):
+def backend() -> str:
+    """The store's database for `start_bridge` and `store_url`: SQLite here; a module that
+    runs on both overrides it (params=["sqlite", "postgres"])."""
+    return "sqlite"
+
+
+@pytest.fixture
+def store_url(request, backend, tmp_path) -> str:
+    """A new, empty store: a SQLite file path, or a new database of the test cluster."""
+    if backend == "postgres":
+        return request.getfixturevalue("postgres").new_database()
+    return str(tmp_path / "bridge.db")
+
+
+@pytest.fixture
+def start_bridge(tmp_path, broker, store_url):
     """start_bridge(device_id, public_key_hex, *options): the bridge as a process on `broker`,
     with that handheld's key registered; stopped after the test."""
     from hil.services import BridgeProcess
@@ -29,7 +54,7 @@ def start_bridge(tmp_path, broker):
     started = []
 
     def start(device_id: str, public_key: str, *extra: str) -> BridgeProcess:
-        b = BridgeProcess(tmp_path, broker.url, *extra)
+        b = BridgeProcess(tmp_path, broker.url, *extra, db=store_url)
         assert b.companion("keys", "add", device_id, public_key).returncode == 0
         started.append(b.start())
         return b

@@ -22,6 +22,12 @@ T0 = 1793491200  # 2026-11-01, in the past: the bridge rejects events from the f
 DAY = 86400
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request) -> str:
+    """Every test here runs on both stores (SQLite, and a PostgreSQL cluster of its own)."""
+    return request.param
+
+
 @pytest.fixture
 def bridge(start_bridge):
     return start_bridge(DEVICE_ID, PUBLIC_KEY)
@@ -159,10 +165,10 @@ def dtc_changes(out: Path) -> dict[str, list[tuple[str, str]]]:
     return seen
 
 
-def test_sigkill_during_a_stream_loses_nothing_and_repeats_nothing(tmp_path, broker):
+def test_sigkill_during_a_stream_loses_nothing_and_repeats_nothing(tmp_path, broker, store_url):
     cfg = tmp_path / "bridge.toml"
     cfg.write_text("dtc_batch_age = 0.3\ndtc_batch_size = 40\nbatch_max = 50\n")
-    b = BridgeProcess(tmp_path, broker.url, "--config", str(cfg), "--client-id", "bridge-under-test")
+    b = BridgeProcess(tmp_path, broker.url, "--config", str(cfg), "--client-id", "bridge-under-test", db=store_url)
     assert b.companion("keys", "add", DEVICE_ID, PUBLIC_KEY).returncode == 0
     b.start()
     hh = Handheld(broker.url, broker.pki)

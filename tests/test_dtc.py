@@ -14,6 +14,12 @@ from companion.outputs import DtcWriter
 from companion.store import Store
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request) -> str:
+    """Every test here runs on both stores (SQLite, and a PostgreSQL cluster of its own)."""
+    return request.param
+
+
 def test_render_shape():
     created = datetime(2026, 11, 28, 9, 30, 5, tzinfo=timezone.utc)
     text = dtc.render(dtc.D0350, "FW00000001", created,
@@ -50,9 +56,9 @@ def _outbox(store: Store, rows: list[tuple[str, int, str, float]]) -> None:
                        (mpxn, version, "electricity" if len(mpxn) == 13 else "gas", json.dumps(body), created))
 
 
-def test_batches_close_by_size_and_by_age_and_never_repeat(tmp_path):
-    cfg = Config(db=str(tmp_path / "s.db"), out=str(tmp_path / "out"), dtc_batch_size=3, dtc_batch_age=60)
-    store = Store(cfg.db_path)
+def test_batches_close_by_size_and_by_age_and_never_repeat(tmp_path, store_url):
+    cfg = Config(db=store_url, out=str(tmp_path / "out"), dtc_batch_size=3, dtc_batch_age=60)
+    store = Store(cfg.db)
     w = DtcWriter(store, cfg)
     _outbox(store, [(f"13123456789{i:02d}"[:13], 1, "I", 1000.0) for i in range(5)] + [("1234567890", 1, "A", 1000.0)])
     files = w.tick(now=1010)  # 5 electricity changes: one full file of 3; the rest are young
@@ -66,24 +72,24 @@ def test_batches_close_by_size_and_by_age_and_never_repeat(tmp_path):
     assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
 
 
-def test_a_file_assigned_but_not_written_is_written_on_recovery(tmp_path):
-    cfg = Config(db=str(tmp_path / "s.db"), out=str(tmp_path / "out"), dtc_batch_size=10, dtc_batch_age=0)
-    store = Store(cfg.db_path)
+def test_a_file_assigned_but_not_written_is_written_on_recovery(tmp_path, store_url):
+    cfg = Config(db=store_url, out=str(tmp_path / "out"), dtc_batch_size=10, dtc_batch_age=0)
+    store = Store(cfg.db)
     w = DtcWriter(store, cfg)
     _outbox(store, [("1312345678907", 1, "A", 0.0)])
     # A crash between assigning the rows and writing the file:
     file_id = w._assign(dtc.D0350, now=100, force=False)
     assert file_id and not (tmp_path / "out").exists()
-    again = DtcWriter(Store(cfg.db_path), cfg)
+    again = DtcWriter(Store(cfg.db), cfg)
     [path] = again.tick(now=200)  # the pending file is written; its rows are taken: no second file
     assert path.name == f"D0350001_{file_id}.dtc"
     assert dtc.parse(path.read_text())["groups"] == [["350", "1312345678907", "A", "20261101"]]
     assert again.recover() == [] and again.tick(now=300) == []
 
 
-def test_legacy_flags_option(tmp_path):
-    cfg = Config(db=str(tmp_path / "s.db"), out=str(tmp_path / "out"), dtc_batch_age=0, legacy_flags=True)
-    store = Store(cfg.db_path)
+def test_legacy_flags_option(tmp_path, store_url):
+    cfg = Config(db=store_url, out=str(tmp_path / "out"), dtc_batch_age=0, legacy_flags=True)
+    store = Store(cfg.db)
     _outbox(store, [("1312345678907", 1, "I", 0.0), ("1312345678907", 2, "N", 0.0)])
     [path] = DtcWriter(store, cfg).tick(now=10)
     assert [g[2] for g in dtc.parse(path.read_text())["groups"]] == ["", "W"]

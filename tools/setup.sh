@@ -46,3 +46,20 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
         exit 1
     fi
 fi
+
+# PostgreSQL's server, for the PostgreSQL store's tests (they start their own cluster with
+# initdb and pg_ctl on a free port, as they start mosquitto) and for deployments.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing postgresql (apt-get)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq postgresql >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null && apt-get install -y -qq postgresql >/dev/null; }
+        # Tests start their own cluster; the system service is not needed.
+        command -v systemctl >/dev/null 2>&1 && systemctl disable --now postgresql >/dev/null 2>&1 || true
+        command -v pg_ctlcluster >/dev/null 2>&1 && pg_ctlcluster --force "$(ls /usr/lib/postgresql | sort -n | tail -1)" main stop >/dev/null 2>&1 || true
+    else
+        echo "setup: PostgreSQL's server is missing. Install it (Debian/Ubuntu: sudo apt-get install postgresql) and re-run." >&2
+        exit 1
+    fi
+fi

@@ -1,0 +1,266 @@
+"""The store's database: SQLite (a file) or PostgreSQL (psycopg 3), chosen by URL, and the
+versioned schema migrations of both (docs/operations.md "Upgrade").
+
+    companion.db                       a SQLite file (or sqlite:///path/to/file)
+    postgresql://user:pw@host/db       PostgreSQL (postgres:// too; libpq's URL form)
+
+The store's SQL is written once, in the dialect both speak: `?` placeholders (rewritten
+to `%s` for psycopg), `INSERT ... ON CONFLICT`, `RETURNING`. Only the table definitions
+differ (BLOB/BYTEA, REAL/DOUBLE PRECISION, AUTOINCREMENT/BIGSERIAL), one pair per migration.
+
+Each thread has its own connection. A transaction (`Database.tx()`) is BEGIN IMMEDIATE on
+SQLite, which serialises writers, and BEGIN on PostgreSQL, where writers that touch the same
+meter point are serialised by `lock_mpxns` (transaction-level advisory locks).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import CompanionError
+
+
+class StoreError(CompanionError):
+    """The store cannot be used as it is (missing, behind or ahead of this companion's schema,
+    unreachable): the message says what to do."""
+
+    reason = "store"
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgres://", "postgresql://"))
+
+
+def redact(url: str) -> str:
+    """A database URL for logs and messages: the password never appears."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def sqlite_path(url: str) -> str:
+    return url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+
+
+# --- migrations ---------------------------------------------------------------------------
+# (version, what it does, SQLite statements, PostgreSQL statements). Never edit a released
+# migration: add the next one. Version 1 is the schema of flagwise 0.2.0, so a 0.2.0 SQLite
+# store (tables, no version table) is upgraded in place: its statements are IF NOT EXISTS,
+# and a store from before flags carried their reason code gets the column.
+_V1_TABLES = """
+CREATE TABLE IF NOT EXISTS keys (
+    device_id TEXT PRIMARY KEY, public_key {blob} NOT NULL, added_at {real} NOT NULL,
+    revoked_at {real}, hard INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS events (
+    event_id {blob} PRIMARY KEY, device_id TEXT NOT NULL, counter {int} NOT NULL,
+    type TEXT NOT NULL, device_time {int} NOT NULL, read_time {int} NOT NULL,
+    received_at {real} NOT NULL, message {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS event_mpxns (
+    mpxn TEXT NOT NULL, event_id {blob} NOT NULL, PRIMARY KEY (mpxn, event_id)){norowid};
+CREATE TABLE IF NOT EXISTS flags (
+    mpxn TEXT PRIMARY KEY, flag TEXT, effective_from TEXT, reason TEXT NOT NULL,
+    event_id TEXT, event_ids TEXT NOT NULL, override TEXT, version INTEGER NOT NULL,
+    updated_at {real} NOT NULL, code TEXT NOT NULL DEFAULT 'none');
+CREATE TABLE IF NOT EXISTS outbox (
+    seq {serial}, mpxn TEXT NOT NULL, version INTEGER NOT NULL,
+    flow TEXT NOT NULL, body TEXT NOT NULL, created_at {real} NOT NULL, mqtt_done INTEGER NOT NULL DEFAULT 0,
+    dtc_file TEXT, UNIQUE (mpxn, version));
+CREATE INDEX IF NOT EXISTS outbox_mqtt ON outbox (mqtt_done, seq);
+CREATE INDEX IF NOT EXISTS outbox_dtc ON outbox (flow, dtc_file, seq);
+CREATE TABLE IF NOT EXISTS dtc_files (
+    file_id TEXT PRIMARY KEY, flow TEXT NOT NULL, created TEXT NOT NULL, name TEXT NOT NULL,
+    state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value {int} NOT NULL);
+CREATE TABLE IF NOT EXISTS rejections (
+    id {serial}, device_id TEXT, reason TEXT NOT NULL,
+    detail TEXT NOT NULL, size INTEGER NOT NULL, received_at {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS rejection_counts (
+    device_id TEXT NOT NULL, reason TEXT NOT NULL, count {int} NOT NULL,
+    first_at {real} NOT NULL, last_at {real} NOT NULL, PRIMARY KEY (device_id, reason)){norowid};
+CREATE INDEX IF NOT EXISTS events_device_counter ON events (device_id, counter);
+CREATE TABLE IF NOT EXISTS suspicious (
+    event_id {blob} NOT NULL, device_id TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
+    at {real} NOT NULL, PRIMARY KEY (event_id, kind));
+CREATE TABLE IF NOT EXISTS api_tokens (
+    name TEXT PRIMARY KEY, token_hash {blob} NOT NULL UNIQUE, created_at {real} NOT NULL,
+    revoked_at {real})
+"""
+_SQLITE_TYPES = {"blob": "BLOB", "real": "REAL", "int": "INTEGER", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT",
+                 "norowid": " WITHOUT ROWID"}
+_PG_TYPES = {"blob": "BYTEA", "real": "DOUBLE PRECISION", "int": "BIGINT", "serial": "BIGSERIAL PRIMARY KEY",
+             "norowid": ""}
+
+
+def _statements(script: str, types: dict[str, str]) -> list[str]:
+    return [s.strip() for s in script.format(**types).split(";") if s.strip()]
+
+
+def _v1_sqlite_code_column(conn: Any) -> None:
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(flags)")}
+    if "code" not in cols:
+        conn.execute("ALTER TABLE flags ADD COLUMN code TEXT NOT NULL DEFAULT 'none'")
+
+
+MIGRATIONS: list[tuple[int, str, dict[str, list]]] = [
+    (1, "the schema of flagwise 0.2.0: keys, events, flags, outbox, DTC files, rejections, tokens", {
+        "sqlite": [*_statements(_V1_TABLES, _SQLITE_TYPES), _v1_sqlite_code_column],
+        "postgres": _statements(_V1_TABLES, _PG_TYPES),
+    }),
+]
+LATEST = MIGRATIONS[-1][0]
+
+_VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                  "description TEXT NOT NULL, applied_at {real} NOT NULL)")
+_MIGRATION_LOCK = 0x666C6167  # "flag": the advisory lock id held while PostgreSQL migrates
+
+
+# --- connections --------------------------------------------------------------------------
+class _PgConn:
+    """A psycopg connection that takes the store's `?` SQL."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+        self._sql: dict[str, str] = {}
+
+    def _q(self, sql: str) -> str:
+        q = self._sql.get(sql)
+        if q is None:
+            q = self._sql[sql] = sql.replace("%", "%%").replace("?", "%s")
+        return q
+
+    def execute(self, sql: str, params: tuple | list = ()) -> Any:
+        return self.raw.execute(self._q(sql), params)
+
+    def executemany(self, sql: str, rows: list) -> Any:
+        cur = self.raw.cursor()
+        cur.executemany(self._q(sql), rows)
+        return cur
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class Database:
+    """One store's database: a connection per thread, transactions, migrations."""
+
+    def __init__(self, url: str | Path):
+        self.url = str(url)
+        self.kind = "postgres" if is_postgres(self.url) else "sqlite"
+        self._local = threading.local()
+
+    def __str__(self) -> str:
+        return redact(self.url)
+
+    # connections
+    def conn(self) -> Any:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = self._local.conn = self._connect()
+        return c
+
+    def _connect(self) -> Any:
+        if self.kind == "postgres":
+            try:
+                import psycopg
+
+                return _PgConn(psycopg.connect(self.url, autocommit=True, connect_timeout=10,
+                                               application_name="flagwise"))
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot connect to the database {redact(self.url)}: "
+                                 f"{str(exc).strip().splitlines()[0][:300]}") from None
+        c = sqlite3.connect(sqlite_path(self.url), timeout=30, isolation_level=None, check_same_thread=False)
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=FULL")  # durable commits: the ack follows the fsync
+        c.execute("PRAGMA foreign_keys=ON")
+        return c
+
+    def close(self) -> None:
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.close()
+            self._local.conn = None
+
+    @contextmanager
+    def tx(self) -> Iterator[Any]:
+        """BEGIN (IMMEDIATE, on SQLite) ... COMMIT, or ROLLBACK on an exception."""
+        c = self.conn()
+        c.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def lock_mpxns(self, db: Any, mpxns: list[str]) -> None:
+        """Serialise derivation per meter point across writers (replicas), in a fixed order so
+        that two batches never wait on each other. SQLite has one writer at a time already."""
+        if self.kind == "postgres":
+            for m in sorted(set(mpxns)):
+                db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (m,))
+
+    # schema
+    def _has_table(self, name: str) -> bool:
+        if self.kind == "postgres":
+            return self.conn().execute("SELECT to_regclass(?)", (name,)).fetchone()[0] is not None
+        return self.conn().execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                                   (name,)).fetchone() is not None
+
+    def version(self) -> int:
+        """The schema version (0: empty, or a 0.2.0 SQLite store from before versions)."""
+        if not self._has_table("schema_version"):
+            return 0
+        return self.conn().execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+    def is_empty(self) -> bool:
+        return self.version() == 0 and not self._has_table("events")
+
+    def pending(self) -> list[tuple[int, str]]:
+        """The migrations this store still needs, (version, description)."""
+        v = self.version()
+        if v > LATEST:
+            raise StoreError(f"the store {self} is at schema version {v}, newer than this companion knows "
+                             f"({LATEST}): upgrade the companion, not the store")
+        return [(n, d) for n, d, _ in MIGRATIONS if n > v]
+
+    def check(self) -> None:
+        """Refuse a store that is behind this companion's schema."""
+        todo = self.pending()
+        if todo:
+            raise StoreError(f"the store {self} is at schema version {self.version()} and this companion "
+                             f"needs {LATEST}: run `companion db upgrade` (docs/operations.md), or start "
+                             "the bridge with db_upgrade = true")
+
+    def upgrade(self) -> list[tuple[int, str]]:
+        """Apply the pending migrations, each in its own transaction; -> what was applied.
+        Safe when several bridges start at once: PostgreSQL holds an advisory lock, SQLite
+        the write lock of each transaction (a migration already applied is skipped)."""
+        types = _PG_TYPES if self.kind == "postgres" else _SQLITE_TYPES
+        applied = []
+        c = self.conn()
+        if self.kind == "postgres":
+            c.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
+        try:
+            with self.tx() as db:
+                db.execute(_VERSION_TABLE.format(**types))
+            for number, description, steps in MIGRATIONS:
+                with self.tx() as db:
+                    if db.execute("SELECT 1 FROM schema_version WHERE version=?", (number,)).fetchone():
+                        continue
+                    for step in steps[self.kind]:
+                        if callable(step):
+                            step(db)
+                        else:
+                            db.execute(step)
+                    db.execute("INSERT INTO schema_version VALUES (?, ?, ?)", (number, description, time.time()))
+                    if self.kind == "sqlite":
+                        db.execute(f"PRAGMA user_version = {int(number)}")
+                applied.append((number, description))
+        finally:
+            if self.kind == "postgres":
+                c.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
+        return applied
