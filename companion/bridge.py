@@ -35,6 +35,7 @@ from .outputs import DtcWriter
 from .pki import Pki, PkiError
 from .signing import Signer
 from .db import is_postgres
+from .times import iso
 from .store import Store
 
 log = logging.getLogger("companion")
@@ -42,7 +43,7 @@ log = logging.getLogger("companion")
 
 class JsonLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "msg": record.getMessage()}
+        out = {"ts": iso(record.created, ms=True), "level": record.levelname.lower(), "msg": record.getMessage()}
         out.update(getattr(record, "fields", {}))
         if record.exc_info:  # an internal error: the traceback is what on-call needs
             out["traceback"] = self.formatException(record.exc_info)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import CompanionError, WireError
+from .times import iso
 from .wire import MAX_MESSAGE, verify_event
 
 
@@ -147,7 +148,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             _revoke_at_broker(args)
         else:
             for k in store.keys():
-                state = "active" if k.active else f"revoked {int(k.revoked_at)}" + (" hard" if k.hard else "")
+                state = "active" if k.active else f"revoked {iso(k.revoked_at)}" + (" hard" if k.hard else "")
                 print(f"{k.device_id}  {k.public_key.hex()}  {state}")
     except (RegistryError, ValueError) as exc:
         print(f"companion keys {args.action}: {exc}", file=sys.stderr)
@@ -301,6 +302,63 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if diffs else 0
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    """The store's schema and backups (docs/operations.md)."""
+    from . import backup
+    from .config import load
+    from .db import LATEST, Database, StoreError, is_postgres
+
+    cfg = load(args.config, {"db": args.db})
+    if args.action != "upgrade" and not is_postgres(cfg.db) and args.action != "restore" \
+            and not Path(cfg.db_path).exists():
+        raise StoreError(f"no store at {cfg.db_path}: give --db (or db in --config)")
+    db = Database(cfg.db)
+    try:
+        if args.action == "status":
+            version, todo = db.version(), db.pending()
+            print(f"store: {db}")
+            print(f"schema version: {version} (this companion: {LATEST})")
+            for n, what in todo:
+                print(f"pending: {n} {what}")
+            if todo:
+                print("run `companion db upgrade` (the bridge does it at start unless db_upgrade = false)")
+            return 1 if todo else 0
+        if args.action == "upgrade":
+            applied = db.upgrade()
+            for n, what in applied:
+                print(f"applied: {n} {what}")
+            print(f"schema version: {db.version()} ({'up to date' if not applied else 'upgraded'})")
+            return 0
+        if args.action == "backup":
+            backup.backup(db, Path(args.file))
+            print(f"backed up {db} to {args.file}")
+            return 0
+        backup.restore(db, Path(args.file))
+        print(f"restored {args.file} into {db} (schema version {db.version()}; "
+              f"{'run companion db upgrade' if db.pending() else 'up to date'})")
+        return 0
+    except _db_errors() as exc:
+        raise StoreError(f"{args.action}: {_first_line(exc)}") from None
+    finally:
+        db.close()
+
+
+def cmd_flags_republish(args: argparse.Namespace) -> int:
+    _, store = _store(args)
+    n = store.republish_flags()
+    print(f"{n} flags queued: the running bridge publishes each again, signed and retained, at its version")
+    return 0
+
+
+def _time_arg(text: str) -> float:
+    from .times import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="companion", description="Back-office bridge for handheld events.")
     ap.add_argument("--version", action="version", version=f"companion {__version__}")
@@ -314,7 +372,8 @@ def parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verify)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--db", help="SQLite file (default companion.db, or the config file's)")
+        p.add_argument("--db", help="SQLite file, or postgresql://USER:PASSWORD@HOST/DB (default companion.db, "
+                                    "or the config file's)")
         p.add_argument("--config", help="TOML configuration file (docs/bridge.md)")
 
     b = sub.add_parser("bridge", help="run the bridge service")
@@ -378,6 +437,22 @@ def parser() -> argparse.ArgumentParser:
     fv.add_argument("--last-version", type=int, help="the last version you accepted: older or equal is refused")
     fv.add_argument("--pretty", action="store_true")
     fv.set_defaults(func=cmd_flags_verify)
+    fr = fls.add_parser("republish", help="queue every meter point's current flag for publishing again "
+                                          "(retained flags lost by the broker)")
+    common(fr)
+    fr.set_defaults(func=cmd_flags_republish)
+
+    d = sub.add_parser("db", help="the store: schema version, upgrade, backup and restore (docs/operations.md)")
+    ds = d.add_subparsers(dest="action", required=True)
+    ds.add_parser("status", help="schema version, and the migrations still to apply (exit 1 if any)")
+    ds.add_parser("upgrade", help="apply the pending migrations (a new store is made)")
+    dbk = ds.add_parser("backup", help="a consistent copy while the bridge runs (SQLite backup API; pg_dump)")
+    dbk.add_argument("file", help="the backup file to make (never overwritten)")
+    drs = ds.add_parser("restore", help="restore a backup into a new store (a missing file, or an empty database)")
+    drs.add_argument("file", help="a file made by `companion db backup`")
+    for p in ds.choices.values():
+        common(p)
+    d.set_defaults(func=cmd_db)
 
     k = sub.add_parser("keys", help="the device key registry")
     ksub = k.add_subparsers(dest="action", required=True)
@@ -386,7 +461,8 @@ def parser() -> argparse.ArgumentParser:
     ka.add_argument("public_key", metavar="PUBLIC_KEY_HEX")
     kr = ksub.add_parser("revoke", help="revoke a handheld's key")
     kr.add_argument("device_id")
-    kr.add_argument("--at", type=float, help="revocation time, seconds since the epoch (default now)")
+    kr.add_argument("--at", type=_time_arg,
+                    help="revocation time: ISO 8601 (2026-11-27T10:00:00Z) or seconds since the epoch (default now)")
     kr.add_argument("--hard", action="store_true", help="reject every event, even those made before --at")
     kl = ksub.add_parser("list", help="list registered keys")
     for p in (ka, kr, kl):

@@ -245,6 +245,7 @@ class Database:
         if self.kind == "postgres":
             c.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
         try:
+            self.pending()  # a store newer than this companion is refused, never touched
             with self.tx() as db:
                 db.execute(_VERSION_TABLE.format(**types))
             for number, description, steps in MIGRATIONS:

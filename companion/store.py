@@ -186,6 +186,14 @@ class Store:
         return StoredFlag(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8],
                           row[9])
 
+    def republish_flags(self) -> int:
+        """Queue each meter point's current flag (its outbox row at the flag's version) for
+        MQTT again; the bridge publishes it, retained. -> how many."""
+        with self.tx() as db:
+            return db.execute(
+                "UPDATE outbox SET mqtt_done=0 WHERE mqtt_done=1 AND EXISTS (SELECT 1 FROM flags f "
+                "WHERE f.mpxn = outbox.mpxn AND f.version = outbox.version AND f.version > 0)").rowcount
+
     # --- outbox ----------------------------------------------------------------------
     def pending_mqtt(self, limit: int = 500) -> list[tuple[int, str, str]]:
         return self.conn().execute(
