@@ -3,7 +3,8 @@
 GET /v1/sites/{mpxn}         flag, since, reason, devices, event ids   (400 bad MPxN, 404 unknown)
 GET /v1/sites/{mpxn}/events  the events behind it, in policy order
 GET /v1/keys                 the bridge public keys that sign acks and flag updates (open)
-GET /healthz                 {"status": "ok", ...} while the bridge is healthy (open; 503 if not)
+GET /healthz                 liveness: {"status": "ok", ...} while the process can work (open; 503 if not)
+GET /readyz                  readiness: also the broker link and the store up (open; 503 if not)
 GET /metrics                 Prometheus text format (open)
 
 Sites are personal data (a meter point with installer and device data): every /v1/sites
@@ -25,7 +26,7 @@ from .store import Store
 
 
 class Api:
-    def __init__(self, store: Store, config: Config, metrics: Metrics, health: Callable[[], dict], pki=None):
+    def __init__(self, store: Store, config: Config, metrics: Metrics, health: Callable[..., dict], pki=None):
         self.store, self.config, self.metrics, self.health = store, config, metrics, health
         self.pki = pki
 
@@ -33,8 +34,8 @@ class Api:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         if method != "GET":
             return self._json(start_response, 405, {"error": "only GET is supported"})
-        if path == "/healthz":
-            h = self.health()
+        if path in ("/healthz", "/readyz"):
+            h = self.health(ready=path == "/readyz")
             return self._json(start_response, 200 if h.get("status") == "ok" else 503, h)
         if path == "/metrics":
             depth = self.store.outbox_depth()

@@ -91,13 +91,19 @@ class BridgeState:
     broker_url: str = ""
     http_url: str | None = None
     started_at: float = field(default_factory=time.time)
+    storage_error: str | None = None  # the store's last failure, until a batch goes through
+    fatal: str | None = None  # why the bridge stopped itself (another replica with our client id)
+
+
+class BrokerRefused(ConnectionError):
+    """The broker refused our identity: waiting will not help."""
 
 
 class Bridge:
     def __init__(self, config: Config):
         self.config = config
-        self.metrics = Metrics()
         self.store = Store(config.db, upgrade=config.db_upgrade)
+        self.metrics = Metrics(config.mqtt_client_id, self.store.db.kind)
         self.ingestor = Ingestor(self.store, config)
         self.dtc = DtcWriter(self.store, config)
         self.state = BridgeState()
@@ -111,6 +117,7 @@ class Bridge:
         self._embedded: ManagedBroker | None = None
         self._http: Any = None  # waitress's server (untyped)
         self.pki = prepare_pki(config)
+        self._instance: str | None = None  # this run's token in the replicas table
         self.signer = Signer(self.pki.signing_key(config.name))
 
     # --- life cycle ----------------------------------------------------------------------
@@ -129,20 +136,52 @@ class Bridge:
             url = self._embedded.url
         else:
             url = self.state.broker_url = cfg.broker
+        # One running bridge per client id, checked in the store all replicas share: a second
+        # one is refused here, before it takes the first one's broker session.
+        import os
+        import secrets
+
+        self._instance = secrets.token_hex(8)
+        self.store.claim_replica(cfg.mqtt_client_id, self._instance, socket.gethostname(), os.getpid(), time.time())
         self.dtc.recover()
-        self._connect(url, (mqtt.MQTTv5,) if self._embedded else (mqtt.MQTTv5, mqtt.MQTTv311))
+        if cfg.http:
+            self._start_http()  # first: /healthz and /readyz answer while the broker is awaited
+        self._await_broker(url, (mqtt.MQTTv5,) if self._embedded else (mqtt.MQTTv5, mqtt.MQTTv311))
         self._spawn("ingest", self._ingest_loop)
         self._spawn("flag-publisher", self._publish_loop)
         self._spawn("dtc", self._dtc_loop)
-        if cfg.http:
-            self._start_http()
         return self
+
+    def _await_broker(self, url: str, protocols: tuple[mqtt.MQTTProtocolVersion, ...]) -> None:
+        """Connect, waiting up to broker_wait seconds for a broker that is down or starting, with
+        a backoff doubling from 1 s to 30 s. A broker that refuses our identity is not waited for."""
+        deadline = time.monotonic() + self.config.broker_wait
+        delay = 1.0
+        while True:
+            try:
+                self._connect(url, protocols)
+                return
+            except BrokerRefused:
+                raise
+            except ConnectionError as exc:
+                if time.monotonic() + delay > deadline or self._stop.is_set():
+                    raise
+                log.warning("waiting for the broker", extra={"fields": {"error": str(exc), "retry_in_s": delay}})
+                if self._stop.wait(delay):
+                    raise
+                delay = min(delay * 2, 30.0)
 
     def stop(self) -> None:
         self._stop.set()
         self._publish_wake.set()
         for t in self._threads:
             t.join(10)
+        if self._instance is not None:
+            try:
+                self.store.release_replica(self.config.mqtt_client_id, self._instance)
+            except Exception:  # a store that is down: the claim goes stale by itself
+                pass
+            self._instance = None
         if self._http is not None:
             self._http.close()
         if self._client is not None:
@@ -219,7 +258,7 @@ class Bridge:
                 return
             _discard(c)
             if rc in (134, 135, 4, 5):
-                raise ConnectionError(f"broker at {url} refused our identity {self.config.name} (reason {rc}): "
+                raise BrokerRefused(f"broker at {url} refused our identity {self.config.name} (reason {rc}): "
                                       "check the client certificate and the ACL (docs/security.md)")
             if protocol == mqtt.MQTTv5 and len(protocols) > 1:
                 continue  # e.g. the embedded broker: 3.1.1 only
@@ -282,6 +321,17 @@ class Bridge:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
         self.state.connected = False
+        rc = reason_code.value if hasattr(reason_code, "value") else reason_code
+        if rc == 142 and not self._stop.is_set():  # MQTT 5 "session taken over" (§3.14.2.1)
+            # Another client connected with our client id: two replicas sharing one would take
+            # the session from each other every second. This one stops, and says why.
+            self.state.fatal = (f"another client connected with this bridge's client id "
+                                f"{self.config.mqtt_client_id!r}: each replica needs its own client_id "
+                                "(--client-id, FLAGWISE_CLIENT_ID; docs/operations.md)")
+            log.error(self.state.fatal)
+            client.disconnect()  # no automatic reconnect: it would take the session back
+            self._stop.set()
+            return
         if not self._stop.is_set():
             log.warning("disconnected", extra={"fields": {"reason": str(reason_code)}})
 
@@ -308,16 +358,32 @@ class Bridge:
             self._handle(batch)
 
     def _handle(self, batch: list[Incoming]) -> None:
-        try:
-            outcomes = self.ingestor.handle_batch(batch)
-        except Exception:
-            if len(batch) == 1:
+        # A store that is down or busy (a database restart, a failover) holds the batch: it is
+        # retried with a bounded backoff, unacked at the broker, never rejected. Its handhelds
+        # hear nothing and send again; a replica that dies meanwhile leaves the messages to the
+        # broker's redelivery.
+        transient = self.store.db.transient_errors()
+        delay = 0.5
+        while True:
+            try:
+                outcomes = self.ingestor.handle_batch(batch)
+                self.state.storage_error = None
+                break
+            except transient as exc:
+                self.metrics.storage_retries.inc()
+                self._storage_trouble("storing events", exc)
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, 10.0)
+                self.store.close()  # a fresh connection on the retry
+            except Exception:
+                if len(batch) > 1:  # isolate the message that breaks the batch; the others go through
+                    for msg in batch:
+                        self._handle([msg])
+                    return
                 log.exception("internal error handling a message", extra={"fields": {"topic": batch[0].topic}})
                 outcomes = [Outcome(batch[0], "rejected", None, None, "internal_error", "internal error")]
-            else:  # isolate the message that breaks the batch; the others go through
-                for msg in batch:
-                    self._handle([msg])
-                return
+                break
         client = self._client
         for o in outcomes:
             self._report(o)
@@ -371,30 +437,66 @@ class Bridge:
             client = self._client
             if client is None or not self.state.connected:
                 continue
-            while not self._stop.is_set():
-                rows = store.pending_mqtt()
-                if not rows:
-                    break
-                sent = []
-                infos = [(seq, client.publish(f"{self.config.prefix}/flags/{mpxn}",
-                                              self.signer.flag(json.loads(body)), qos=1, retain=True))
-                         for seq, mpxn, body in rows]
-                for seq, info in infos:
-                    try:
-                        info.wait_for_publish(timeout=10)
-                    except (RuntimeError, ValueError):
+            try:
+                while not self._stop.is_set():
+                    if store.db.kind == "postgres":
+                        # Replicas: one publishes at a time (a transaction-level lock), so each
+                        # change goes out once and a meter point's versions go out in order.
+                        with store.tx() as db:
+                            if not store.db.try_lock(db, "publish"):
+                                break  # another replica is publishing; look again on the next wake
+                            rows, sent = self._publish_rows(client, store.pending_mqtt(db=db))
+                            if sent:
+                                store.mark_mqtt_done(sent, db)
+                    else:
+                        rows, sent = self._publish_rows(client, store.pending_mqtt())
+                        if sent:
+                            store.mark_mqtt_done(sent)
+                    if not rows:
                         break
-                    if not info.is_published():
+                    if len(sent) < len(rows):
+                        time.sleep(0.5)  # disconnected: paho resends on reconnect; we retry the rest
                         break
-                    sent.append(seq)
-                if sent:
-                    store.mark_mqtt_done(sent)
-                if len(sent) < len(rows):
-                    time.sleep(0.5)  # disconnected: paho resends on reconnect; we retry the rest
-                    break
+            except store.db.transient_errors() as exc:
+                self._storage_trouble("publishing flags", exc)
+                store.close()
+                self._stop.wait(1.0)
+
+    def _publish_rows(self, client: mqtt.Client, rows: list) -> tuple[list, list[int]]:
+        """Publish outbox rows (signed, retained, QoS 1); -> (rows, the seqs the broker took)."""
+        sent: list[int] = []
+        infos = [(seq, client.publish(f"{self.config.prefix}/flags/{mpxn}",
+                                      self.signer.flag(json.loads(body)), qos=1, retain=True))
+                 for seq, mpxn, body in rows]
+        for seq, info in infos:
+            try:
+                info.wait_for_publish(timeout=10)
+            except (RuntimeError, ValueError):
+                break
+            if not info.is_published():
+                break
+            sent.append(seq)
+        return rows, sent
+
+    def _storage_trouble(self, doing: str, exc: BaseException) -> None:
+        self.state.storage_error = f"{type(exc).__name__}: {str(exc).strip()[:120]}"
+        log.error(f"the store failed while {doing}; retrying", extra={"fields": {"error": self.state.storage_error}})
 
     def _dtc_loop(self) -> None:
+        beat = 0.0
         while not self._stop.wait(1.0):
+            if time.monotonic() - beat >= 5.0:
+                beat = time.monotonic()
+                try:
+                    if self._instance is not None and not self.store.heartbeat_replica(
+                            self.config.mqtt_client_id, self._instance, time.time()):
+                        self.state.fatal = (f"another bridge took the client id {self.config.mqtt_client_id!r} "
+                                            "while this one was stalled: stopping (docs/operations.md)")
+                        log.error(self.state.fatal)
+                        self._stop.set()
+                        return
+                except self.store.db.transient_errors() as exc:
+                    self._storage_trouble("beating the replica heartbeat", exc)
             try:
                 for path in self.dtc.tick():
                     log.info("dtc file", extra={"fields": {"path": str(path)}})
@@ -406,24 +508,34 @@ class Bridge:
                 log.exception("writing DTC files failed; will retry")
 
     # --- read API -----------------------------------------------------------------------
-    def health(self) -> dict:
-        """ok only when the broker link is up, the store answers and every worker runs."""
+    def health(self, ready: bool = False) -> dict:
+        """Liveness (/healthz): failing only when this process cannot make progress by itself (a
+        worker thread died, its own broker exited, it stopped itself); a restart may help.
+        Readiness (/readyz, ready=True): also the broker link up and subscribed, and the store
+        answering; failing while a dependency is down, which a restart does not fix."""
         problems = []
-        if not self.state.connected:
-            problems.append("broker link down")
-        elif not self.state.subscribed:
-            problems.append("the broker refused our subscription to events (ACL)")
         if self._embedded is not None and not self._embedded.alive:
             problems.append("the bridge's broker process has exited")
         dead = [t.name for t in self._threads if not t.is_alive()]
         if dead and not self._stop.is_set():
             problems.append("worker stopped: " + ", ".join(dead))
+        if self.state.fatal:
+            problems.append(self.state.fatal)
         events = None
-        try:
-            self.store.ping()
-            events = self.store.event_count()
-        except Exception as exc:  # sqlite3.Error, OSError: storage is failing
-            problems.append(f"storage: {type(exc).__name__}: {str(exc)[:80]}")
+        if ready:
+            if not self.state.connected:
+                problems.append("broker link down")
+            elif not self.state.subscribed:
+                problems.append("the broker refused our subscription to events (ACL)")
+            if self.state.storage_error:
+                problems.append(f"storage: {self.state.storage_error}")
+            try:
+                self.store.ping()
+                events = self.store.event_count()
+            except Exception as exc:  # sqlite3.Error, psycopg.Error, OSError: storage is failing
+                problems.append(f"storage: {type(exc).__name__}: {str(exc).strip()[:80]}")
+                self.store.close()  # a fresh connection next time
+            self.metrics.up.set(0 if problems else 1)
         return {"status": "ok" if not problems else "failing", "problems": problems,
                 "broker": self.state.broker_url, "protocol": self.state.protocol, "events": events,
                 "insecure": self.config.insecure, "queue": self._queue.qsize(),

@@ -126,6 +126,9 @@ def cmd_bridge(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: bridge._stop.set())
     bridge.run_forever()
+    if bridge.state.fatal:
+        print(f"companion bridge: {bridge.state.fatal}", file=sys.stderr)
+        return 3
     return 0
 
 

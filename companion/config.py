@@ -33,6 +33,7 @@ class Config:
     client_id: str | None = None  # default: the identity name (the broker enforces it)
     share_group: str | None = None  # subscribe as $share/<group>/... (several replicas)
     session_expiry: int = 7 * 86400  # s, MQTT 5 persistent-session lifetime
+    broker_wait: float = 300.0  # s to wait for the broker at start (backoff 1 s .. 30 s); 0: try once
     keepalive: int = 30  # s
     tls_ca: str | None = None  # CA file for mqtts:// (default: the pki folder's ca.crt)
     tls_cert: str | None = None  # client certificate (default: pki/clients/<name>.crt)
@@ -84,7 +85,15 @@ class Config:
 
     @property
     def mqtt_client_id(self) -> str:
-        return self.client_id or self.name
+        """One per replica: the configured one, else the identity's name, and with a shared
+        subscription (several replicas) the name and this host's (docs/operations.md)."""
+        if self.client_id:
+            return self.client_id
+        if self.share_group:
+            import socket
+
+            return f"{self.name}-{socket.gethostname()}"[:64]
+        return self.name
 
     def check(self) -> "Config":
         if self.broker is not None and not self.broker.startswith(("mqtt://", "mqtts://")):

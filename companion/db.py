@@ -111,6 +111,17 @@ MIGRATIONS: list[tuple[int, str, dict[str, list]]] = [
         "postgres": _statements(_V1_TABLES, _PG_TYPES),
     }),
 ]
+_V2 = """
+CREATE TABLE replicas (
+    client_id TEXT PRIMARY KEY, instance TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    started_at {real} NOT NULL, heartbeat_at {real} NOT NULL);
+ALTER TABLE flags ADD COLUMN last_key TEXT
+"""
+MIGRATIONS.append(
+    (2, "replicas (one running bridge per MQTT client id); flags.last_key (incremental derivation)", {
+        "sqlite": _statements(_V2, _SQLITE_TYPES),
+        "postgres": _statements(_V2, _PG_TYPES),
+    }))
 LATEST = MIGRATIONS[-1][0]
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
@@ -202,6 +213,26 @@ class Database:
         if self.kind == "postgres":
             for m in sorted(set(mpxns)):
                 db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (m,))
+
+    _LOCKS = {"publish": 0x666C6701, "dtc": 0x666C6702, "replicas": 0x666C6703}
+
+    def try_lock(self, db: Any, name: str) -> bool:
+        """A transaction-level lock on one output (publish, dtc) shared by every replica: the
+        replica that holds it works that output alone until it commits, so flag updates go out
+        in version order and a change is never assigned to two DTC files. SQLite: BEGIN
+        IMMEDIATE already excludes every other writer."""
+        if self.kind != "postgres":
+            return True
+        return bool(db.execute("SELECT pg_try_advisory_xact_lock(?)", (self._LOCKS[name],)).fetchone()[0])
+
+    def transient_errors(self) -> tuple[type[BaseException], ...]:
+        """Errors of a database that is down or busy for a while: the work is retried, never
+        turned into a rejection."""
+        if self.kind == "postgres":
+            import psycopg
+
+            return (psycopg.OperationalError, psycopg.InterfaceError, StoreError)
+        return (sqlite3.OperationalError,)
 
     # schema
     def _has_table(self, name: str) -> bool:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info, PlatformCollector,
+                               ProcessCollector)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, replica: str = "bridge", backend: str = "sqlite") -> None:
+        from . import __version__
+
         r = self.registry = CollectorRegistry()
+        # The process's CPU, memory, descriptors and start time, and the Python runtime.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        Info("flagwise_build", "The bridge's version, replica (MQTT client id) and store", registry=r).info(
+            {"version": __version__, "replica": replica, "store": backend})
+        self.up = Gauge("flagwise_ready", "1 while the replica is ready (/readyz): broker link up and "
+                        "subscribed, store answering", registry=r)
+        self.storage_retries = Counter("flagwise_storage_retries", "Batches retried because the store failed",
+                                       registry=r)
         self.received = Counter("flagwise_events_received", "Event messages received", registry=r)
         self.verified = Counter("flagwise_events_verified", "Event messages that passed every check", registry=r)
         self.rejected = Counter("flagwise_events_rejected", "Event messages rejected", ["reason"], registry=r)

@@ -33,7 +33,7 @@ class DtcWriter:
         """Write the files that were assigned but not yet written (a crash in between)."""
         rows = self.store.conn().execute(
             "SELECT file_id FROM dtc_files WHERE state='pending' ORDER BY file_id").fetchall()
-        return [self._write(r[0]) for r in rows]
+        return [p for p in (self._write(r[0]) for r in rows) if p is not None]
 
     def tick(self, now: float | None = None, force: bool = False) -> list[Path]:
         """Write the files assigned but not yet written (a failed write, a crash), then close
@@ -52,7 +52,9 @@ class DtcWriter:
                     file_id = self._assign(flow, now, force)
                     if file_id is None:
                         break
-                    written.append(self._write(file_id))
+                    path = self._write(file_id)
+                    if path is not None:
+                        written.append(path)
         except OSError:
             self._backoff = min(max(self._backoff * 2, 1.0), self.MAX_BACKOFF)
             self._retry_at = mono + self._backoff
@@ -66,6 +68,8 @@ class DtcWriter:
     def _assign(self, flow: dtc.Flow, now: float, force: bool) -> str | None:
         cfg = self.config
         with self.store.tx() as db:
+            if not self.store.db.try_lock(db, "dtc"):
+                return None  # another replica is assigning: it takes these rows
             rows = db.execute(
                 "SELECT seq, created_at FROM outbox WHERE flow=? AND dtc_file IS NULL ORDER BY seq LIMIT ?",
                 (flow.name, cfg.dtc_batch_size)).fetchall()
@@ -83,8 +87,24 @@ class DtcWriter:
             db.executemany("UPDATE outbox SET dtc_file=? WHERE seq=?", [(file_id, r[0]) for r in rows])
         return file_id
 
-    def _write(self, file_id: str) -> Path:
-        c = self.store.conn()
+    def _write(self, file_id: str) -> Path | None:
+        # Written while holding the file's row, so that two replicas never both write it (their
+        # folders may differ); None when another replica has it or has written it.
+        if self.store.db.kind == "postgres":
+            with self.store.tx() as db:
+                row = db.execute("SELECT file_id FROM dtc_files WHERE file_id=? AND state='pending' "
+                                 "FOR UPDATE SKIP LOCKED", (file_id,)).fetchone()
+                if row is None:
+                    return None
+                path = self._render(db, file_id)
+                db.execute("UPDATE dtc_files SET state='written' WHERE file_id=?", (file_id,))
+            return path
+        path = self._render(self.store.conn(), file_id)
+        with self.store.tx() as db:
+            db.execute("UPDATE dtc_files SET state='written' WHERE file_id=?", (file_id,))
+        return path
+
+    def _render(self, c, file_id: str) -> Path:
         flow_name, created, name = c.execute(
             "SELECT flow, created, name FROM dtc_files WHERE file_id=?", (file_id,)).fetchone()
         changes = [json.loads(r[0]) for r in c.execute(
@@ -97,7 +117,4 @@ class DtcWriter:
             changes, from_participant=self.config.dtc_from_participant,
             to_participant=self.config.dtc_electricity_to if flow_name == "electricity" else self.config.dtc_gas_to,
             test_flag=self.config.dtc_test_flag)
-        path = dtc.write_atomically(self.out, name, text)
-        with self.store.tx() as db:
-            db.execute("UPDATE dtc_files SET state='written' WHERE file_id=?", (file_id,))
-        return path
+        return dtc.write_atomically(self.out, name, text)

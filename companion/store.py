@@ -186,6 +186,53 @@ class Store:
         return StoredFlag(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8],
                           row[9])
 
+    # --- replicas: one running bridge per MQTT client id ------------------------------------
+    REPLICA_STALE = 15.0  # s without a heartbeat after which a replica's client id is free again
+
+    def claim_replica(self, client_id: str, instance: str, host: str, pid: int, now: float) -> None:
+        """Register this bridge as the one running with client_id, or raise StoreError naming the
+        replica that already runs with it (its heartbeat is fresh, and it is not a dead process
+        of this host: a restart after a crash takes its id back at once)."""
+        import os
+
+        from .db import StoreError
+        from .times import iso
+
+        with self.tx() as db:
+            if self.db.kind == "postgres":
+                db.execute("SELECT pg_advisory_xact_lock(?)", (self.db._LOCKS["replicas"],))
+            row = db.execute("SELECT instance, host, pid, heartbeat_at FROM replicas WHERE client_id=?",
+                             (client_id,)).fetchone()
+            if row is not None and row[0] != instance and now - row[3] < self.REPLICA_STALE:
+                alive = True
+                if row[1] == host:
+                    try:
+                        os.kill(int(row[2]), 0)
+                    except ProcessLookupError:
+                        alive = False
+                    except PermissionError:
+                        pass
+                if alive:
+                    raise StoreError(
+                        f"the MQTT client id {client_id!r} is in use by a running bridge on {row[1]} (pid {row[2]}, "
+                        f"last seen {iso(row[3])}): each replica needs its own client id (--client-id or "
+                        "FLAGWISE_CLIENT_ID; docs/operations.md). Two bridges with one id take the broker "
+                        "session from each other every second.")
+            db.execute("INSERT INTO replicas VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET "
+                       "instance=excluded.instance, host=excluded.host, pid=excluded.pid, "
+                       "started_at=excluded.started_at, heartbeat_at=excluded.heartbeat_at",
+                       (client_id, instance, host, pid, now, now))
+
+    def heartbeat_replica(self, client_id: str, instance: str, now: float) -> bool:
+        """False when another bridge has taken the client id (ours had gone stale)."""
+        with self.tx() as db:
+            return db.execute("UPDATE replicas SET heartbeat_at=? WHERE client_id=? AND instance=?",
+                              (now, client_id, instance)).rowcount == 1
+
+    def release_replica(self, client_id: str, instance: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM replicas WHERE client_id=? AND instance=?", (client_id, instance))
+
     def republish_flags(self) -> int:
         """Queue each meter point's current flag (its outbox row at the flag's version) for
         MQTT again; the bridge publishes it, retained. -> how many."""
@@ -195,11 +242,14 @@ class Store:
                 "WHERE f.mpxn = outbox.mpxn AND f.version = outbox.version AND f.version > 0)").rowcount
 
     # --- outbox ----------------------------------------------------------------------
-    def pending_mqtt(self, limit: int = 500) -> list[tuple[int, str, str]]:
-        return self.conn().execute(
+    def pending_mqtt(self, limit: int = 500, db: Any = None) -> list[tuple[int, str, str]]:
+        return (db or self.conn()).execute(
             "SELECT seq, mpxn, body FROM outbox WHERE mqtt_done=0 ORDER BY seq LIMIT ?", (limit,)).fetchall()
 
-    def mark_mqtt_done(self, seqs: list[int]) -> None:
+    def mark_mqtt_done(self, seqs: list[int], db: Any = None) -> None:
+        if db is not None:
+            db.executemany("UPDATE outbox SET mqtt_done=1 WHERE seq=?", [(s,) for s in seqs])
+            return
         with self.tx() as db:
             db.executemany("UPDATE outbox SET mqtt_done=1 WHERE seq=?", [(s,) for s in seqs])
 

@@ -4,6 +4,7 @@ read API, metrics, and a SIGKILL in the middle of a stream."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -291,9 +292,80 @@ def test_bridge_start_errors_are_clear(tmp_path):
                            text=True, timeout=30)
     assert r.returncode == 1 and f"cannot serve the read API on 127.0.0.1:{port}" in r.stderr
     r = subprocess.run([str(BIN / "companion"), "bridge", "--broker", "mqtts://127.0.0.1:1", "--db",
-                        str(tmp_path / "x.db"), "--http", "off", *pki], capture_output=True, text=True, timeout=60)
+                        str(tmp_path / "x.db"), "--http", "off", *pki], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "FLAGWISE_BROKER_WAIT": "0"})
     assert r.returncode == 1 and "cannot reach the broker" in r.stderr
     # Plain TCP is refused unless asked for, loudly.
     r = subprocess.run([str(BIN / "companion"), "bridge", "--broker", "mqtt://127.0.0.1:1", "--db",
                         str(tmp_path / "x.db"), "--http", "off", *pki], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--insecure" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_bridge_waits_for_a_broker_that_is_down_at_start(tmp_path, store_url):
+    """Started before its broker (a reboot, a compose file), the bridge waits with a bounded
+    backoff: alive (/healthz) but not ready (/readyz) until the broker comes, then it works."""
+    from hil.services import Mosquitto, identity_files
+
+    m = Mosquitto(tmp_path / "broker")
+    identity_files(m.pki, "bridge", "bridge")
+    b = BridgeProcess(tmp_path, m.url, "--pki", str(m.pki.root), db=store_url)
+    assert b.companion("keys", "add", DEVICE_ID, PUBLIC_KEY).returncode == 0
+    import threading
+
+    started: list = []
+    t = threading.Thread(target=lambda: started.append(b.start()))
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (b.log.exists() and "waiting for the broker" in b.log.read_text()):
+            time.sleep(0.2)
+        assert "waiting for the broker" in b.log.read_text()
+        m.start()
+        t.join(60)
+        assert started, b.log.read_text()[-2000:]
+        hh = Handheld(m.url, m.pki)
+        try:
+            eid, msg = make_event("commission", T0, 1)
+            hh.send(msg)
+            hh.wait(lambda h: eid in h.acks, what="ack after the broker came up")
+        finally:
+            hh.close()
+        assert b.get("/readyz")[0] == 200 and b.get("/healthz")[0] == 200
+    finally:
+        b.stop()
+        t.join(10)
+        m.stop()
+
+
+def test_a_second_replica_with_the_same_client_id_is_refused_with_a_message(tmp_path, broker, store_url):
+    """Two bridges sharing a client id would take the broker session from each other every
+    second. The second is refused at start (exit 2), before it connects, and says why; the
+    running one is never disturbed. A restart after a crash takes its own id back at once
+    (test_replicas.py)."""
+    first = BridgeProcess(tmp_path / "a", broker.url, "--client-id", "bridge-1", "--share-group", "g", db=store_url,
+                          pki=broker.pki.root)
+    (tmp_path / "a").mkdir()
+    assert first.companion("keys", "add", DEVICE_ID, PUBLIC_KEY).returncode == 0
+    first.start()
+    (tmp_path / "b").mkdir()
+    second = BridgeProcess(tmp_path / "b", broker.url, "--client-id", "bridge-1", "--share-group", "g",
+                           db=store_url, pki=broker.pki.root)
+    try:
+        with pytest.raises(RuntimeError) as refused:
+            second.start()
+        assert second.proc.wait(20) == 2
+        text = str(refused.value)
+        assert "in use by a running bridge" in text and "each replica needs its own client id" in text
+        assert "Traceback" not in text
+        assert first.proc.poll() is None, "the running replica is left alone"
+        assert "disconnected" not in first.log.read_text()
+        hh = Handheld(broker.url, broker.pki)
+        try:
+            eid, msg = make_event("commission", T0, 1)
+            hh.send(msg)
+            hh.wait(lambda h: eid in h.acks, what="ack from the remaining replica")
+        finally:
+            hh.close()
+    finally:
+        second.stop()
+        first.stop()

@@ -157,7 +157,7 @@ def test_no_attacker_input_is_an_internal_error(ingest, flips, cut):
     assert len(out.detail or "") < 600
 
 
-def test_healthz_fails_when_storage_fails_or_a_worker_dies(tmp_path, monkeypatch):
+def test_liveness_and_readiness_say_what_fails(tmp_path, monkeypatch):
     cfg = Config(db=str(tmp_path / "b.db"), pki=str(tmp_path / "pki"), http=None).check()
     b = Bridge(cfg)
     b.state.connected = True
@@ -174,5 +174,10 @@ def test_healthz_fails_when_storage_fails_or_a_worker_dies(tmp_path, monkeypatch
         raise OSError("disk I/O error")
 
     monkeypatch.setattr(b.store, "ping", broken)
-    h = b.health()
+    # A failing store makes the bridge not ready; it is still alive (a restart would not help).
+    h = b.health(ready=True)
     assert h["status"] == "failing" and any("storage" in p for p in h["problems"])
+    assert b.health()["status"] == "ok"
+    b.state.connected = False
+    monkeypatch.undo()
+    assert "broker link down" in b.health(ready=True)["problems"] and b.health()["status"] == "ok"
