@@ -115,10 +115,12 @@ _V2 = """
 CREATE TABLE replicas (
     client_id TEXT PRIMARY KEY, instance TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
     started_at {real} NOT NULL, heartbeat_at {real} NOT NULL);
-ALTER TABLE flags ADD COLUMN last_key TEXT
+ALTER TABLE flags ADD COLUMN last_key TEXT;
+ALTER TABLE flags ADD COLUMN event_count INTEGER
 """
 MIGRATIONS.append(
-    (2, "replicas (one running bridge per MQTT client id); flags.last_key (incremental derivation)", {
+    (2, "replicas (one running bridge per MQTT client id); flags.last_key and event_count (incremental "
+        "derivation: flags.event_ids keeps the latest ids only)", {
         "sqlite": _statements(_V2, _SQLITE_TYPES),
         "postgres": _statements(_V2, _PG_TYPES),
     }))

@@ -176,6 +176,7 @@ class Ingestor:
             accepted.append((out, ev, signed))
         with self.store.tx() as db:
             touched: dict[str, Outcome] = {}
+            fresh: dict[str, list[Event]] = {}  # the events this batch stored, per meter point
             for out, ev, signed in accepted:
                 assert out.device_id is not None  # accepted: its topic named a device
                 status = self.store.insert_event(db, out.device_id, ev, signed, out.incoming.received_at)
@@ -197,10 +198,11 @@ class Ingestor:
                         out.suspicious.append("clock_skew")
                     for m in ev.mpxns:
                         touched[m] = out
+                        fresh.setdefault(m, []).append(ev)
             known = {ev.id: ev for _, ev, _ in accepted}
             self.store.db.lock_mpxns(db, list(touched))  # one writer per meter point (replicas)
             for mpxn, out in sorted(touched.items()):
-                change = self._rederive(db, mpxn, known)
+                change = self._rederive(db, mpxn, known, fresh[mpxn])
                 if change:
                     out.changes.append(change)
             for out in outcomes:
@@ -214,33 +216,52 @@ class Ingestor:
                                                 len(out.incoming.payload), out.incoming.received_at, db)
         return outcomes
 
-    def _rederive(self, db, mpxn: str, known: dict) -> dict | None:
-        events = [e for _, _, e in self.store.events_for(mpxn, db, known)]
-        new = policy.derive(mpxn, events)
+    def _rederive(self, db, mpxn: str, known: dict, fresh: list[Event]) -> dict | None:
+        # Incremental in the usual case: events newer than any of the meter point's are folded
+        # into its stored flag (policy.extend), at a cost that does not grow with its history.
+        # A late event (older than the newest stored) re-derives the whole history.
+        # The flags row keeps the latest MAX_FLAG_EVENT_IDS event ids and a count, so that neither
+        # grows with the history either (the read API lists them all from the events).
         old = self.store.flag(mpxn, db)
+        last = max(policy.order_text(e) for e in fresh)
+        if (old is not None and old.last_key is not None and old.event_count is not None
+                and min(policy.order_text(e) for e in fresh) > old.last_key):
+            base = policy.Flag(mpxn, old.flag, old.effective_from, old.reason, old.event_id, old.event_ids,
+                               old.override, old.code)
+            new = policy.extend(base, fresh)
+            count = old.event_count + len(new.event_ids) - len(old.event_ids)
+        else:
+            events = [e for _, _, e in self.store.events_for(mpxn, db, known)]
+            new = policy.derive(mpxn, events)
+            last = max(policy.order_text(e) for e in events)
+            count = len(new.event_ids)
+        tail = json.dumps(list(new.event_ids)[-MAX_FLAG_EVENT_IDS:])
         now = time.time()
         # The flag state is the whole flag: a new deciding event, reason or override is a new
         # version too (an override must never go silent), not only a new value or date.
         if old is not None and state(old) == state(new):
-            db.execute("UPDATE flags SET event_ids=?, updated_at=? WHERE mpxn=?",
-                       (json.dumps(list(new.event_ids)), now, mpxn))
+            db.execute("UPDATE flags SET event_ids=?, updated_at=?, last_key=?, event_count=? WHERE mpxn=?",
+                       (tail, now, last, count, mpxn))
             return None
         if old is None and new.flag is None:
             # Events, but none with smart evidence for this point: nothing to send yet.
             db.execute("INSERT INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
-                       "updated_at, code) VALUES (?, NULL, NULL, ?, NULL, ?, NULL, 0, ?, ?)",
-                       (mpxn, new.reason, json.dumps(list(new.event_ids)), now, new.code))
+                       "updated_at, code, last_key, event_count) "
+                       "VALUES (?, NULL, NULL, ?, NULL, ?, NULL, 0, ?, ?, ?, ?)",
+                       (mpxn, new.reason, tail, now, new.code, last, count))
             return None
         version = 1 if old is None else old.version + 1
         db.execute(
             "INSERT INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
-            "updated_at, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mpxn) DO UPDATE SET "
+            "updated_at, code, last_key, event_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (mpxn) DO UPDATE SET "
             "flag=excluded.flag, effective_from=excluded.effective_from, reason=excluded.reason, "
             "event_id=excluded.event_id, event_ids=excluded.event_ids, override=excluded.override, "
-            "version=excluded.version, updated_at=excluded.updated_at, code=excluded.code",
-            (mpxn, new.flag, new.effective_from, new.reason, new.event_id, json.dumps(list(new.event_ids)),
-             new.override, version, now, new.code))
-        body = flag_message(new, version, self.config)
+            "version=excluded.version, updated_at=excluded.updated_at, code=excluded.code, "
+            "last_key=excluded.last_key, event_count=excluded.event_count",
+            (mpxn, new.flag, new.effective_from, new.reason, new.event_id, tail,
+             new.override, version, now, new.code, last, count))
+        body = flag_message(new, version, self.config, count)
         db.execute("INSERT INTO outbox (mpxn, version, flow, body, created_at) VALUES (?, ?, ?, ?, ?)",
                    (mpxn, version, "electricity" if is_mpan(mpxn) else "gas", json.dumps(body, sort_keys=True), now))
         return body
@@ -263,7 +284,7 @@ def state(flag) -> tuple:
     return (flag.flag, flag.effective_from, flag.event_id, flag.reason, flag.override)
 
 
-def flag_message(flag: policy.Flag, version: int, config: Config) -> dict:
+def flag_message(flag: policy.Flag, version: int, config: Config, event_count: int | None = None) -> dict:
     """The flag update as published on <prefix>/flags/<mpxn> (docs/bridge.md)."""
     return {
         "mpxn": flag.mpxn,
@@ -275,7 +296,7 @@ def flag_message(flag: policy.Flag, version: int, config: Config) -> dict:
         # Bounded, so that a meter point with a long history never makes a message over the
         # broker's packet limit; the read API lists them all.
         "event_ids": list(flag.event_ids)[-MAX_FLAG_EVENT_IDS:],
-        "event_count": len(flag.event_ids),
+        "event_count": len(flag.event_ids) if event_count is None else event_count,
         "override": flag.override,
         "code": flag.code,
         "version": version,

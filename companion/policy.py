@@ -170,22 +170,36 @@ def observe(ev: Event, mpxn: str) -> Observation:
 
 def derive(mpxn: str, events: Iterable[Event]) -> Flag:
     """The flag of one meter point from every verified event that names it."""
-    relevant = sorted((e for e in events if mpxn in e.mpxns), key=order_key)
-    ids = tuple(e.id.hex() for e in relevant)
-    current: Flag = Flag(mpxn, None, None, "no smart event seen", None, ids)
+    return extend(Flag(mpxn, None, None, "no smart event seen", None, ()), events)
+
+
+def extend(flag: Flag, later: Iterable[Event]) -> Flag:
+    """derive() of the events behind `flag` and `later` together, looking at `later` only, when
+    every event of `later` comes after all of those in policy order (order_text is greater
+    than the last one's): the flag changes where an event observes another value, so the
+    events before cannot change what the later ones do. The bridge calls it for the usual
+    case, an event newer than any of its meter point's (companion/ingest.py), and derives the
+    whole history for a late one; tests/test_policy.py holds the two to the same result."""
+    mpxn = flag.mpxn
+    relevant = sorted((e for e in later if mpxn in e.mpxns), key=order_key)
+    ids = tuple(flag.event_ids) + tuple(e.id.hex() for e in relevant)
+    current = flag
     for ev in relevant:
         obs = observe(ev, mpxn)
-        if obs.flag is None:
+        if obs.flag is None or obs.flag == current.flag:
             continue
         override = None
         if ev.override is not None:
             override = f"{ev.override.reason} (overrode: {', '.join(ev.override.checks)})"
         reason = f"{ev.type} {ev.id.hex()[:8]} by {ev.installer}: {obs.reason}"
-        if obs.flag != current.flag:
-            current = Flag(mpxn, obs.flag, _date(ev.evidence.when), reason, ev.id.hex(), ids, override,
-                           obs.code)
+        current = Flag(mpxn, obs.flag, _date(ev.evidence.when), reason, ev.id.hex(), ids, override, obs.code)
     return Flag(current.mpxn, current.flag, current.effective_from, current.reason, current.event_id, ids,
                 current.override, current.code)
+
+
+def order_text(ev: Event) -> str:
+    """order_key as text that sorts the same way (fixed-width numbers), to store and compare."""
+    return f"{ev.evidence.when:012d}.{ev.time:012d}.{ev.counter:019d}.{ev.id.hex()}"
 
 
 def derive_all(events: Iterable[Event]) -> dict[str, Flag]:

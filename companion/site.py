@@ -41,7 +41,7 @@ def site_view(store: Store, mpxn: str, config: Config) -> dict | None:
         "override": flag.override if flag else None,
         "version": flag.version if flag else 0,
         "event_id": flag.event_id if flag else None,
-        "event_ids": list(flag.event_ids) if flag else [],
+        "event_ids": [r[2].id.hex() for r in sorted(rows, key=lambda r: policy.order_key(r[2]))],
         "evidence_read_time": ev.read_time if ev else None,
         "evidence_hub_time": ev.hub_time if ev else None,
         "hub": asdict(ev.hub) if ev and ev.hub else None,

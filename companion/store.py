@@ -50,6 +50,8 @@ class StoredFlag:
     version: int
     updated_at: float
     code: str = "none"
+    last_key: str | None = None  # policy.order_text of its latest event (None: derive it all next time)
+    event_count: int | None = None  # events behind it (event_ids holds the latest MAX_FLAG_EVENT_IDS)
 
 
 class Store:
@@ -179,12 +181,12 @@ class Store:
     # --- flags -----------------------------------------------------------------------
     def flag(self, mpxn: str, db: Any | None = None) -> StoredFlag | None:
         row = (db or self.conn()).execute(
-            "SELECT mpxn, flag, effective_from, reason, event_id, event_ids, override, version, updated_at, code "
-            "FROM flags WHERE mpxn=?", (mpxn,)).fetchone()
+            "SELECT mpxn, flag, effective_from, reason, event_id, event_ids, override, version, updated_at, code, "
+            "last_key, event_count FROM flags WHERE mpxn=?", (mpxn,)).fetchone()
         if row is None:
             return None
         return StoredFlag(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8],
-                          row[9])
+                          row[9], row[10], row[11])
 
     # --- replicas: one running bridge per MQTT client id ------------------------------------
     REPLICA_STALE = 15.0  # s without a heartbeat after which a replica's client id is free again

@@ -186,3 +186,21 @@ def test_every_permutation_of_a_small_history():
     want = policy.derive_all(events)
     for perm in itertools.permutations(events):
         assert policy.derive_all(perm) == want
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=9), st.integers(0, 9))
+def test_extending_with_later_events_equals_deriving_everything(choices, cut):
+    """The bridge's incremental path (policy.extend, for events newer than any of their meter
+    point's) gives what deriving the whole history gives, one event or several at a time."""
+    events = sorted(_site_history(choices), key=policy.order_key)
+    cut = min(cut, len(events))
+    for mpxn in (MPAN, MPRN):
+        want = policy.derive(mpxn, events)
+        assert policy.extend(policy.derive(mpxn, events[:cut]), events[cut:]) == want
+        step = policy.derive(mpxn, [])
+        for ev in events:
+            step = policy.extend(step, [ev])
+        assert step == want
+    texts = [policy.order_text(e) for e in events]
+    assert texts == sorted(texts) and len(set(texts)) == len(texts)
