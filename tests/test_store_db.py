@@ -198,3 +198,36 @@ def test_flags_republish_sends_each_current_flag_again_signed_at_its_version(sta
     assert again == first and again["version"] == 1
     time.sleep(0.5)
     assert len(watch.flags[MV.MPAN]) == 2
+
+
+def test_a_long_history_keeps_its_count_and_a_late_event_rederives_it(store_url):
+    """The flags row keeps the latest ids and a count (incremental derivation); the read API
+    still lists every event, the flag update counts them all, and a late event (older than
+    the newest) re-derives the whole history: replay agrees."""
+    from companion.config import Config
+    from companion.ingest import Incoming, Ingestor
+    from companion.replay import replay
+    from companion.site import site_view
+    from tests.bridge_support import evidence
+
+    store = Store(store_url)
+    store.add_key(DEVICE_ID, bytes.fromhex(PUBLIC_KEY))
+    cfg = Config(db=store_url).check()
+    ing = Ingestor(store, cfg)
+    status = ["Commissioned", "InstalledNotCommissioned"]
+    stream = [make_event("commission", T0 + 60 * i, i, mpans=[MV.MPAN],
+                         ev=evidence([("ESME", MV.MPAN, status[(i // 3) % 2])])) for i in range(31)]
+    late = stream.pop(4)  # arrives last, older than all but four
+    changes = []
+    for _, msg in stream + [late]:
+        [out] = ing.handle_batch([Incoming(f"flagwise/events/{DEVICE_ID}", msg)])
+        assert out.status == "stored", out
+        changes += out.changes
+    assert changes[-1]["event_count"] > 20 and len(changes[-1]["event_ids"]) == 20
+    view = site_view(store, MV.MPAN, cfg)
+    in_order = [eid for eid, _ in stream[:4] + [late] + stream[4:]]  # the policy order: survey time
+    assert view is not None and view["event_ids"] == in_order
+    n, diffs = replay(store)
+    assert n == 1 and diffs == []
+    flag = store.flag(MV.MPAN)
+    assert flag is not None and flag.event_count == 31 and list(flag.event_ids) == in_order[-20:]
