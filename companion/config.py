@@ -85,15 +85,11 @@ class Config:
 
     @property
     def mqtt_client_id(self) -> str:
-        """One per replica: the configured one, else the identity's name, and with a shared
-        subscription (several replicas) the name and this host's (docs/operations.md)."""
-        if self.client_id:
-            return self.client_id
-        if self.share_group:
-            import socket
-
-            return f"{self.name}-{socket.gethostname()}"[:64]
-        return self.name
+        """One per replica: the identity's name, unless set. The shipped broker makes every
+        client id its certificate's name (use_username_as_clientid), so each replica runs as an
+        identity of its own (`companion pki issue bridge bridge-2`, --name bridge-2;
+        docs/operations.md), and the store refuses a second bridge with the same id."""
+        return self.client_id or self.name
 
     def check(self) -> "Config":
         if self.broker is not None and not self.broker.startswith(("mqtt://", "mqtts://")):

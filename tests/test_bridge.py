@@ -342,14 +342,12 @@ def test_a_second_replica_with_the_same_client_id_is_refused_with_a_message(tmp_
     second. The second is refused at start (exit 2), before it connects, and says why; the
     running one is never disturbed. A restart after a crash takes its own id back at once
     (test_replicas.py)."""
-    first = BridgeProcess(tmp_path / "a", broker.url, "--client-id", "bridge-1", "--share-group", "g", db=store_url,
-                          pki=broker.pki.root)
+    first = BridgeProcess(tmp_path / "a", broker.url, "--share-group", "g", db=store_url, pki=broker.pki.root)
     (tmp_path / "a").mkdir()
     assert first.companion("keys", "add", DEVICE_ID, PUBLIC_KEY).returncode == 0
     first.start()
     (tmp_path / "b").mkdir()
-    second = BridgeProcess(tmp_path / "b", broker.url, "--client-id", "bridge-1", "--share-group", "g",
-                           db=store_url, pki=broker.pki.root)
+    second = BridgeProcess(tmp_path / "b", broker.url, "--share-group", "g", db=store_url, pki=broker.pki.root)
     try:
         with pytest.raises(RuntimeError) as refused:
             second.start()

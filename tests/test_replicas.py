@@ -16,7 +16,7 @@ import pytest
 
 from companion import dtc
 from companion.store import Store
-from hil.services import BridgeProcess
+from hil.services import BridgeProcess, identity_files
 
 from .bridge_support import DEVICE_ID, MV, PUBLIC_KEY, Handheld, evidence, make_event
 
@@ -46,9 +46,14 @@ def test_three_replicas_under_sigkill_lose_nothing_and_repeat_nothing(tmp_path, 
     cfg.write_text("dtc_batch_age = 0.5\ndtc_batch_size = 200\nbatch_max = 100\n")
     replicas = []
     for n in (1, 2, 3):
+        # Each replica is an identity of its own: the broker makes its certificate's name its
+        # client id, so three replicas as one identity would take the session from each other.
+        identity_files(broker.pki, f"bridge-r{n}", "bridge")
+    broker.reload()
+    for n in (1, 2, 3):
         (tmp_path / f"r{n}").mkdir()
         replicas.append(BridgeProcess(tmp_path / f"r{n}", broker.url, "--config", str(cfg), "--share-group",
-                                      "bridges", "--client-id", f"bridge-r{n}", db=store_url, pki=broker.pki.root))
+                                      "bridges", "--name", f"bridge-r{n}", db=store_url, pki=broker.pki.root))
     assert replicas[0].companion("keys", "add", DEVICE_ID, PUBLIC_KEY).returncode == 0
     for r in replicas:
         r.start()
@@ -134,3 +139,6 @@ def test_three_replicas_under_sigkill_lose_nothing_and_repeat_nothing(tmp_path, 
 
     r = replicas[0].companion("replay")
     assert r.returncode == 0 and "0 differences" in r.stdout, r.stdout
+    # No replica ever lost its broker session to another (each is its own identity).
+    for rep in replicas:
+        assert "disconnected" not in rep.log.read_text(), rep.workdir.name

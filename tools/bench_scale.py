@@ -118,7 +118,7 @@ def replicas(work: Path, broker: Mosquitto, db: str | None, n: int) -> list[Brid
     out = []
     for i in range(n):
         (work / f"r{i}").mkdir(parents=True)
-        extra = ("--share-group", "bench", "--client-id", f"bench-r{i}") if n > 1 or db else ()
+        extra = ("--share-group", "bench", "--name", f"bench-r{i}") if n > 1 or db else ()
         b = BridgeProcess(work / f"r{i}", broker.url, *extra, http="off", pki=broker.pki.root, db=db)
         if i == 0:
             assert b.companion("keys", "add", DEVICE_ID, PUBLIC_KEY).returncode == 0
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             # Every identity is issued before any broker starts: a broker learns of a new one
             # only when it reloads its ACL, and a message it may not deliver is dropped unseen.
             for name, role in (("bridge", "bridge"), ("bench-watch", "auditor"), ("bench-ceiling", "auditor"),
-                               (DEVICE_ID, "handheld")):
+                               (DEVICE_ID, "handheld"), ("bench-r0", "bridge"), ("bench-r1", "bridge"),
+                               ("bench-r2", "bridge")):
                 identity_files(first.pki, name, role)
             runs = [("SQLite, 1 bridge", None, 1), ("PostgreSQL, 1 replica", "pg", 1),
                     ("PostgreSQL, 2 replicas", "pg", 2), ("PostgreSQL, 3 replicas", "pg", 3)]
