@@ -142,3 +142,50 @@ def test_three_replicas_under_sigkill_lose_nothing_and_repeat_nothing(tmp_path, 
     # No replica ever lost its broker session to another (each is its own identity).
     for rep in replicas:
         assert "disconnected" not in rep.log.read_text(), rep.workdir.name
+
+
+def test_a_replica_that_never_returns_holds_its_share_until_the_handheld_sends_again(tmp_path, broker,
+                                                                                    store_url):
+    """Measured, not assumed: mosquitto goes on giving a shared subscription's messages to a
+    member whose persistent session outlives it (QoS 1, round robin), holding them for its
+    return. With one of two replicas SIGKILLed for good, about half of a burst waits there;
+    the handheld's re-send after its ack timeout goes round again, and every event is acked
+    by the replica that is left (docs/operations.md "Scale")."""
+    for n in ("bridge-a", "bridge-b"):
+        identity_files(broker.pki, n, "bridge")
+    broker.reload()
+    reps = []
+    for n in ("bridge-a", "bridge-b"):
+        (tmp_path / n).mkdir()
+        reps.append(BridgeProcess(tmp_path / n, broker.url, "--share-group", "bridges", "--name", n,
+                                  db=store_url, pki=broker.pki.root))
+    assert reps[0].companion("keys", "add", DEVICE_ID, PUBLIC_KEY).returncode == 0
+    for r in reps:
+        r.start()
+    hh = Handheld(broker.url, broker.pki)
+    stream = [make_event("commission", T0 + i, i) for i in range(101)]
+    try:
+        hh.send(stream[0][1])
+        hh.wait(lambda h: stream[0][0] in h.acks, what="first ack")
+        reps[1].kill()
+        time.sleep(1.0)
+        for _, m in stream[1:]:
+            hh.send(m)
+        time.sleep(5.0)
+        with hh.lock:
+            held = [e for e, _ in stream[1:] if e not in hh.acks]
+        assert 20 <= len(held) <= 80, f"{len(held)} of 100 held for the dead member"
+        rounds = 0
+        while held and rounds < 20:
+            rounds += 1
+            for e in held:
+                hh.send(dict(stream)[e])
+            time.sleep(1.0)
+            with hh.lock:
+                held = [e for e in held if e not in hh.acks]
+        assert not held, f"{len(held)} never acked after {rounds} re-sends"
+    finally:
+        hh.close()
+        for r in reps:
+            r.stop()
+    assert Store(store_url).event_count() == 101
