@@ -70,6 +70,12 @@ def test_event_is_stored_acked_and_flag_published(bridge, hh):
     assert "flagwise_events_stored_total 1.0" in metrics
     assert "flagwise_events_duplicate_total 1.0" in metrics
     assert 'flagwise_flag_changes_total{flag="A"} 1.0' in metrics
+    # Per replica: what it is (version, client id, store) and its process.
+    backend = "postgres" if str(bridge.db).startswith("postgresql://") else "sqlite"
+    assert f'flagwise_build_info{{replica="bridge",store="{backend}",version="0.2.0"}} 1.0' in metrics
+    assert "process_cpu_seconds_total" in metrics and "process_open_fds" in metrics
+    assert bridge.get("/readyz")[1]["status"] == "ok"
+    assert "flagwise_ready 1.0" in bridge.get("/metrics")[1]
 
 
 def test_every_rejection_reason_is_reported_counted_and_survived(tmp_path, bridge, hh):
