@@ -212,9 +212,9 @@ class Database:
     def lock_mpxns(self, db: Any, mpxns: list[str]) -> None:
         """Serialise derivation per meter point across writers (replicas), in a fixed order so
         that two batches never wait on each other. SQLite has one writer at a time already."""
-        if self.kind == "postgres":
-            for m in sorted(set(mpxns)):
-                db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (m,))
+        if self.kind == "postgres" and mpxns:
+            db.execute("SELECT pg_advisory_xact_lock(hashtextextended(m, 0)) "
+                       "FROM (SELECT m FROM unnest(?::text[]) AS m ORDER BY m) AS ordered", (sorted(set(mpxns)),))
 
     _LOCKS = {"publish": 0x666C6701, "dtc": 0x666C6702, "replicas": 0x666C6703}
 

@@ -201,14 +201,18 @@ class Ingestor:
                         fresh.setdefault(m, []).append(ev)
             known = {ev.id: ev for _, ev, _ in accepted}
             self.store.db.lock_mpxns(db, list(touched))  # one writer per meter point (replicas)
+            now_flags: dict[str, tuple] = {}  # what _rederive just wrote: no second read for the acks
             for mpxn, out in sorted(touched.items()):
-                change = self._rederive(db, mpxn, known, fresh[mpxn])
+                change, now_flags[mpxn] = self._rederive(db, mpxn, known, fresh[mpxn])
                 if change:
                     out.changes.append(change)
             for out in outcomes:
                 if out.status in ("stored", "duplicate") and out.event is not None:
                     # What the handheld is told: each meter point's flag as it now stands.
                     for m in out.event.mpxns:
+                        if m in now_flags:
+                            out.flags.append((m, *now_flags[m]))
+                            continue
                         f = self.store.flag(m, db)
                         out.flags.append((m, f.flag, f.effective_from, f.code) if f else (m, None, None, "none"))
                 if out.status == "rejected":
@@ -216,7 +220,8 @@ class Ingestor:
                                                 len(out.incoming.payload), out.incoming.received_at, db)
         return outcomes
 
-    def _rederive(self, db, mpxn: str, known: dict, fresh: list[Event]) -> dict | None:
+    def _rederive(self, db, mpxn: str, known: dict, fresh: list[Event]) -> tuple[dict | None, tuple]:
+        """-> (the flag change written to the outbox, or None; (flag, effective_from, code) as stored)."""
         # Incremental in the usual case: events newer than any of the meter point's are folded
         # into its stored flag (policy.extend), at a cost that does not grow with its history.
         # A late event (older than the newest stored) re-derives the whole history.
@@ -231,7 +236,9 @@ class Ingestor:
             new = policy.extend(base, fresh)
             count = old.event_count + len(new.event_ids) - len(old.event_ids)
         else:
-            events = [e for _, _, e in self.store.events_for(mpxn, db, known)]
+            # A meter point without a flags row has no events before this batch's (every
+            # stored event leaves one, in its transaction): no need to read them back.
+            events = list(fresh) if old is None else [e for _, _, e in self.store.events_for(mpxn, db, known)]
             new = policy.derive(mpxn, events)
             last = max(policy.order_text(e) for e in events)
             count = len(new.event_ids)
@@ -242,14 +249,14 @@ class Ingestor:
         if old is not None and state(old) == state(new):
             db.execute("UPDATE flags SET event_ids=?, updated_at=?, last_key=?, event_count=? WHERE mpxn=?",
                        (tail, now, last, count, mpxn))
-            return None
+            return None, (old.flag, old.effective_from, old.code)
         if old is None and new.flag is None:
             # Events, but none with smart evidence for this point: nothing to send yet.
             db.execute("INSERT INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
                        "updated_at, code, last_key, event_count) "
                        "VALUES (?, NULL, NULL, ?, NULL, ?, NULL, 0, ?, ?, ?, ?)",
                        (mpxn, new.reason, tail, now, new.code, last, count))
-            return None
+            return None, (None, None, new.code)
         version = 1 if old is None else old.version + 1
         db.execute(
             "INSERT INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
@@ -264,7 +271,7 @@ class Ingestor:
         body = flag_message(new, version, self.config, count)
         db.execute("INSERT INTO outbox (mpxn, version, flow, body, created_at) VALUES (?, ?, ?, ?, ?)",
                    (mpxn, version, "electricity" if is_mpan(mpxn) else "gas", json.dumps(body, sort_keys=True), now))
-        return body
+        return body, (new.flag, new.effective_from, new.code)
 
 
 def _payload_id(payload: bytes) -> str | None:

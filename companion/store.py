@@ -126,17 +126,18 @@ class Store:
         another event id) or `counter_backwards` (a lower counter on a later event, or a
         higher one on an earlier: a handheld restored from an old flash image)."""
         found = []
-        row = db.execute("SELECT event_id FROM events WHERE device_id=? AND counter=? AND event_id<>? LIMIT 1",
-                         (device_id, ev.counter, ev.id)).fetchone()
-        if row:
-            found.append(("counter_reused", f"counter {ev.counter} also on event {bytes(row[0]).hex()}"))
-        row = db.execute(
-            "SELECT event_id, counter, device_time FROM events WHERE device_id=? AND event_id<>? AND "
-            "((counter > ? AND device_time < ?) OR (counter < ? AND device_time > ?)) LIMIT 1",
-            (device_id, ev.id, ev.counter, ev.time, ev.counter, ev.time)).fetchone()
-        if row:
-            found.append(("counter_backwards", f"counter {ev.counter} at {ev.time}, but event "
-                                               f"{bytes(row[0]).hex()} has counter {row[1]} at {row[2]}"))
+        rows = db.execute(  # one round trip for both checks
+            "SELECT * FROM (SELECT 0, event_id, counter, device_time FROM events WHERE device_id=? AND counter=? "
+            "AND event_id<>? LIMIT 1) AS reused UNION ALL "
+            "SELECT * FROM (SELECT 1, event_id, counter, device_time FROM events WHERE device_id=? AND event_id<>? "
+            "AND ((counter > ? AND device_time < ?) OR (counter < ? AND device_time > ?)) LIMIT 1) AS backwards",
+            (device_id, ev.counter, ev.id, device_id, ev.id, ev.counter, ev.time, ev.counter, ev.time)).fetchall()
+        for kind_, eid, counter, device_time in sorted(rows):
+            if kind_ == 0:
+                found.append(("counter_reused", f"counter {ev.counter} also on event {bytes(eid).hex()}"))
+            else:
+                found.append(("counter_backwards", f"counter {ev.counter} at {ev.time}, but event "
+                                                   f"{bytes(eid).hex()} has counter {counter} at {device_time}"))
         for kind, detail in found:
             Store.record_suspicious(db, ev.id, device_id, kind, detail, now)
         return [k for k, _ in found]
