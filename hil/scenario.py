@@ -240,6 +240,7 @@ class Run:
             self._setup()
             for i, step in enumerate(self.sc.steps):
                 self.log(f"step {i + 1}: {_describe(step)}")
+                self._mark_step()
                 self._step(step)
             self._settle()
             result.checks = self._verify()
@@ -280,6 +281,12 @@ class Run:
         if not b.running:
             b.boot()
         return b
+
+    def _mark_step(self) -> None:
+        # Where this step's console lines begin on each board: `power_cut after=TAG` looks
+        # from the step before it on, never at older lines of the same boot.
+        for b in self.boards.values():
+            b.step_marks = (getattr(b, "step_marks", (0, 0))[1], len(b.lines))
 
     def _step(self, st: dict) -> None:
         kind = st["do"]
@@ -345,7 +352,8 @@ class Run:
         elif kind == "power_cut":
             b = self.boards[st["handheld"]]
             if "after" in st:  # pull the power once this console tag appears
-                b.expect(st["after"], start=getattr(b, "mark", 0), timeout=60)
+                since = max(getattr(b, "mark", 0), getattr(b, "step_marks", (0, 0))[0])
+                b.expect(st["after"], start=since, timeout=60)
                 time.sleep(float(st.get("delay", 0)))
             b.power_cut()
             self.saved[st["handheld"]] = sorted(set(self.saved[st["handheld"]]) | set(b.saved_ids()))

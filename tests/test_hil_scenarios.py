@@ -95,3 +95,38 @@ def test_the_noise_seed_is_the_same_in_every_process(tmp_path):
     bad.write_text('seed = "x"\n' + GOOD.format(step="", expect=""))
     with pytest.raises(scenario.ScenarioError, match="seed must be a whole number"):
         scenario.load(bad)
+
+
+class _ConsoleOnly:
+    """A board's console and power switch, no firmware: for the step logic alone."""
+
+    def __init__(self, lines: list[str]):
+        self.lines, self.mark, self.cut_at = list(lines), 0, None
+
+    def expect(self, *tags: str, start: int = 0, timeout: float = 60) -> str:
+        for i in range(start, len(self.lines)):
+            if self.lines[i].startswith(tags):
+                self.cut_at = i
+                return self.lines[i]
+        self.lines.append(f"{tags[0]} later")  # what the board prints next
+        self.cut_at = len(self.lines) - 1
+        return self.lines[-1]
+
+    def power_cut(self) -> None:
+        pass
+
+    def saved_ids(self, start: int = 0) -> list[str]:
+        return []
+
+
+def test_power_cut_after_a_tag_waits_for_a_new_line_not_an_old_one(tmp_path):
+    """`power_cut after=SENT` pulls the power at the next SENT, from the step before it on: a
+    SENT printed two steps earlier in the same boot no longer triggers it at once."""
+    run = scenario.Run.__new__(scenario.Run)
+    board = _ConsoleOnly(["READY", "SENT 0123 (an earlier job's)", "ACKED 0123 stored"])
+    run.boards, run.saved = {"hh1": board}, {"hh1": []}
+    run._mark_step()  # the step before: a wait
+    board.lines.append("STATUS outbox=1/100")
+    run._mark_step()  # the power cut
+    run._step({"do": "power_cut", "handheld": "hh1", "after": "SENT", "reboot": False})
+    assert board.cut_at == len(board.lines) - 1 and board.lines[board.cut_at] == "SENT later"
