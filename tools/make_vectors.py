@@ -561,11 +561,31 @@ def ack_vectors() -> dict:
             "bad": [{"name": n, "message": m.hex()} for n, m in bad]}
 
 
+def enum_vectors() -> dict:
+    """The names and codes every runtime must spell the same (tests/test_enums.py holds the
+    firmware, the bridge and the bench to them). Written out here from the specifications,
+    not imported from any of the three."""
+    return {
+        "comment": "Shared enumerations: job types (docs/wire.md), device types and inventory statuses "
+                   "(DUIS), hub generations, and the HAN link's commands and error codes "
+                   "(docs/han-link.md).",
+        "job_types": ["install", "commission", "install_and_leave", "removal"],
+        "device_types": ["ESME", "GSME", "PPMID", "HCALCS", "IHD", "CAD"],
+        "statuses": ["Pending", "Whitelisted", "InstalledNotCommissioned", "Commissioned", "Decommissioned",
+                     "Withdrawn", "Suspended", "Recovery", "Recovered"],
+        "generations": ["SMETS1", "SMETS2"],
+        "han_commands": {"IDENTIFY": 1, "WAN": 2, "LOG": 3, "DEVICE": 4},
+        "han_frame_types": {"RESPONSE": 0x80, "ERROR": 0x7F},
+        "han_errors": {"UNKNOWN_COMMAND": 1, "BAD_REQUEST": 2, "UNKNOWN_DEVICE": 3, "NOT_RESPONDING": 4,
+                       "BUSY": 5},
+    }
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, data in [("cbor", cbor_vectors()), ("ecdsa", ecdsa_vectors()),
                        ("events", event_vectors()), ("events_bad", bad_vectors()),
-                       ("han_frames", han_vectors()), ("acks", ack_vectors())]:
+                       ("han_frames", han_vectors()), ("acks", ack_vectors()), ("enums", enum_vectors())]:
         (OUT / f"{name}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
