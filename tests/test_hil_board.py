@@ -99,3 +99,14 @@ def test_power_cut_inside_a_flash_write(hil_bench, hil_premises, tmp_path):
         b.shutdown()
     assert told, "some jobs got as far as saving"
     assert hil_bench.stored_ids(told) == told
+
+
+def test_the_hil_handheld_fixture_is_a_registered_board_at_a_premises(hil_handheld, hil_bench):
+    """The pytest plugin's hil_handheld: one call gives a booted board plugged into a running
+    premises and known to the bridge; a commission goes all the way to the flag."""
+    b = hil_handheld("smets2-dual-fuel")
+    start = b.send("job commission 2000012345672 3000123456 WO-FIX INST-1")
+    assert b.expect("SAVED", "REFUSED", "ERROR", start=start).startswith("SAVED")
+    b.expect("ACKED", start=start, timeout=60)
+    site = hil_bench.site("2000012345672")
+    assert site is not None and site["flag"] == "A"
