@@ -111,8 +111,17 @@ class Bench:
     def register(self, device_id: str, public_key: str) -> None:
         self.store.add_key(device_id, bytes.fromhex(public_key))
 
-    def revoke(self, device_id: str, hard: bool = False) -> None:
-        self.store.revoke_key(device_id, hard=hard)
+    def revoke(self, device_id: str, hard: bool = False, at: float | None = None) -> None:
+        self.store.revoke_key(device_id, at=at, hard=hard)
+
+    def history(self, mpxn: str) -> list[str | None]:
+        """The flag values published for a meter point, oldest first (each version once)."""
+        with self._lock:
+            seen: dict[int, str | None] = {}
+            for u in self.updates:
+                if u.mpxn == mpxn:
+                    seen.setdefault(u.version, u.flag)
+        return [seen[v] for v in sorted(seen)]
 
     def site(self, mpxn: str) -> dict | None:
         return http_json(f"{self.bridge.http}/v1/sites/{mpxn}", self.bridge.token)
@@ -132,8 +141,65 @@ class Bench:
             out += dtc.parse(p.read_text())["groups"]
         return out
 
-    def forge(self, device_id: str, kind: str, mpan: str) -> None:
-        """Publish an event the bridge must refuse: signed by the wrong key, or tampered."""
+    def forge(self, device_id: str, kind: str, mpan: str, count: int = 1) -> str:
+        """Publish what the bridge must refuse or recognise, as an attacker or a fault would:
+        `bad_signature` (the device's kid, another key), `tampered` (a signed event altered),
+        `unregistered` (a device with a broker identity but no key at the bridge: it waits
+        for the `unknown_key` rejection), `other_topic` (an event naming another device,
+        published on this one's topic: `kid_mismatch`), `replay` (this device's latest stored
+        event published `count` more times: duplicates). -> what was done."""
+        if kind == "replay":
+            row = self.store.conn().execute(
+                "SELECT message FROM events WHERE device_id=? ORDER BY received_at DESC LIMIT 1",
+                (device_id,)).fetchone()
+            if row is None:
+                raise AssertionError(f"forge replay: no stored event of {device_id} to send again")
+            for _ in range(count):
+                self._publish_as(device_id, bytes(row[0]))
+            return f"its latest event sent {count} more times"
+        if kind == "unregistered":
+            stranger = "70-B3-D5-F1-0E-" + os.urandom(3).hex("-").upper()
+            self._publish_as(stranger, self._forged(stranger, mpan, "bad_signature"))
+            end = time.monotonic() + 20
+            while "unknown_key" not in self.rejections(stranger):
+                if time.monotonic() > end:
+                    raise AssertionError(f"the bridge did not reject {stranger} as unknown_key")
+                time.sleep(0.1)
+            return f"{stranger}: unknown_key"
+        if kind == "other_topic":
+            other = "70-B3-D5-F1-0E-" + os.urandom(3).hex("-").upper()
+            self._publish_as(device_id, self._forged(other, mpan, "bad_signature"))
+            return f"an event of {other} on {device_id}'s topic"
+        for _ in range(count):
+            self._publish_as(device_id, self._forged(device_id, mpan, kind))
+        return f"{kind} x{count}"
+
+    def _publish_as(self, device_id: str, msg: bytes) -> None:
+        # Sent with that handheld's broker identity (a stolen certificate, or a device the
+        # broker knows): the broker lets it through; the bridge's checks decide.
+        identity_files(self.pki, device_id, "handheld")
+        c = mqtt_client(self.pki, device_id, "handheld")
+        acked: dict[int, int] = {}
+        c.on_publish = lambda cl, u, mid, rc, props: acked.__setitem__(mid, rc.value)
+        c.connect(*self.broker_address)
+        c.loop_start()
+        try:
+            end = time.monotonic() + 10
+            while True:  # a certificate issued a moment ago counts once the broker reloads its ACL
+                info = c.publish(f"flagwise/events/{device_id}", msg, qos=1)
+                info.wait_for_publish(10)
+                for _ in range(100):
+                    if info.mid in acked:
+                        break
+                    time.sleep(0.01)
+                if acked.get(info.mid) != 135 or time.monotonic() > end:
+                    break
+                time.sleep(0.1)
+        finally:
+            c.loop_stop()
+            c.disconnect()
+
+    def _forged(self, device_id: str, mpan: str, kind: str) -> bytes:
         now = int(time.time())
         payload = cbor2.dumps({0: 1, 1: os.urandom(16), 2: "commission", 3: [mpan], 4: [], 5: "FORGED",
                                6: "X", 7: now, 8: 1, 9: "0.0.0",
@@ -148,17 +214,7 @@ class Bench:
         sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
         if kind == "tampered":
             payload = payload.replace(b"FORGED", b"FORGEd")
-        msg = cbor2.dumps(cbor2.CBORTag(18, [prot, {}, payload, sig]))
-        # Sent with that handheld's broker identity (a stolen certificate): the broker lets it
-        # through, the bridge's signature check refuses it.
-        c = mqtt_client(self.pki, device_id, "handheld")
-        c.connect(*self.broker_address)
-        c.loop_start()
-        try:
-            c.publish(f"flagwise/events/{device_id}", msg, qos=1).wait_for_publish(10)
-        finally:
-            c.loop_stop()
-            c.disconnect()
+        return cbor2.dumps(cbor2.CBORTag(18, [prot, {}, payload, sig]))
 
     def restart_broker(self, down: float = 1.0) -> None:
         if self.mosquitto:

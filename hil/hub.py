@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 import cbor2
 
 from . import frame
-from .premises import NO_STATUS, STATUSES, Device, Premises, PremisesError
+from .premises import NO_STATUS, STATUSES, Device, Premises, PremisesError, _check_device
 from .serialport import PtyPort
 
 CMD_IDENTIFY, CMD_WAN, CMD_LOG, CMD_DEVICE = 0x01, 0x02, 0x03, 0x04
@@ -157,6 +157,14 @@ class HubEmulator:
                 self.set_hub(dcc=args[0] in ("true", "yes", "1", "on"))
             elif op == "clock":  # the hub's clock: seconds from true UTC, or "none" (no time read)
                 self.set_hub(clock_offset=None if args[0] == "none" else int(args[0]))
+            elif op == "add":  # add EUI TYPE [STATUS|-] [MPXN|-]: a device joins the hub's log
+                status = args[2] if len(args) > 2 and args[2] != "-" else None
+                mpxn = args[3] if len(args) > 3 and args[3] != "-" else None
+                d = Device(_console_eui(args[0]), args[1], status, mpxn)
+                _check_device("add", d)
+                self.add_device(d)
+            elif op == "gpf":  # gpf EUI|none: the hub's gas proxy function, or none
+                self.set_hub(gpf=None if args[0] == "none" else _console_eui(args[0]))
             elif op == "remove":
                 self.remove_device(args[0])
             elif op == "forget":
@@ -293,3 +301,11 @@ def _log_entry(d: Device) -> dict:
     if d.mpxn is not None:
         e[3] = d.mpxn
     return e
+
+
+def _console_eui(text: str) -> str:
+    """An EUI-64 as the console takes it (XX-XX-XX-XX-XX-XX-XX-XX), or PremisesError."""
+    parts = text.split("-")
+    if len(parts) != 8 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
+        raise PremisesError(f"device id {text[:30]!r}: XX-XX-XX-XX-XX-XX-XX-XX")
+    return text.upper()

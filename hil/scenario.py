@@ -34,14 +34,16 @@ STEPS: dict[str, tuple[set[str], set[str]]] = {
     "clock": ({"handheld"}, {"days", "seconds"}),
     "deliver": ({"handheld"}, {"timeout"}),
     "visit": ({"handheld", "premises"}, set()),
-    "forge": ({"handheld"}, {"kind", "mpan"}),
-    "revoke": ({"handheld"}, {"hard"}),
+    "forge": ({"handheld"}, {"kind", "mpan", "count"}),
+    "revoke": ({"handheld"}, {"hard", "at"}),
+    "survey": ({"handheld"}, {"expect"}),
 }
+FORGE_KINDS = ("bad_signature", "tampered", "unregistered", "other_topic", "replay")
 STEP_KINDS = tuple(STEPS)
 TOP_KEYS = {"name", "description", "premises", "handhelds", "steps", "expect", "seed"}
 HANDHELD_KEYS = {"device_id", "premises", "clock_offset", "flash", "heapsize", "flash_limit", "config"}
 EXPECT_KEYS = {"flags", "rejected", "dtc", "no_event_lost", "converge", "settle", "undelivered_ok"}
-FLAG_KEYS = {"flag", "since", "override"}
+FLAG_KEYS = {"flag", "since", "override", "history", "reason", "devices", "dtc"}
 JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
 JOB_OUTCOMES = ("saved", "refused", "error", "lost")
 
@@ -166,6 +168,20 @@ def _validate(path: Path, data: dict, handhelds: dict, premises: dict) -> None:
                     _check_mpxn(f"{where}: {key}", st[key])
             if "codes" in st and not isinstance(st["codes"], list):
                 raise ScenarioError(f"{where}: codes must be a list of refusal codes")
+        if kind == "forge":
+            if st.get("kind", "bad_signature") not in FORGE_KINDS:
+                raise ScenarioError(f"{where}: kind must be one of {', '.join(FORGE_KINDS)}")
+            if "count" in st and (not isinstance(st["count"], int) or not 1 <= st["count"] <= 1000):
+                raise ScenarioError(f"{where}: count must be 1 to 1000")
+            if "mpan" in st:
+                _check_mpxn(f"{where}: mpan", st["mpan"])
+        if kind == "revoke" and "at" in st:
+            try:
+                _revocation_time(st["at"])
+            except ValueError as exc:
+                raise ScenarioError(f"{where}: at: {exc}") from None
+        if kind == "survey" and st.get("expect", "ok") not in ("ok", "error"):
+            raise ScenarioError(f"{where}: expect must be ok or error")
     exp = data.get("expect", {})
     where = f"{path}:{line_of('[expect]')}: expect"
     _unknown(where, exp, EXPECT_KEYS)
@@ -174,6 +190,13 @@ def _validate(path: Path, data: dict, handhelds: dict, premises: dict) -> None:
         _unknown(f"{where}.flags.{mpxn}", want, FLAG_KEYS)
         if want.get("flag", "none") not in ("A", "I", "N", "none"):
             raise ScenarioError(f"{where}.flags.{mpxn}: flag must be A, I, N or none")
+        if "history" in want and (not isinstance(want["history"], list)
+                                  or any(h not in ("A", "I", "N") for h in want["history"])):
+            raise ScenarioError(f"{where}.flags.{mpxn}: history must be a list of A, I and N, oldest first")
+        if "devices" in want and not all(isinstance(d, str) and d.count(":") == 1 for d in want["devices"]):
+            raise ScenarioError(f"{where}.flags.{mpxn}: devices must be a list of TYPE:STATUS")
+        if "dtc" in want and (not isinstance(want["dtc"], int) or isinstance(want["dtc"], bool)):
+            raise ScenarioError(f"{where}.flags.{mpxn}: dtc must be a whole number of DTC lines")
     for handheld in exp.get("rejected", {}):
         if handheld not in handhelds:
             raise ScenarioError(f"{where}.rejected: unknown handheld {handheld!r}")
@@ -383,12 +406,44 @@ class Run:
             start = b.send(f"plug {self.hubs[st['premises']].path}")
             b.expect("PLUGGED", start=start)
         elif kind == "forge":
-            self.bench.forge(self.sc.handhelds[st["handheld"]].device_id, st.get("kind", "bad_signature"),
-                             st.get("mpan", "1312345678907"))
+            device = self.sc.handhelds[st["handheld"]].device_id
+            got = self.bench.forge(device, st.get("kind", "bad_signature"), st.get("mpan", "1312345678907"),
+                                   int(st.get("count", 1)))
+            self.log(f"  forged: {got}")
         elif kind == "revoke":
-            self.bench.revoke(self.sc.handhelds[st["handheld"]].device_id, bool(st.get("hard", False)))
+            at = _revocation_time(st["at"]) if "at" in st else None
+            self.bench.revoke(self.sc.handhelds[st["handheld"]].device_id, bool(st.get("hard", False)), at)
+        elif kind == "survey":  # a visit that only reads the premises: nothing is saved
+            b = self._board(st)
+            start = b.send("survey")
+            line = b.expect("HUB", "ERROR", start=start, timeout=60)
+            got = "error" if line.startswith("ERROR") else "ok"
+            self.log(f"  {st['handheld']}: {line}")
+            if got != st.get("expect", "ok"):
+                raise AssertionError(f"survey: expected {st.get('expect', 'ok')}, got {line}")
 
     # --- expectations ------------------------------------------------------------------------
+    def _flag_extras(self, mpxn: str, want: dict, site: dict | None) -> list[str]:
+        """What differs in a flag's history (the values published, oldest first), reason,
+        devices (TYPE:STATUS of the latest survey) and DTC lines; [] when all agree."""
+        wrong = []
+        if "history" in want:
+            got = self.bench.history(mpxn)
+            if got != want["history"]:
+                wrong.append(f"history {got}, want {want['history']}")
+        if "reason" in want and want["reason"] not in ((site or {}).get("reason") or ""):
+            wrong.append(f"reason {((site or {}).get('reason') or '')[:80]!r} lacks {want['reason']!r}")
+        if "devices" in want:
+            got_d = sorted(f"{d['type']}:{d.get('status') or '-'}" for d in (site or {}).get("devices", []))
+            if got_d != sorted(want["devices"]):
+                wrong.append(f"devices {got_d}, want {sorted(want['devices'])}")
+        if "dtc" in want:
+            flow = "D0350" if len(mpxn) == 13 else "GAS"
+            n = sum(1 for g in self.bench.dtc_groups(flow) if g[1] == mpxn)
+            if n != want["dtc"]:
+                wrong.append(f"{n} DTC lines, want {want['dtc']}")
+        return wrong
+
     def _settle(self) -> None:
         """Let every board deliver its backlog before checking."""
         end = time.monotonic() + float(self.sc.expect.get("settle", 60))
@@ -411,6 +466,8 @@ class Run:
                 got_override = bool(site.get("override")) if site else False
                 ok = got_flag == want_flag and (want_since is None or got_since == want_since) \
                     and ("override" not in want or got_override == bool(want["override"]))
+                extra = self._flag_extras(mpxn, want, site)
+                ok = ok and not extra
                 if ok or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
@@ -418,7 +475,8 @@ class Run:
                                 + (f" since {want_since}" if want_since else "")
                                 + (f", override {bool(want['override'])}" if "override" in want else "")
                                 + f", got {got_flag or 'none'}" + (f" since {got_since}" if got_since else "")
-                                + (f", override {got_override}" if "override" in want else "")))
+                                + (f", override {got_override}" if "override" in want else "")
+                                + ("; " + "; ".join(extra) if extra else "")))
         for handheld, reasons in exp.get("rejected", {}).items():
             device = self.sc.handhelds[handheld].device_id
             while True:  # the set of reasons: a handheld re-sends what is not acknowledged
@@ -449,6 +507,17 @@ class Run:
                                 f"{len(told)} saved, {len(told) - len(missing)} stored"
                                 + (f"; missing {sorted(missing)[:3]}" if missing else "")))
         return checks
+
+
+def _revocation_time(at) -> float:
+    """A step's `at`: seconds from now (negative: in the past) or an ISO 8601 time with a zone."""
+    if isinstance(at, bool):
+        raise ValueError("seconds from now, or an ISO 8601 time")
+    if isinstance(at, (int, float)):
+        return time.time() + at
+    from companion.times import parse_time
+
+    return parse_time(str(at))
 
 
 def _describe(step: dict) -> str:

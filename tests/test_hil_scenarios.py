@@ -43,7 +43,7 @@ type = "commission"
 mpan = "1900000002001"
 {step}
 [expect]
-flags = {{ "1900000002001" = {{ flag = "A" }} }}
+flags = {{ "1900000002001" = {{ flag = "A" {flagextra}}} }}
 {expect}
 """
 
@@ -58,15 +58,20 @@ flags = {{ "1900000002001" = {{ flag = "A" }} }}
     ('[[steps]]\ndo = "hub"\npremises = "home"', "", r"step 2 \(hub\): 'command' required"),
     ('[[steps]]\ndo = "visit"\nhandheld = "hh2"\npremises = "home"', "", "unknown handheld 'hh2'"),
     ("", 'dtc = ["D0350:1900000002001"]', "must be FLOW:MPXN:FLAG"),
+    ('[[steps]]\ndo = "forge"\nhandheld = "hh1"\nkind = "wrong_key"', "",
+     r"step 2: kind must be one of bad_signature, tampered, unregistered, other_topic, replay"),
+    ('[[steps]]\ndo = "forge"\nhandheld = "hh1"\nkind = "replay"\ncount = 0', "", "count must be 1 to 1000"),
+    ('[[steps]]\ndo = "revoke"\nhandheld = "hh1"\nat = "2026-11-27 10:00"', "", "at: .*no time zone"),
+    ('[[steps]]\ndo = "survey"\nhandheld = "hh1"\nexpect = "saved"', "", "expect must be ok or error"),
 ])
 def test_a_typo_fails_at_load_with_its_line(tmp_path, step, expect, message):
     """A key the runner does not know would check nothing and pass: refused before a run."""
     bad = tmp_path / "bad.toml"
-    bad.write_text(GOOD.format(step=step, expect=expect))
+    bad.write_text(GOOD.format(step=step, expect=expect, flagextra=""))
     with pytest.raises(scenario.ScenarioError, match=message):
         scenario.load(bad)
     good = tmp_path / "good.toml"
-    good.write_text(GOOD.format(step="", expect=""))
+    good.write_text(GOOD.format(step="", expect="", flagextra=""))
     assert scenario.load(good).steps[0]["type"] == "commission"
 
 
@@ -75,7 +80,7 @@ def test_hil_run_refuses_a_typo_before_running(tmp_path):
     import sys
 
     bad = tmp_path / "typo.toml"
-    bad.write_text(GOOD.format(step="", expect="flgs = {}"))
+    bad.write_text(GOOD.format(step="", expect="flgs = {}", flagextra=""))
     p = subprocess.run([sys.executable, "-m", "hil.cli", "run", str(bad), "--out", str(tmp_path / "out")],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "unknown key 'flgs'" in p.stderr and "Traceback" not in p.stderr
@@ -92,7 +97,7 @@ def test_the_noise_seed_is_the_same_in_every_process(tmp_path):
                             env={"PYTHONHASHSEED": str(n), "PATH": "/usr/bin"}).stdout.strip() for n in (1, 2)}
     assert len(seeds) == 1 and seeds.pop().isdigit()
     bad = tmp_path / "bad.toml"
-    bad.write_text('seed = "x"\n' + GOOD.format(step="", expect=""))
+    bad.write_text('seed = "x"\n' + GOOD.format(step="", expect="", flagextra=""))
     with pytest.raises(scenario.ScenarioError, match="seed must be a whole number"):
         scenario.load(bad)
 
@@ -130,3 +135,17 @@ def test_power_cut_after_a_tag_waits_for_a_new_line_not_an_old_one(tmp_path):
     run._mark_step()  # the power cut
     run._step({"do": "power_cut", "handheld": "hh1", "after": "SENT", "reboot": False})
     assert board.cut_at == len(board.lines) - 1 and board.lines[board.cut_at] == "SENT later"
+
+
+
+@pytest.mark.parametrize("extra,message", [
+    (', history = ["A", "X"]', "history must be a list of A, I and N"),
+    (', devices = ["ESME"]', "devices must be a list of TYPE:STATUS"),
+    (', dtc = "one"', "dtc must be a whole number"),
+    (', reasn = "x"', "unknown key 'reasn'"),
+])
+def test_flag_expectations_are_checked_at_load(tmp_path, extra, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(GOOD.format(step="", expect="", flagextra=extra))
+    with pytest.raises(scenario.ScenarioError, match=message):
+        scenario.load(bad)
