@@ -21,6 +21,16 @@ def mpy() -> MicroPythonRunner:
 
 
 @pytest.fixture(scope="session")
+def server():
+    """The firmware's codecs under micropython, one request a line (tests/mpy/codec_server.py):
+    one process for the session, shared by the CBOR, signing, framing and id tests."""
+    from .support import MPY_HELPERS
+
+    with MicroPythonRunner().session(MPY_HELPERS / "codec_server.py") as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
 def postgres():
     """A PostgreSQL cluster of this test process's own (initdb, pg_ctl, a free port)."""
     from hil.services import Postgres

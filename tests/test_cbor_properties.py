@@ -10,20 +10,13 @@ from __future__ import annotations
 import struct
 
 import cbor2
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .support import MPY_HELPERS, MicroPythonRunner, same
+from .support import same
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module")
-def server():
-    with MicroPythonRunner().session(MPY_HELPERS / "codec_server.py") as s:
-        yield s
 
 
 keys = st.one_of(st.integers(-(2**64), 2**64 - 1), st.text(max_size=8), st.binary(max_size=8))

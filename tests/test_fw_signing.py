@@ -13,7 +13,7 @@ from pycose.keys import EC2Key
 from pycose.keys.curves import P256
 from pycose.messages import Sign1Message
 
-from .support import MPY_HELPERS, MicroPythonRunner, firmware_vector_results, load_vectors
+from .support import firmware_vector_results, load_vectors
 
 ECDSA = firmware_vector_results("ecdsa")
 EVENTS = load_vectors("events")
@@ -35,12 +35,6 @@ def test_rfc6979_appendix_a25_values_are_in_the_vectors():
 def _verify(pub: ec.EllipticCurvePublicKey, sig: bytes, msg: bytes) -> None:
     der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
     pub.verify(der, msg, ec.ECDSA(hashes.SHA256()))
-
-
-@pytest.fixture(scope="module")
-def server():
-    with MicroPythonRunner().session(MPY_HELPERS / "codec_server.py") as s:
-        yield s
 
 
 @settings(max_examples=40, deadline=None)

@@ -9,15 +9,9 @@ from hypothesis import strategies as st
 
 from hil import frame as hub_frame
 
-from .support import MPY_HELPERS, MicroPythonRunner, load_vectors
+from .support import load_vectors
 
 V = load_vectors("han_frames")
-
-
-@pytest.fixture(scope="module")
-def server():
-    with MicroPythonRunner().session(MPY_HELPERS / "codec_server.py") as s:
-        yield s
 
 
 def fw_deframe(server, data: bytes) -> list[tuple[int, int, bytes]]:

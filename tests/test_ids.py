@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from companion import ids
 
-from .support import MPY_HELPERS, MicroPythonRunner
 
 
 def test_known_valid_mpan():
@@ -40,12 +39,6 @@ def test_eui64_text_round_trip():
     for bad in ("00-1B-C5-0C-00-00-00", "00:1B:C5:0C:00:00:00:01", "001BC50C00000001", "0G-1B-C5-0C-00-00-00-01"):
         with pytest.raises(ValueError, match="EUI-64"):
             ids.eui64_bytes(bad)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with MicroPythonRunner().session(MPY_HELPERS / "codec_server.py") as s:
-        yield s
 
 
 @settings(max_examples=200, deadline=None)
