@@ -200,7 +200,24 @@ class Bridge:
             self.stop()
 
     def _spawn(self, name: str, target) -> None:
-        t = threading.Thread(target=target, name=name, daemon=True)
+        """A supervised worker: an unexpected exception is logged with its traceback, counted
+        (flagwise_worker_restarts_total) and the worker started again after a backoff (1 s
+        doubling to 30 s), so that one bad moment never leaves the bridge deaf while /healthz
+        says ok. It ends only when the bridge stops."""
+        def supervised() -> None:
+            delay = 1.0
+            while not self._stop.is_set():
+                try:
+                    target()
+                    return
+                except Exception:
+                    log.exception(f"worker {name} failed; starting it again", extra={"fields": {"retry_in_s": delay}})
+                    self.metrics.worker_restarts.labels(name).inc()
+                    if self._stop.wait(delay):
+                        return
+                    delay = min(delay * 2, 30.0)
+
+        t = threading.Thread(target=supervised, name=name, daemon=True)
         t.start()
         self._threads.append(t)
 

@@ -18,6 +18,8 @@ class Metrics:
             {"version": __version__, "replica": replica, "store": backend})
         self.up = Gauge("flagwise_ready", "1 while the replica is ready (/readyz): broker link up and "
                         "subscribed, store answering", registry=r)
+        self.worker_restarts = Counter("flagwise_worker_restarts", "Worker threads started again after an "
+                                       "unexpected error", ["worker"], registry=r)
         self.storage_retries = Counter("flagwise_storage_retries", "Batches retried because the store failed",
                                        registry=r)
         self.received = Counter("flagwise_events_received", "Event messages received", registry=r)

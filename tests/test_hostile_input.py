@@ -181,3 +181,27 @@ def test_liveness_and_readiness_say_what_fails(tmp_path, monkeypatch):
     b.state.connected = False
     monkeypatch.undo()
     assert "broker link down" in b.health(ready=True)["problems"] and b.health()["status"] == "ok"
+
+
+def test_a_worker_that_fails_is_started_again_and_counted(tmp_path):
+    """A worker thread that raises is not left dead: logged, counted, started again."""
+    cfg = Config(db=str(tmp_path / "b.db"), pki=str(tmp_path / "pki"), http=None).check()
+    b = Bridge(cfg)
+    runs: list[int] = []
+    done = threading.Event()
+
+    def flaky() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("a bad moment")
+        done.set()
+        b._stop.wait()
+
+    b._spawn("flaky", flaky)
+    try:
+        assert done.wait(10), "the worker was not started again"
+        assert b.metrics.worker_restarts.labels("flaky")._value.get() == 1
+        assert b.health()["status"] == "ok"
+    finally:
+        b._stop.set()
+        b._threads[-1].join(5)
