@@ -198,9 +198,16 @@ class Database:
             self._local.conn = None
 
     @contextmanager
-    def tx(self) -> Iterator[Any]:
-        """BEGIN (IMMEDIATE, on SQLite) ... COMMIT, or ROLLBACK on an exception."""
+    def tx(self, pipeline: bool = False) -> Iterator[Any]:
+        """BEGIN (IMMEDIATE, on SQLite) ... COMMIT, or ROLLBACK on an exception. pipeline: on
+        PostgreSQL, statements whose results are not read go out without waiting for each
+        other (psycopg's pipeline mode); a result that is read waits for what came before it."""
         c = self.conn()
+        if pipeline and self.kind == "postgres":
+            with c.raw.transaction():
+                with c.raw.pipeline():
+                    yield c
+            return
         c.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN")
         try:
             yield c

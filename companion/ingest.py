@@ -174,7 +174,7 @@ class Ingestor:
             out = Outcome(msg, "stored", device_id, ev.id.hex(), event=ev)
             outcomes.append(out)
             accepted.append((out, ev, signed))
-        with self.store.tx() as db:
+        with self.store.db.tx(pipeline=True) as db:
             touched: dict[str, Outcome] = {}
             fresh: dict[str, list[Event]] = {}  # the events this batch stored, per meter point
             for out, ev, signed in accepted:

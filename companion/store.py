@@ -110,10 +110,11 @@ class Store:
     def insert_event(db: Any, device_id: str, ev: Event, message: bytes,
                      received_at: float) -> str:
         """'stored', 'duplicate' (same bytes again) or 'conflict' (same id, other bytes)."""
-        cur = db.execute(
-            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (ev.id, device_id, ev.counter, ev.type, ev.time, ev.evidence.read_time, received_at, message))
-        if cur.rowcount == 0:
+        # RETURNING, not rowcount: a result read is one the PostgreSQL pipeline waits for.
+        inserted = db.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING event_id",
+            (ev.id, device_id, ev.counter, ev.type, ev.time, ev.evidence.read_time, received_at, message)).fetchone()
+        if inserted is None:
             row = db.execute("SELECT message FROM events WHERE event_id=?", (ev.id,)).fetchone()
             return "duplicate" if bytes(row[0]) == message else "conflict"
         db.executemany("INSERT INTO event_mpxns VALUES (?, ?) ON CONFLICT DO NOTHING", [(m, ev.id) for m in ev.mpxns])
