@@ -234,6 +234,12 @@ class Database:
             return True
         return bool(db.execute("SELECT pg_try_advisory_xact_lock(?)", (self._LOCKS[name],)).fetchone()[0])
 
+    def lock(self, db: Any, name: str) -> None:
+        """The transaction-level lock `name`, waited for (PostgreSQL; SQLite: BEGIN IMMEDIATE
+        already excludes every other writer)."""
+        if self.kind == "postgres":
+            db.execute("SELECT pg_advisory_xact_lock(?)", (self._LOCKS[name],))
+
     def transient_errors(self) -> tuple[type[BaseException], ...]:
         """Errors of a database that is down or busy for a while: the work is retried, never
         turned into a rejection."""

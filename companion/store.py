@@ -203,8 +203,7 @@ class Store:
         from .times import iso
 
         with self.tx() as db:
-            if self.db.kind == "postgres":
-                db.execute("SELECT pg_advisory_xact_lock(?)", (self.db._LOCKS["replicas"],))
+            self.db.lock(db, "replicas")
             row = db.execute("SELECT instance, host, pid, heartbeat_at FROM replicas WHERE client_id=?",
                              (client_id,)).fetchone()
             if row is not None and row[0] != instance and now - row[3] < self.REPLICA_STALE:

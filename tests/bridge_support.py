@@ -144,6 +144,20 @@ class Handheld:
                 raise TimeoutError(f"the broker does not let {device_id} publish its events")
             time.sleep(0.1)
 
+    def resend_until_acked(self, pending: dict[str, bytes], timeout: float, every: float) -> list[str]:
+        """Send again, every `every` seconds, each event of `pending` (id -> message) not yet
+        acked, as the firmware does after its ack timeout, until all are acked or `timeout`
+        has passed; -> the ids never acked."""
+        end = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                missing = [e for e in pending if e not in self.acks]
+            if not missing or time.monotonic() > end:
+                return missing
+            for e in missing:
+                self.send(pending[e])
+            time.sleep(every)
+
     def wait(self, cond, timeout: float = 20, what: str = "condition") -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:

@@ -198,16 +198,7 @@ def test_sigkill_during_a_stream_loses_nothing_and_repeats_nothing(tmp_path, bro
                 b.kill()
                 kills += 1
                 b.start()
-        # The handheld re-sends whatever is not acked, as the firmware does.
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
-            with hh.lock:
-                missing = [e for e in pending if e not in hh.acks]
-            if not missing:
-                break
-            for e in missing:
-                hh.send(pending[e])
-            time.sleep(1.0)
+        missing = hh.resend_until_acked(pending, timeout=60, every=1.0)
         assert not missing, f"{len(missing)} events never acked"
         time.sleep(1.5)  # let the last DTC batch close
     finally:

@@ -81,16 +81,7 @@ def test_three_replicas_under_sigkill_lose_nothing_and_repeat_nothing(tmp_path, 
                 time.sleep(0.4)  # a stream that lasts through the kills
         killer.join(60)
         assert len(kills) == 5, kills
-        # The handheld sends again whatever is not acked, as the firmware does.
-        end = time.monotonic() + 120
-        while time.monotonic() < end:
-            with hh.lock:
-                missing = [e for e in pending if e not in hh.acks]
-            if not missing:
-                break
-            for e in missing:
-                hh.send(pending[e])
-            time.sleep(2.0)
+        missing = hh.resend_until_acked(pending, timeout=120, every=2.0)
         assert not missing, f"{len(missing)} events never acked"
         store = Store(store_url)
         end = time.monotonic() + 60
@@ -175,15 +166,8 @@ def test_a_replica_that_never_returns_holds_its_share_until_the_handheld_sends_a
         with hh.lock:
             held = [e for e, _ in stream[1:] if e not in hh.acks]
         assert 20 <= len(held) <= 80, f"{len(held)} of 100 held for the dead member"
-        rounds = 0
-        while held and rounds < 20:
-            rounds += 1
-            for e in held:
-                hh.send(dict(stream)[e])
-            time.sleep(1.0)
-            with hh.lock:
-                held = [e for e in held if e not in hh.acks]
-        assert not held, f"{len(held)} never acked after {rounds} re-sends"
+        held = hh.resend_until_acked({e: m for e, m in stream if e in held}, timeout=20, every=1.0)
+        assert not held, f"{len(held)} never acked after 20 s of re-sends"
     finally:
         hh.close()
         for r in reps:

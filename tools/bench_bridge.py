@@ -41,6 +41,21 @@ def events(n: int, start: int) -> list[tuple[str, bytes]]:
     return out
 
 
+def paced_latencies(hh: Handheld, client, msgs: list[tuple[str, bytes]], rate: float,
+                    timeout: float) -> list[float]:
+    """Publish msgs at a steady rate (per second); -> each one's ack latency in ms, sorted."""
+    sent: dict[str, float] = {}
+    t1 = time.perf_counter()
+    for i, (eid, m) in enumerate(msgs):
+        delay = t1 + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sent[eid] = time.perf_counter()
+        client.publish(f"flagwise/events/{DEVICE_ID}", m, qos=1)
+    hh.wait(lambda h: all(e in h.ack_times for e in sent), timeout=timeout, what="steady acks")
+    return sorted((hh.ack_times[e] - sent[e]) * 1000 for e in sent)
+
+
 def bare_verify_rate(msgs: list[bytes]) -> float:
     key = load_public_key(bytes.fromhex(PUBLIC_KEY))
     prepared = []
@@ -80,17 +95,7 @@ def run(work: Path, insecure: bool, n: int, rate: float, seconds: float, start: 
             c.publish(f"flagwise/events/{DEVICE_ID}", m, qos=1)
         hh.wait(lambda h: all(e in h.acks for e, _ in burst), timeout=600, what="all acks")
         elapsed = time.perf_counter() - t0
-        steady = events(int(rate * seconds), start + n)
-        sent: dict[str, float] = {}
-        t1 = time.perf_counter()
-        for i, (eid, m) in enumerate(steady):
-            delay = t1 + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            sent[eid] = time.perf_counter()
-            c.publish(f"flagwise/events/{DEVICE_ID}", m, qos=1)
-        hh.wait(lambda h: all(e in h.ack_times for e in sent), timeout=120, what="steady acks")
-        lat = sorted((hh.ack_times[e] - sent[e]) * 1000 for e in sent)
+        lat = paced_latencies(hh, c, events(int(rate * seconds), start + n), rate, timeout=120)
     finally:
         hh.close()
         bridge.stop()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hil.services import Mosquitto, Postgres, identity_files, mqtt_client  # noqa: E402
+from tools.bench_bridge import paced_latencies  # noqa: E402
 from tests.bridge_support import (DEVICE_ID, MV, PUBLIC_KEY, BridgeProcess, Handheld,  # noqa: E402
                                   evidence, make_event)
 
@@ -100,16 +101,7 @@ def steady(broker: Mosquitto, msgs: list[tuple[str, bytes]], rate: float) -> lis
         c, _ = hh.publisher(DEVICE_ID)
         hh.send(msgs[0][1])
         hh.wait(lambda h: msgs[0][0] in h.acks, timeout=60, what="first ack")
-        sent: dict[str, float] = {}
-        t1 = time.perf_counter()
-        for i, (eid, m) in enumerate(msgs[1:]):
-            delay = t1 + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            sent[eid] = time.perf_counter()
-            c.publish(f"flagwise/events/{DEVICE_ID}", m, qos=1)
-        hh.wait(lambda h: all(e in h.ack_times for e in sent), timeout=300, what="steady acks")
-        return sorted((hh.ack_times[e] - sent[e]) * 1000 for e in sent)
+        return paced_latencies(hh, c, msgs[1:], rate, timeout=300)
     finally:
         hh.close()
 

@@ -33,33 +33,29 @@ fi
 "$VENV/bin/python" tools/fetch_mplib.py
 "$VENV/bin/python" tools/build_firmware.py
 
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+# A Debian package the tests need as a program, not as a running service (they start their
+# own on free ports): installed with apt-get when root, its system service left stopped.
+apt_install() {  # PACKAGE SERVICE
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "setup: installing mosquitto (apt-get)"
+        echo "setup: installing $1 (apt-get)"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -qq mosquitto >/dev/null 2>&1 \
-            || { apt-get update -qq >/dev/null && apt-get install -y -qq mosquitto >/dev/null; }
-        # Tests start their own broker on a free port; the system service is not needed.
-        command -v systemctl >/dev/null 2>&1 && systemctl disable --now mosquitto >/dev/null 2>&1 || true
+        apt-get install -y -qq "$1" >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null && apt-get install -y -qq "$1" >/dev/null; }
+        command -v systemctl >/dev/null 2>&1 && systemctl disable --now "$2" >/dev/null 2>&1 || true
     else
-        echo "setup: mosquitto is missing. Install it (Debian/Ubuntu: sudo apt-get install mosquitto) and re-run." >&2
+        echo "setup: $1 is missing. Install it (Debian/Ubuntu: sudo apt-get install $1) and re-run." >&2
         exit 1
     fi
+}
+
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    apt_install mosquitto mosquitto
 fi
 
 # PostgreSQL's server, for the PostgreSQL store's tests (they start their own cluster with
 # initdb and pg_ctl on a free port, as they start mosquitto) and for deployments.
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "setup: installing postgresql (apt-get)"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -qq postgresql >/dev/null 2>&1 \
-            || { apt-get update -qq >/dev/null && apt-get install -y -qq postgresql >/dev/null; }
-        # Tests start their own cluster; the system service is not needed.
-        command -v systemctl >/dev/null 2>&1 && systemctl disable --now postgresql >/dev/null 2>&1 || true
-        command -v pg_ctlcluster >/dev/null 2>&1 && pg_ctlcluster --force "$(ls /usr/lib/postgresql | sort -n | tail -1)" main stop >/dev/null 2>&1 || true
-    else
-        echo "setup: PostgreSQL's server is missing. Install it (Debian/Ubuntu: sudo apt-get install postgresql) and re-run." >&2
-        exit 1
-    fi
+    apt_install postgresql postgresql
+    # Debian's package also starts a cluster of its own: stop it.
+    command -v pg_ctlcluster >/dev/null 2>&1 && pg_ctlcluster --force "$(ls /usr/lib/postgresql | sort -n | tail -1)" main stop >/dev/null 2>&1 || true
 fi
