@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from typing import Any
 
 from .config import Config
 from .metrics import Metrics
@@ -26,11 +27,12 @@ from .store import Store
 
 
 class Api:
-    def __init__(self, store: Store, config: Config, metrics: Metrics, health: Callable[..., dict], pki=None):
+    def __init__(self, store: Store, config: Config, metrics: Metrics, health: Callable[..., dict[str, Any]],
+                 pki: Any = None):
         self.store, self.config, self.metrics, self.health = store, config, metrics, health
         self.pki = pki
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         if method != "GET":
             return self._json(start_response, 405, {"error": "only GET is supported"})
@@ -67,7 +69,7 @@ class Api:
             return self._json(start_response, 200, view)
         return self._json(start_response, 404, {"error": f"no such resource {path[:80]}"})
 
-    def _authorised(self, environ: dict) -> bool:
+    def _authorised(self, environ: dict[str, Any]) -> bool:
         auth = environ.get("HTTP_AUTHORIZATION", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token or len(token) > 200:
@@ -78,7 +80,7 @@ class Api:
             return False
 
     @staticmethod
-    def _json(start_response: Callable, status: int, body: dict,
+    def _json(start_response: Callable[..., Any], status: int, body: dict[str, Any],
               headers: list[tuple[str, str]] | None = None) -> list[bytes]:
         data = json.dumps(body, indent=1).encode()
         phrase = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",

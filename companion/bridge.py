@@ -15,13 +15,13 @@ import socket
 import ssl
 import sys
 import threading
-from typing import Any
 import time
+from typing import Any, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -152,7 +152,7 @@ class Bridge:
         self._spawn("dtc", self._dtc_loop)
         return self
 
-    def _await_broker(self, url: str, protocols: tuple[mqtt.MQTTProtocolVersion, ...]) -> None:
+    def _await_broker(self, url: str, protocols: tuple[MQTTProtocolVersion, ...]) -> None:
         """Connect, waiting up to broker_wait seconds for a broker that is down or starting, with
         a backoff doubling from 1 s to 30 s. A broker that refuses our identity is not waited for."""
         deadline = time.monotonic() + self.config.broker_wait
@@ -199,7 +199,7 @@ class Bridge:
         finally:
             self.stop()
 
-    def _spawn(self, name: str, target) -> None:
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
         """A supervised worker: an unexpected exception is logged with its traceback, counted
         (flagwise_worker_restarts_total) and the worker started again after a backoff (1 s
         doubling to 30 s), so that one bad moment never leaves the bridge deaf while /healthz
@@ -222,7 +222,7 @@ class Bridge:
         self._threads.append(t)
 
     # --- MQTT ---------------------------------------------------------------------------
-    def _make_client(self, protocol: mqtt.MQTTProtocolVersion) -> mqtt.Client:
+    def _make_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
         cfg = self.config
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.mqtt_client_id, protocol=protocol,
                         manual_ack=True, clean_session=False if protocol == mqtt.MQTTv311 else None)
@@ -241,7 +241,7 @@ class Bridge:
         c.on_socket_open = _nodelay
         return c
 
-    def _connect(self, url: str, protocols: tuple[mqtt.MQTTProtocolVersion, ...]) -> None:
+    def _connect(self, url: str, protocols: tuple[MQTTProtocolVersion, ...]) -> None:
         host, port, tls = broker_address(url)
         for protocol in protocols:
             c = self._make_client(protocol)
@@ -249,7 +249,7 @@ class Bridge:
                 self._tls(c)
             props = None
             if protocol == mqtt.MQTTv5:
-                props = Properties(PacketTypes.CONNECT)
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = self.config.session_expiry
                 # Nothing larger than an event (plus its topic) is delivered to us.
                 props.MaximumPacketSize = self.config.max_message + 1024
@@ -298,7 +298,7 @@ class Bridge:
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"cannot load the TLS files (ca {ca}, cert {cert}): {exc}") from None
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
         rc = reason_code.value if hasattr(reason_code, "value") else int(reason_code)
         self._connack = (rc, bool(getattr(flags, "session_present", False)))
         if rc == 0:
@@ -313,7 +313,7 @@ class Bridge:
             log.info("connected", extra={"fields": {"broker": self.state.broker_url, "topic": topic}})
         self._connected.set()
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None) -> None:
+    def _on_subscribe(self, client: Any, userdata: Any, mid: Any, reason_codes: Any, properties: Any = None) -> None:
         # A refused subscription (ACL) would leave the bridge connected and deaf: say so loudly,
         # fail /healthz, and try again.
         codes = [rc.value if hasattr(rc, "value") else int(rc) for rc in reason_codes]
@@ -329,14 +329,15 @@ class Bridge:
         if self._client is not None and self.state.connected and not self._stop.is_set():
             self._on_connect(self._client, None, None, 0)
 
-    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
+    def _on_publish(self, client: Any, userdata: Any, mid: Any, reason_code: Any = None,
+                    properties: Any = None) -> None:
         rc = reason_code.value if hasattr(reason_code, "value") else 0
         if rc >= 0x80:  # MQTT 5 PUBACK: not authorised, packet too large...
             self.metrics.publish_refused.inc()
             log.error("the broker refused one of our publishes (check the ACL; docs/security.md)",
                       extra={"fields": {"reason_code": rc}})
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
         self.state.connected = False
         rc = reason_code.value if hasattr(reason_code, "value") else reason_code
         if rc == 142 and not self._stop.is_set():  # MQTT 5 "session taken over" (§3.14.2.1)
@@ -352,7 +353,7 @@ class Bridge:
         if not self._stop.is_set():
             log.warning("disconnected", extra={"fields": {"reason": str(reason_code)}})
 
-    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.metrics.received.inc()
         # The size limit is enforced again on the worker; a bounded queue applies back-pressure.
         self._queue.put(Incoming(message.topic, bytes(message.payload), time.time(), (message.mid, message.qos)))
@@ -482,7 +483,7 @@ class Bridge:
                 store.close()
                 self._stop.wait(1.0)
 
-    def _publish_rows(self, client: mqtt.Client, rows: list) -> tuple[list, list[int]]:
+    def _publish_rows(self, client: mqtt.Client, rows: list[Any]) -> tuple[list[Any], list[int]]:
         """Publish outbox rows (signed, retained, QoS 1); -> (rows, the seqs the broker took)."""
         sent: list[int] = []
         infos = [(seq, client.publish(f"{self.config.prefix}/flags/{mpxn}",
@@ -528,7 +529,7 @@ class Bridge:
                 log.exception("writing DTC files failed; will retry")
 
     # --- read API -----------------------------------------------------------------------
-    def health(self, ready: bool = False) -> dict:
+    def health(self, ready: bool = False) -> dict[str, Any]:
         """Liveness (/healthz): failing only when this process cannot make progress by itself (a
         worker thread died, its own broker exited, it stopped itself); a restart may help.
         Readiness (/readyz, ready=True): also the broker link up and subscribed, and the store
@@ -599,7 +600,7 @@ def _discard(c: mqtt.Client) -> None:
             pass
 
 
-def _nodelay(client, userdata, sock) -> None:
+def _nodelay(client: Any, userdata: Any, sock: Any) -> None:
     # QoS 1 round trips crawl with Nagle + delayed ACK (shared/pitfalls.md).
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

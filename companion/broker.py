@@ -27,7 +27,8 @@ from .pki import Pki, mosquitto_conf
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _die_with_parent() -> None:
@@ -59,7 +60,7 @@ class ManagedBroker:
         # Linux delivers the signal when the *thread* that started the broker ends: only for a
         # broker started from a thread that lives as long as its owner (the bridge's main one).
         self.die_with_parent = die_with_parent
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self._watch_stop = threading.Event()
         self._mtimes: tuple[float, ...] = ()
 

@@ -7,11 +7,16 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import CompanionError, WireError
 from .times import iso
 from .wire import MAX_MESSAGE, verify_event
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .store import Store
 
 
 def _json_default(o: object) -> object:
@@ -56,7 +61,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(args: argparse.Namespace, create: bool = False):
+def _store(args: argparse.Namespace, create: bool = False) -> tuple[Config, Store]:
     """The configured store. Only commands that write a registry (keys add, tokens add) may
     create it (or upgrade its schema): a read on a mistyped path must not leave an empty
     companion.db behind, and a read never changes a store's schema."""
@@ -151,7 +156,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             _revoke_at_broker(args)
         else:
             for k in store.keys():
-                state = "active" if k.active else f"revoked {iso(k.revoked_at)}" + (" hard" if k.hard else "")
+                state = "active" if k.active else f"revoked {iso(k.revoked_at or 0.0)}" + (" hard" if k.hard else "")
                 print(f"{k.device_id}  {k.public_key.hex()}  {state}")
     except (RegistryError, ValueError) as exc:
         print(f"companion keys {args.action}: {exc}", file=sys.stderr)
@@ -488,7 +493,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.func(args)
+        rc: int = args.func(args)
+        return rc
     except CompanionError as exc:
         print(f"companion: {exc}", file=sys.stderr)
         return 2

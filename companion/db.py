@@ -105,7 +105,7 @@ def _v1_sqlite_code_column(conn: Any) -> None:
         conn.execute("ALTER TABLE flags ADD COLUMN code TEXT NOT NULL DEFAULT 'none'")
 
 
-MIGRATIONS: list[tuple[int, str, dict[str, list]]] = [
+MIGRATIONS: list[tuple[int, str, dict[str, list[Any]]]] = [
     (1, "the schema of flagwise 0.2.0: keys, events, flags, outbox, DTC files, rejections, tokens", {
         "sqlite": [*_statements(_V1_TABLES, _SQLITE_TYPES), _v1_sqlite_code_column],
         "postgres": _statements(_V1_TABLES, _PG_TYPES),
@@ -145,10 +145,10 @@ class _PgConn:
             q = self._sql[sql] = sql.replace("%", "%%").replace("?", "%s")
         return q
 
-    def execute(self, sql: str, params: tuple | list = ()) -> Any:
+    def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
         return self.raw.execute(self._q(sql), params)
 
-    def executemany(self, sql: str, rows: list) -> Any:
+    def executemany(self, sql: str, rows: list[Any]) -> Any:
         cur = self.raw.cursor()
         cur.executemany(self._q(sql), rows)
         return cur
@@ -260,7 +260,7 @@ class Database:
         """The schema version (0: empty, or a 0.2.0 SQLite store from before versions)."""
         if not self._has_table("schema_version"):
             return 0
-        return self.conn().execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        return int(self.conn().execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0])
 
     def is_empty(self) -> bool:
         return self.version() == 0 and not self._has_table("events")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def line(fields: Sequence[object]) -> str:
     return "|".join(_field(f) for f in fields) + "|"
 
 
-def render(flow: Flow, file_id: str, created: datetime, changes: Sequence[dict], *,
+def render(flow: Flow, file_id: str, created: datetime, changes: Sequence[dict[str, Any]], *,
            from_participant: str, to_participant: str, test_flag: str = "OPER",
            sending_app: str = "FLAGWISE") -> str:
     if not 1 <= len(file_id) <= 10:
@@ -85,7 +86,7 @@ def write_atomically(directory: Path, name: str, text: str) -> Path:
     return final
 
 
-def parse(text: str) -> dict:
+def parse(text: str) -> dict[str, Any]:
     """Read a DTC file back (tests, replay): header, groups, trailer; checks the count."""
     rows = [ln[:-1].split("|") for ln in text.splitlines() if ln]
     if not rows or rows[0][0] != "ZHV" or rows[-1][0] != "ZPT":

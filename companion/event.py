@@ -167,7 +167,7 @@ def _one_of(allowed: tuple[str, ...]) -> Callable[[str, Any], str]:
     def check(path: str, v: Any) -> str:
         if v not in allowed:
             raise SchemaError(f"{path}: one of {', '.join(allowed)} required, got {_summary(v)}")
-        return v
+        return str(v)
 
     return check
 
@@ -187,13 +187,13 @@ _DEVICE: _Spec = {
 }
 
 
-def _map(path: str, v: Any) -> Mapping:
+def _map(path: str, v: Any) -> Mapping[Any, Any]:
     if not isinstance(v, Mapping):
         raise SchemaError(f"{path}: a map required")
     return v
 
 
-def _keys(path: str, m: Mapping, allowed: range | set[int]) -> None:
+def _keys(path: str, m: Mapping[Any, Any], allowed: range | set[int]) -> None:
     for k in m:
         if k not in allowed:
             raise SchemaError(f"{path}: unknown key {_summary(k)}")
@@ -211,7 +211,7 @@ def _submap(path: str, spec: _Spec, v: Any) -> dict[str, Any]:
     return out
 
 
-def _list(path: str, v: Any, hi: int) -> tuple:
+def _list(path: str, v: Any, hi: int) -> tuple[Any, ...]:
     if not isinstance(v, (list, tuple)) or len(v) > hi:
         raise SchemaError(f"{path}: a list of at most {hi} required")
     return tuple(v)

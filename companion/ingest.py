@@ -12,6 +12,7 @@ revocation rule (`revoked_key`) · signature (`bad_signature`) · payload schema
 """
 
 from __future__ import annotations
+from typing import Any
 
 from .cborutil import summary as _summary
 
@@ -59,7 +60,7 @@ class Outcome:
     reason: str | None = None
     detail: str | None = None
     event: Event | None = None
-    changes: list[dict] = field(default_factory=list)  # flag changes this event caused
+    changes: list[dict[str, Any]] = field(default_factory=list)  # flag changes this event caused
     suspicious: list[str] = field(default_factory=list)  # counter anomalies (store.check_counter)
     flags: list[tuple[str, str | None, str | None, str]] = field(default_factory=list)  # per MPxN, after commit
 
@@ -201,7 +202,7 @@ class Ingestor:
                         fresh.setdefault(m, []).append(ev)
             known = {ev.id: ev for _, ev, _ in accepted}
             self.store.db.lock_mpxns(db, list(touched))  # one writer per meter point (replicas)
-            now_flags: dict[str, tuple] = {}  # what _rederive just wrote: no second read for the acks
+            now_flags: dict[str, tuple[Any, ...]] = {}  # what _rederive just wrote: no second read for the acks
             for mpxn, out in sorted(touched.items()):
                 change, now_flags[mpxn] = self._rederive(db, mpxn, known, fresh[mpxn])
                 if change:
@@ -220,7 +221,8 @@ class Ingestor:
                                                 len(out.incoming.payload), out.incoming.received_at, db)
         return outcomes
 
-    def _rederive(self, db, mpxn: str, known: dict, fresh: list[Event]) -> tuple[dict | None, tuple]:
+    def _rederive(self, db: Any, mpxn: str, known: dict[bytes, Event],
+                  fresh: list[Event]) -> tuple[dict[str, Any] | None, tuple[Any, ...]]:
         """-> (the flag change written to the outbox, or None; (flag, effective_from, code) as stored)."""
         # Incremental in the usual case: events newer than any of the meter point's are folded
         # into its stored flag (policy.extend), at a cost that does not grow with its history.
@@ -285,13 +287,13 @@ def _payload_id(payload: bytes) -> str | None:
 MAX_FLAG_EVENT_IDS = 20
 
 
-def state(flag) -> tuple:
+def state(flag: Any) -> tuple[Any, ...]:
     """What makes a flag update: value, date, deciding event, reason and override (a stored
     flag or a derived one)."""
     return (flag.flag, flag.effective_from, flag.event_id, flag.reason, flag.override)
 
 
-def flag_message(flag: policy.Flag, version: int, config: Config, event_count: int | None = None) -> dict:
+def flag_message(flag: policy.Flag, version: int, config: Config, event_count: int | None = None) -> dict[str, Any]:
     """The flag update as published on <prefix>/flags/<mpxn> (docs/bridge.md)."""
     return {
         "mpxn": flag.mpxn,

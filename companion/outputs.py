@@ -13,6 +13,7 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from . import dtc, policy
 from .config import Config
@@ -63,7 +64,7 @@ class DtcWriter:
         return written
 
     def pending_files(self) -> int:
-        return self.store.conn().execute("SELECT count(*) FROM dtc_files WHERE state='pending'").fetchone()[0]
+        return int(self.store.conn().execute("SELECT count(*) FROM dtc_files WHERE state='pending'").fetchone()[0])
 
     def _assign(self, flow: dtc.Flow, now: float, force: bool) -> str | None:
         cfg = self.config
@@ -104,7 +105,7 @@ class DtcWriter:
             db.execute("UPDATE dtc_files SET state='written' WHERE file_id=?", (file_id,))
         return path
 
-    def _render(self, c, file_id: str) -> Path:
+    def _render(self, c: Any, file_id: str) -> Path:
         flow_name, created, name = c.execute(
             "SELECT flow, created, name FROM dtc_files WHERE file_id=?", (file_id,)).fetchone()
         changes = [json.loads(r[0]) for r in c.execute(

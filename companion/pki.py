@@ -38,6 +38,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -153,7 +154,7 @@ class Pki:
         return self.root / "signing" / f"{name}.key"
 
     @contextlib.contextmanager
-    def _locked(self):
+    def _locked(self) -> Iterator[None]:
         """One writer at a time, across threads and processes (the bench issues in parallel)."""
         self.root.mkdir(parents=True, exist_ok=True)
         with _THREAD_LOCK:
@@ -171,7 +172,7 @@ class Pki:
 
     @property
     def exists(self) -> bool:
-        return self.ca_crt.exists() and self.ca_key.exists()
+        return bool(self.ca_crt.exists() and self.ca_key.exists())
 
     # --- the CA -----------------------------------------------------------------------
     def init(self, broker_names: tuple[str, ...] = ("localhost", "127.0.0.1")) -> None:
@@ -245,15 +246,16 @@ class Pki:
         _write(self.broker_crt, cert.public_bytes(_PEM))
 
     # --- identities -------------------------------------------------------------------
-    def _load_inventory(self) -> dict[str, dict]:
+    def _load_inventory(self) -> dict[str, dict[str, Any]]:
         try:
-            return json.loads(self.inventory.read_text())
+            inv: dict[str, dict[str, Any]] = json.loads(self.inventory.read_text())
+            return inv
         except FileNotFoundError:
             return {}
         except ValueError:
             raise PkiError(f"{self.inventory} is damaged (not JSON)") from None
 
-    def _save_inventory(self, inv: dict[str, dict]) -> None:
+    def _save_inventory(self, inv: dict[str, dict[str, Any]]) -> None:
         _write(self.inventory, (json.dumps(inv, indent=1, sort_keys=True) + "\n").encode())
 
     def identities(self) -> list[Identity]:
@@ -366,7 +368,7 @@ class Pki:
             raise PkiError(f"{self.signing_key_path(name)} is not an EC key")
         return key
 
-    def bridge_public_keys(self) -> list[dict]:
+    def bridge_public_keys(self) -> list[dict[str, Any]]:
         """Every bridge signing key a receiver should accept: current keys and, during a
         rollover, old ones still listed (signing/*.old), unless their bridge was revoked."""
         revoked = {i.name for i in self.identities() if i.revoked}

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from .event import Device, Event
 from .ids import is_mpan
@@ -73,7 +74,7 @@ class Flag:
     override: str | None = None  # the installer's override on the deciding event, if any
     code: str = "none"  # the deciding observation's reason code (CODES)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "mpxn": self.mpxn, "flag": self.flag, "effective_from": self.effective_from,
             "reason": self.reason, "event_id": self.event_id, "event_ids": list(self.event_ids),
@@ -94,7 +95,7 @@ def _date(ts: int) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
 
 
-def order_key(ev: Event) -> tuple:
+def order_key(ev: Event) -> tuple[Any, ...]:
     # Clocks tick in seconds: one handheld's events in the same second keep their counter order.
     return (ev.evidence.when, ev.time, ev.counter, ev.id)
 

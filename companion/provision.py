@@ -16,6 +16,7 @@ import ipaddress
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -65,7 +66,7 @@ def device_key(flash: Path) -> ec.EllipticCurvePrivateKey:
 
 def provision(flash: Path, device_id: str, broker: str, *, pki: Pki | None, uart: str | None = None,
               prefix: str = "flagwise", server_name: str | None = None, insecure: bool = False,
-              extra: dict | None = None) -> str:
+              extra: dict[str, Any] | None = None) -> str:
     """Write the handheld's flash; return its public key (hex, 65-byte SEC1)."""
     try:
         device_id = eui64_text(eui64_bytes(device_id))
@@ -75,7 +76,8 @@ def provision(flash: Path, device_id: str, broker: str, *, pki: Pki | None, uart
     flash.mkdir(parents=True, exist_ok=True)
     key = device_key(flash)
     point = public_point(key)
-    cfg: dict = {"device_id": device_id, "broker_host": host, "broker_port": port, "prefix": prefix, "uart": uart}
+    cfg: dict[str, Any] = {"device_id": device_id, "broker_host": host, "broker_port": port, "prefix": prefix,
+                           "uart": uart}
     if pki is None:
         raise ProvisionError("a handheld needs its identity and the bridge keys: give --pki")
     if insecure:  # plain TCP: the identity by password; the bridge keys still check the acks

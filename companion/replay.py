@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from . import policy
 from .ingest import state
@@ -12,8 +13,8 @@ from .store import Store
 @dataclass(frozen=True)
 class Difference:
     mpxn: str
-    sent: tuple  # ingest.state(): (flag, effective_from, deciding event, reason, override) as last sent
-    derived: tuple
+    sent: tuple[Any, ...]  # ingest.state(): (flag, effective_from, deciding event, reason, override) as last sent
+    derived: tuple[Any, ...]
     reason: str
 
 

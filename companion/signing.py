@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import cbor2
+from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
@@ -61,15 +62,15 @@ class Signer:
                                                      r.to_bytes(32, "big") + s.to_bytes(32, "big")]))
 
     def ack(self, device_id: bytes, event_id: bytes | None, outcome: str, reason: str | None = None,
-            detail: str | None = None, flags: list | None = None) -> bytes:
+            detail: str | None = None, flags: list[Any] | None = None) -> bytes:
         return self.sign(ack_payload(device_id, event_id, outcome, reason, detail, flags))
 
-    def flag(self, body: Mapping) -> bytes:
+    def flag(self, body: Mapping[str, Any]) -> bytes:
         return self.sign(json.dumps(body, sort_keys=True, separators=(",", ":")).encode(), "application/json")
 
 
 def ack_payload(device_id: bytes, event_id: bytes | None, outcome: str, reason: str | None = None,
-                detail: str | None = None, flags: list | None = None) -> bytes:
+                detail: str | None = None, flags: list[Any] | None = None) -> bytes:
     if outcome not in OUTCOMES or len(device_id) != 8 or (event_id is not None and len(event_id) != 16):
         raise ValueError("ack: bad outcome, device id or event id")
     m: dict[int, object] = {0: ACK_VERSION, 1: device_id, 3: outcome}
@@ -101,7 +102,7 @@ class KeyRing:
     keys: Mapping[bytes, ec.EllipticCurvePublicKey]
 
     @classmethod
-    def of(cls, public_keys: Iterable[bytes | str | dict]) -> "KeyRing":
+    def of(cls, public_keys: Iterable[bytes | str | dict[str, Any]]) -> "KeyRing":
         out = {}
         for k in public_keys:
             if isinstance(k, dict):
@@ -126,7 +127,8 @@ class KeyRing:
         return cls.of(data["keys"] if isinstance(data, dict) else data)
 
 
-def verify_bridge_message(message: bytes, ring: KeyRing, max_size: int = MAX_FLAG_MESSAGE) -> tuple[bytes, dict]:
+def verify_bridge_message(message: bytes, ring: KeyRing,
+                          max_size: int = MAX_FLAG_MESSAGE) -> tuple[bytes, dict[Any, Any]]:
     """-> (payload bytes, protected header). Raises a CompanionError on anything unsigned,
     signed by an unknown key or badly signed."""
     sign1 = parse_sign1(message, max_size)
@@ -142,7 +144,7 @@ def verify_bridge_message(message: bytes, ring: KeyRing, max_size: int = MAX_FLA
     return sign1.payload, dict(header)
 
 
-def verify_ack(message: bytes, ring: KeyRing, device_id: bytes) -> dict:
+def verify_ack(message: bytes, ring: KeyRing, device_id: bytes) -> dict[str, Any]:
     """An ack or rejection for DEVICE_ID: {outcome, event_id, reason, detail}."""
     payload, _ = verify_bridge_message(message, ring, MAX_ACK)
     m = loads_strict(payload, "ack payload")
@@ -164,7 +166,7 @@ class FlagVerifier:
         self.ring = ring
         self.last: dict[str, int] = dict(last or {})
 
-    def verify(self, message: bytes, topic: str | None = None) -> dict:
+    def verify(self, message: bytes, topic: str | None = None) -> dict[str, Any]:
         payload, header = verify_bridge_message(message, self.ring)
         if header.get(HDR_CONTENT_TYPE) != "application/json":
             raise NotSign1Error("not a flag update (content type)")
@@ -185,8 +187,8 @@ class FlagVerifier:
         return body
 
 
-def verify_flag(message: bytes, public_keys: Iterable[bytes | str | dict], last_version: int | None = None,
-                topic: str | None = None) -> dict:
+def verify_flag(message: bytes, public_keys: Iterable[bytes | str | dict[str, Any]], last_version: int | None = None,
+                topic: str | None = None) -> dict[str, Any]:
     """Verify one flag update: signature by one of PUBLIC_KEYS, and (given the last version
     you accepted for that meter point) no regression. Returns the flag body."""
     ring = KeyRing.of(public_keys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from . import policy
 from .config import Config
@@ -10,7 +11,7 @@ from .ids import check_mpxn
 from .store import Store
 
 
-def events_view(store: Store, mpxn: str) -> list[dict]:
+def events_view(store: Store, mpxn: str) -> list[dict[str, Any]]:
     check_mpxn(mpxn)
     rows = sorted(store.events_for(mpxn), key=lambda r: policy.order_key(r[2]))
     return [{
@@ -23,7 +24,7 @@ def events_view(store: Store, mpxn: str) -> list[dict]:
     } for device, received, ev in rows]
 
 
-def site_view(store: Store, mpxn: str, config: Config) -> dict | None:
+def site_view(store: Store, mpxn: str, config: Config) -> dict[str, Any] | None:
     """None when nothing is known of the meter point; ValueError for a malformed MPxN."""
     check_mpxn(mpxn)
     flag = store.flag(mpxn)
@@ -53,7 +54,7 @@ def site_view(store: Store, mpxn: str, config: Config) -> dict | None:
     }
 
 
-def format_site(view: dict, events: list[dict]) -> str:
+def format_site(view: dict[str, Any], events: list[dict[str, Any]]) -> str:
     """Plain text for `companion site`."""
     out = [f"{view['mpxn']}: flag {view['flag'] or 'none'}"
            + (f" since {view['since']}" if view["since"] else "") + f" (version {view['version']})",

@@ -149,9 +149,9 @@ class Store:
         db.execute("INSERT INTO suspicious VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                    (event_id, device_id, kind, detail, now))
 
-    def suspicious(self, device_ids: list[str] | None = None) -> list[dict]:
+    def suspicious(self, device_ids: list[str] | None = None) -> list[dict[str, Any]]:
         sql = "SELECT device_id, kind, detail, event_id, at FROM suspicious"
-        args: tuple = ()
+        args: tuple[Any, ...] = ()
         if device_ids is not None:
             if not device_ids:
                 return []
@@ -161,7 +161,7 @@ class Store:
                 for r in self.conn().execute(sql + " ORDER BY at", args)]
 
     def suspicious_devices(self) -> int:
-        return self.conn().execute("SELECT count(DISTINCT device_id) FROM suspicious").fetchone()[0]
+        return int(self.conn().execute("SELECT count(DISTINCT device_id) FROM suspicious").fetchone()[0])
 
     def events_for(self, mpxn: str, db: Any | None = None,
                    known: dict[bytes, Event] | None = None) -> list[tuple[str, float, Event]]:
@@ -178,7 +178,7 @@ class Store:
         return [r[0] for r in self.conn().execute("SELECT DISTINCT mpxn FROM event_mpxns ORDER BY mpxn")]
 
     def event_count(self) -> int:
-        return self.conn().execute("SELECT count(*) FROM events").fetchone()[0]
+        return int(self.conn().execute("SELECT count(*) FROM events").fetchone()[0])
 
     # --- flags -----------------------------------------------------------------------
     def flag(self, mpxn: str, db: Any | None = None) -> StoredFlag | None:
@@ -229,8 +229,9 @@ class Store:
     def heartbeat_replica(self, client_id: str, instance: str, now: float) -> bool:
         """False when another bridge has taken the client id (ours had gone stale)."""
         with self.tx() as db:
-            return db.execute("UPDATE replicas SET heartbeat_at=? WHERE client_id=? AND instance=?",
-                              (now, client_id, instance)).rowcount == 1
+            n: int = db.execute("UPDATE replicas SET heartbeat_at=? WHERE client_id=? AND instance=?",
+                                (now, client_id, instance)).rowcount
+            return n == 1
 
     def release_replica(self, client_id: str, instance: str) -> None:
         with self.tx() as db:
@@ -240,14 +241,15 @@ class Store:
         """Queue each meter point's current flag (its outbox row at the flag's version) for
         MQTT again; the bridge publishes it, retained. -> how many."""
         with self.tx() as db:
-            return db.execute(
+            return int(db.execute(
                 "UPDATE outbox SET mqtt_done=0 WHERE mqtt_done=1 AND EXISTS (SELECT 1 FROM flags f "
-                "WHERE f.mpxn = outbox.mpxn AND f.version = outbox.version AND f.version > 0)").rowcount
+                "WHERE f.mpxn = outbox.mpxn AND f.version = outbox.version AND f.version > 0)").rowcount)
 
     # --- outbox ----------------------------------------------------------------------
     def pending_mqtt(self, limit: int = 500, db: Any = None) -> list[tuple[int, str, str]]:
-        return (db or self.conn()).execute(
+        rows: list[tuple[int, str, str]] = (db or self.conn()).execute(
             "SELECT seq, mpxn, body FROM outbox WHERE mqtt_done=0 ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return rows
 
     def mark_mqtt_done(self, seqs: list[int], db: Any = None) -> None:
         if db is not None:
@@ -268,7 +270,7 @@ class Store:
     def next_sequence(self, db: Any, name: str) -> int:
         db.execute("INSERT INTO sequences VALUES (?, 0) ON CONFLICT DO NOTHING", (name,))
         db.execute("UPDATE sequences SET value = value + 1 WHERE name=?", (name,))
-        return db.execute("SELECT value FROM sequences WHERE name=?", (name,)).fetchone()[0]
+        return int(db.execute("SELECT value FROM sequences WHERE name=?", (name,)).fetchone()[0])
 
     REJECTIONS_KEPT = 10000  # detailed rows; older ones live on only in rejection_counts
 

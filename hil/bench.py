@@ -16,8 +16,11 @@ import shutil
 import textwrap
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cbor2
 from cryptography.hazmat.primitives import hashes
@@ -29,7 +32,6 @@ from companion.pki import Pki
 from companion.signing import KeyRing, verify_bridge_message
 from companion.store import Store
 
-from .scenario import http_json
 from .services import BridgeProcess, Mosquitto, free_port, identity_files, mqtt_client
 
 
@@ -233,3 +235,16 @@ class Bench:
         self.bridge.stop()
         if self.mosquitto:
             self.mosquitto.stop()
+
+
+def http_json(url: str, token: str | None = None) -> dict[str, Any] | None:
+    """GET a JSON document from the read API; None for 404."""
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body: dict[str, Any] = json.loads(r.read())
+            return body
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import scenario as sc
+from .report import markdown, result_table, write_junit
 from .bench import Bench
 
 
@@ -54,44 +55,7 @@ def run(names: list[str], out: Path, broker: str = "embedded", jobs: int = 8, sa
     tell("\n" + table)
     passed = sum(r.ok for r in results)
     tell(f"{passed}/{len(results)} scenarios passed in {wall:.0f} s")
-    sc.write_junit(results, out / "junit.xml", wall)
-    (out / "report.md").write_text(report(results, bench, wall))
+    write_junit(results, out / "junit.xml", wall)
+    (out / "report.md").write_text(markdown(results, bench, wall))
     tell(f"report: {out / 'report.md'}  junit: {out / 'junit.xml'}  DTC files: {bench.bridge.out}")
     return 0 if passed == len(results) else 1
-
-
-def result_table(results: list[sc.Result]) -> str:
-    rows = [("scenario", "result", "expected", "derived")]
-    for r in results:
-        flag_checks = [c for c in r.checks if c.what.startswith("flag ")]
-        if not flag_checks:
-            rows.append((r.name, "PASS" if r.ok else "FAIL", r.error or "", ""))
-        for i, c in enumerate(flag_checks):
-            want, _, got = c.detail.partition(", got ")
-            rows.append((r.name if i == 0 else "", ("PASS" if r.ok else "FAIL") if i == 0 else "",
-                         f"{c.what[5:]} {want[5:]}", got))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def report(results: list[sc.Result], bench: Bench, wall: float) -> str:
-    out = ["# HIL run report", "",
-           f"{sum(r.ok for r in results)}/{len(results)} scenarios passed in {wall:.0f} s "
-           f"({bench.kind} broker).", "", "```", result_table(results), "```", ""]
-    for r in results:
-        out += [f"## {r.name} — {'PASS' if r.ok else 'FAIL'} ({r.seconds:.1f} s)", ""]
-        if r.error:
-            out += [f"**Error:** {r.error}", ""]
-        for c in r.checks:
-            out.append(f"- {'✔' if c.ok else '✘'} {c.what}: {c.detail}")
-        by_premises: dict[str, list[str]] = {}
-        for u in bench.updates:
-            if u.mpxn in r.premises_of:
-                by_premises.setdefault(r.premises_of[u.mpxn], []).append(
-                    f"  - {u.at:6.1f} s  {u.mpxn}: **{u.flag or 'none'}** since {u.since} (v{u.version}) — {u.reason}")
-        for prem, lines in sorted(by_premises.items()):
-            out += ["", f"Flag timeline at premises `{prem}`:", *lines]
-        out += ["", "<details><summary>steps</summary>", "", "```", *r.timeline, "```", "</details>", ""]
-    return "\n".join(out) + "\n"

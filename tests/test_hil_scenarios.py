@@ -3,9 +3,13 @@ mosquitto and the bridge as a process (the demo runs the same library on the emb
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hil import scenario
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("name", scenario.library())
@@ -62,7 +66,14 @@ flags = {{ "1900000002001" = {{ flag = "A" {flagextra}}} }}
      r"step 2: kind must be one of bad_signature, tampered, unregistered, other_topic, replay"),
     ('[[steps]]\ndo = "forge"\nhandheld = "hh1"\nkind = "replay"\ncount = 0', "", "count must be 1 to 1000"),
     ('[[steps]]\ndo = "revoke"\nhandheld = "hh1"\nat = "2026-11-27 10:00"', "", "at: .*no time zone"),
-    ('[[steps]]\ndo = "survey"\nhandheld = "hh1"\nexpect = "saved"', "", "expect must be ok or error"),
+    ('[[steps]]\ndo = "survey"\nhandheld = "hh1"\nexpect = "saved"', "", "expect must be one of ok, error, got .saved."),
+    ('[[steps]]\ndo = "wait"\nseconds = "soon"', "", r"step 2: seconds must be a number from 0 to 3600"),
+    ('[[steps]]\ndo = "power_cut"\nhandheld = "hh1"\ninside_write = 3\nafter = "SENT"', "",
+     "inside_write arms a cut at a flash write"),
+    ('[[steps]]\ndo = "job"\nhandheld = "hh1"\ntype = "instal"', "", "type must be one of install, commission"),
+    ("", "converge = \"long\"", "converge must be 0 to 3600 seconds"),
+    ("", "rejected = { hh9 = [\"bad_signature\"] }", "expect.rejected: unknown key 'hh9'"),
+    ("", "no_event_lost = \"yes\"", "no_event_lost must be true or false"),
 ])
 def test_a_typo_fails_at_load_with_its_line(tmp_path, step, expect, message):
     """A key the runner does not know would check nothing and pass: refused before a run."""
@@ -143,9 +154,36 @@ def test_power_cut_after_a_tag_waits_for_a_new_line_not_an_old_one(tmp_path):
     (', devices = ["ESME"]', "devices must be a list of TYPE:STATUS"),
     (', dtc = "one"', "dtc must be a whole number"),
     (', reasn = "x"', "unknown key 'reasn'"),
+    (', since = "tomorrow"', "since must be YYYY-MM-DD or day"),
+    (', override = "yes"', "override must be true or false"),
 ])
 def test_flag_expectations_are_checked_at_load(tmp_path, extra, message):
     bad = tmp_path / "bad.toml"
     bad.write_text(GOOD.format(step="", expect="", flagextra=extra))
     with pytest.raises(scenario.ScenarioError, match=message):
         scenario.load(bad)
+
+
+def test_every_step_in_the_registry_is_documented_and_every_documented_step_exists():
+    from hil.steps import REGISTRY
+
+    lines = (ROOT / "docs" / "scenarios.md").read_text().splitlines()
+    start = lines.index("| `do` | keys | effect |") + 2
+    rows = lines[start:lines.index("", start)]
+    named = {r.split("`")[1] for r in rows}
+    assert named == set(REGISTRY), f"documented only: {named - set(REGISTRY)}; undocumented: {set(REGISTRY) - named}"
+    for name, kind in REGISTRY.items():
+        text = " ".join(r.split("|")[2] for r in rows if r.split("`")[1] == name)
+        for key in sorted(kind.required | kind.optional):
+            assert f"`{key}`" in text, f"docs/scenarios.md: step {name}: key {key} is not documented"
+
+
+def test_poll_until_returns_what_it_last_saw():
+    from hil.steps import poll_until
+
+    seen = iter(range(100))
+    assert poll_until(lambda: ((n := next(seen)) == 3, n), timeout=5, interval=0) == (True, 3)
+    calls = []
+    done, value = poll_until(lambda: (calls.append(1) or False, len(calls)), timeout=0.05, interval=0.01)
+    assert not done and value == len(calls) >= 2
+    assert poll_until(lambda: (False, "once"), timeout=0) == (False, "once")  # at least one look

@@ -29,7 +29,7 @@ def test_one_version_for_the_project_the_bridge_and_the_firmware():
 
 
 def test_mypy_is_clean_on_the_bridge():
-    """Type-checked (mypy's defaults; --strict is not yet clean, see the closing notes)."""
+    """Type-checked, strict (pyproject.toml [tool.mypy])."""
     mypy = Path(sys.executable).with_name("mypy")
     p = subprocess.run([str(mypy), "--no-incremental"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
