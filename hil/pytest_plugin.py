@@ -15,12 +15,22 @@ broker: the bridge's own (the demo's) or an operator's mosquitto with the shippe
 configuration (the default here). Both are secured as shipped. Like pytest-embedded's and
 labgrid's, the fixtures hand a test a resource already in the state it needs: a board
 booted and registered, a premises running; the test drives them.
+
+Scenario files are tests too: any `*.toml` in a folder named `scenarios` (or named
+`*.scenario.toml` anywhere) is collected as one pytest item, so that `pytest hil/scenarios/`,
+`pytest path/to/my.scenario.toml -k gas -x --junitxml=out.xml` and `-n auto` work as for any
+test. A file that does not load (a typo, an invalid MPAN) is a collection error naming its file
+and line, before anything runs. A failed scenario reports its failed checks and its timeline;
+each board's console log is kept in the item's folder under pytest's basetemp.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -39,12 +49,87 @@ def pytest_addoption(parser) -> None:
                          "(default), or the bridge's own")
 
 
+_BENCH = pytest.StashKey[Bench]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "exclusive: a scenario that restarts the bench's shared broker")
+
+
+def _tmpdir(config: pytest.Config, name: str) -> Path:
+    factory = getattr(config, "_tmp_path_factory", None)  # pytest's basetemp, as tmp_path uses
+    return factory.mktemp(name) if factory is not None else Path(tempfile.mkdtemp(prefix=name + "-"))
+
+
+def shared_bench(config: pytest.Config) -> Bench:
+    """One bench per session (per xdist worker), made when first needed, closed at the end;
+    the `hil_bench` fixture and the scenario items share it."""
+    if _BENCH not in config.stash:
+        bench = Bench(_tmpdir(config, "hil-bench"), broker=config.getoption("hil_broker"), say=lambda s: None)
+        config.stash[_BENCH] = bench
+        config.add_cleanup(bench.close)
+    return config.stash[_BENCH]
+
+
 @pytest.fixture(scope="session")
-def hil_bench(tmp_path_factory, pytestconfig):
-    bench = Bench(tmp_path_factory.mktemp("hil-bench"), broker=pytestconfig.getoption("hil_broker"),
-                  say=lambda s: None)
-    yield bench
-    bench.close()
+def hil_bench(pytestconfig):
+    return shared_bench(pytestconfig)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix == ".toml" and (file_path.parent.name == "scenarios"
+                                        or file_path.name.endswith(".scenario.toml")):
+        collector: pytest.Collector = ScenarioFile.from_parent(parent, path=file_path)
+        return collector
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        try:
+            sc = scenario.load(self.path)
+        except scenario.ScenarioError as exc:
+            raise self.CollectError(str(exc)) from None
+        yield ScenarioItem.from_parent(self, name=sc.name, scenario=sc)
+
+
+class ScenarioFailed(Exception):
+    def __init__(self, result: scenario.Result):
+        super().__init__(result.failure())
+        self.result = result
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario: scenario.Scenario, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        if scenario.exclusive:  # restarts the shared broker: `-m "not exclusive"` leaves it out
+            self.add_marker("exclusive")
+
+    def runtest(self) -> None:
+        bench = shared_bench(self.config)
+        r = scenario.Run(self.scenario, bench, _tmpdir(self.config, self.name), say=lambda s: None).execute()
+        self.user_properties += [("seed", r.seed), ("started", r.started), ("boards", str(r.workdir))]
+        self.add_report_section("call", "timeline", "\n".join(r.timeline))
+        self.add_report_section("call", "checks", "\n".join(
+            f"{'ok  ' if c.ok else 'FAIL'} {c.what}: {c.detail}" for c in r.checks))
+        if not r.ok:
+            raise ScenarioFailed(r)
+        if not r.checks:
+            raise ScenarioFailed(scenario.Result(r.name, False, r.seconds, error="the scenario checks nothing"))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ScenarioFailed):
+            r = excinfo.value.result
+            lines = [f"scenario {r.name} failed (seed {r.seed}; consoles in {r.workdir})"]
+            if r.error:
+                lines.append(f"  error: {r.error}")
+            lines += [f"  {c.what}: {c.detail}" for c in r.checks if not c.ok]
+            return "\n".join([*lines, "--- timeline ---", *r.timeline])
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"scenario: {self.name}"
 
 
 @pytest.fixture
