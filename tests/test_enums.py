@@ -6,6 +6,7 @@ tools/make_vectors.py writes from the specifications."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from companion import event as bridge_event
 from hil import hub, premises
@@ -37,9 +38,10 @@ def test_the_bench_spells_them_as_the_vectors():
 def test_the_firmware_spells_them_as_the_vectors(mpy):
     out = mpy("""
 import json
-from agent import event, link, main
+from agent import event, jobs, link
+from agent.console import JOB_TYPES
 print(json.dumps({
-    "job_types": list(event.TYPES), "main_job_types": list(main.JOB_TYPES),
+    "job_types": list(event.TYPES), "jobs_job_types": list(jobs.TYPES), "console_job_types": list(JOB_TYPES),
     "device_types": list(event.DEVICE_TYPES), "statuses": list(event.STATUSES),
     "generations": list(event.GENERATIONS),
     "han_commands": {n: getattr(link, "CMD_" + n) for n in %s},
@@ -48,5 +50,12 @@ print(json.dumps({
 """ % (json.dumps(list(V["han_commands"])), json.dumps(list(V["han_frame_types"])),
        json.dumps(list(V["han_errors"]))), mpy=True)
     got = json.loads(out)
-    assert got.pop("main_job_types") == V["job_types"]
+    assert got.pop("jobs_job_types") == got.pop("console_job_types") == V["job_types"]
     assert got == {k: V[k] for k in got}
+
+
+def test_the_firmware_defines_the_job_types_once():
+    """agent/kinds.py is their one home in the firmware; the bridge's is companion.event."""
+    fw = Path(__file__).resolve().parent.parent / "firmware" / "agent"
+    homes = [p.name for p in sorted(fw.glob("*.py")) if '("install", "commission"' in p.read_text()]
+    assert homes == ["kinds.py"]

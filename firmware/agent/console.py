@@ -2,7 +2,8 @@
 # that start with a stable tag, short enough for the handheld's display.
 import sys
 
-from agent.main import JOB_TYPES, _job
+from agent.kinds import TYPES as JOB_TYPES
+from agent.main import _job
 
 _HELP = ("job TYPE MPAN MPRN JOB INSTALLER", "override REASON", "new", "survey", "status", "quit")
 

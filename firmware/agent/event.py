@@ -22,7 +22,7 @@ _MAX_REASON = const(200)
 _MAX_CHECKS = const(8)
 _ID_LEN = const(16)
 
-TYPES = ("install", "commission", "install_and_leave", "removal")
+from agent.kinds import TYPES  # noqa: E402
 DEVICE_TYPES = ("ESME", "GSME", "PPMID", "HCALCS", "IHD", "CAD")
 STATUSES = (
     "Pending", "Whitelisted", "InstalledNotCommissioned", "Commissioned",

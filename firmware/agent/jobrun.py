@@ -1,9 +1,7 @@
 # A job on site (docs/agent.md "Jobs"): the checks before and after the survey, refusal or
 # override. Loaded for those steps only (agent.main unloads it for the survey, the signing
 # and delivery), so that the survey and the TLS link have the heap it would otherwise hold.
-import gc
-
-from agent.main import _STAGE, WIDTH, _unload
+from agent.main import WIDTH, Stage
 
 # Inventory statuses, short for the display
 _SHORT = {"Commissioned": "COMM", "InstalledNotCommissioned": "INC", "Whitelisted": "WLIST",
@@ -22,16 +20,16 @@ def clean(text, n=WIDTH):
 
 def prepare(self, job):
     # -> the validated job, or None (the screen says why). Before the survey.
-    from agent import jobs
+    with Stage():
+        from agent import jobs
 
-    try:
-        job = jobs.validate(job)
-    except ValueError as e:
-        self.say("ERROR", str(e))
-        return None
-    finally:
-        del jobs
-        _unload("agent.jobs", "agent.ids")
+        try:
+            job = jobs.validate(job)
+        except ValueError as e:
+            self.say("ERROR", str(e))
+            return None
+        finally:
+            jobs = None
     if self.outbox.full():
         self.say("ERROR", "Outbox full: %d events wait for the back office. Connect to deliver." % len(self.outbox))
         return None
@@ -46,14 +44,13 @@ def decide(self, override, overriding=None):
     job, evidence = self.pending
     self.pending = None
     show(self, evidence)
-    gc.collect()
-    from agent import jobs
+    with Stage():
+        from agent import jobs
 
-    problems = jobs.check(job, evidence)
-    # What the bridge will make of it (the same rules), shown if the job is saved.
-    said = [(m,) + jobs.observe(job["type"], evidence, m) for m in job["mpans"] + job["mprns"]]
-    del jobs
-    _unload(*_STAGE)
+        problems = jobs.check(job, evidence)
+        # What the bridge will make of it (the same rules), shown if the job is saved.
+        said = [(m,) + jobs.observe(job["type"], evidence, m) for m in job["mpans"] + job["mprns"]]
+        jobs = None
     codes = []
     for code, _ in problems:
         if code not in codes:
@@ -73,12 +70,12 @@ def decide(self, override, overriding=None):
     problems = None
     # The flag each meter point will get, before the installer leaves; the ack's flag is
     # compared with it (agent.ackcheck: DIFFERS).
-    from agent.words import WORDS
+    with Stage():
+        from agent.words import WORDS
 
-    for m, flag, code in said:
-        self.say("PREDICT", "%s %s %s" % (m, flag or "-", WORDS.get(code, code)))
-    WORDS = None
-    _unload("agent.words")
+        for m, flag, code in said:
+            self.say("PREDICT", "%s %s %s" % (m, flag or "-", WORDS.get(code, code)))
+        WORDS = None
     # agent.saving files it under the event's id once saved: one string (what a job leaves
     # in the heap is one small block, not a list of tuples), made with the words gone.
     self.said = "".join(" %s:%s" % (m, flag or "-") for m, flag, _ in said)
@@ -100,11 +97,11 @@ def override_ok(self, reason):
 
 def show(self, ev):
     if "hub_time" in ev and not -300 <= ev["read_time"] - ev["hub_time"] <= 300:
-        from agent import clock  # the handheld's clock is off: set it from the hub's
+        with Stage():
+            from agent import clock  # the handheld's clock is off: set it from the hub's
 
-        clock.set(self, ev)
-        del clock
-        _unload("agent.clock")
+            clock.set(self, ev)
+            clock = None
     hub = ev["hub"]
     if hub is None:
         self.out("HUB none")

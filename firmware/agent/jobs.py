@@ -5,7 +5,7 @@ from micropython import const
 
 from agent import ids
 
-TYPES = ("install", "commission", "install_and_leave", "removal")
+from agent.kinds import TYPES
 _MAX_TEXT = const(40)  # agent.event._MAX_TEXT
 
 

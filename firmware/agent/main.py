@@ -19,14 +19,13 @@ import time
 
 WIDTH = 32  # characters on the handheld's display, after the line's tag
 _OOM = "ERROR Out of memory: type it again."  # made at load: saying it allocates nothing
-JOB_TYPES = ("install", "commission", "install_and_leave", "removal")
 
 
 # Every module a stage may load, directly or through another (cbor's decoder, ids).
 _STAGE = ("agent.survey", "agent.link", "agent.uart", "agent.frame", "agent.jobs", "agent.event",
           "agent.cose", "agent.ecdsa", "agent.cbor", "agent.cbordec", "agent.ids", "agent.console",
           "agent.delivery", "agent.ackcheck", "agent.cborlite", "agent.ecverify", "agent.ecpoint",
-          "agent.predict", "agent.words", "agent.clock", "umqtt.simple", "umqtt", "ssl", "ussl")
+          "agent.predict", "agent.words", "agent.clock", "agent.kinds", "umqtt.simple", "umqtt", "ssl", "ussl")
 
 
 def _unload(*names):
@@ -40,6 +39,21 @@ def _unload(*names):
         if n.startswith("agent.") and hasattr(agent, n[6:]):
             delattr(agent, n[6:])
     gc.collect()
+
+
+class Stage:
+    # One stage of a job: `with Stage(NAMES...):` drops the named modules and every module
+    # a stage may load (_STAGE) when the block ends, however it ends. Inside, let go of a
+    # module's name (x = None) before the block ends: a module still held is not freed.
+    def __init__(self, *names):
+        self.names = names
+
+    def __enter__(self):
+        gc.collect()
+        return self
+
+    def __exit__(self, *exc):
+        _unload(*self.names, *_STAGE)
 
 
 def wrap(text, width=WIDTH):
@@ -67,17 +81,17 @@ class Agent:
         self.root = root
         self.out = out or (lambda s: print(s))
         # Boot steps run once: their code (agent.start) is dropped after them.
-        from agent import start
+        with Stage("agent.start", "agent.config"):
+            from agent import start
 
-        start.boot(self, root)
-        del start
-        _unload("agent.start", "agent.config", "agent.ids")
+            start.boot(self, root)
+            start = None
         # MicroPython interns a module's names for good, in pools that double in size. Load
         # the survey's modules once now and drop them: the pool their names need (the fifth,
         # 3.5 KiB) is then made at the bottom of an empty heap, not in the middle of a job,
         # where it can come during the signature and not fit (docs/agent.md "Memory").
-        __import__("agent.survey")
-        _unload(*_STAGE)
+        with Stage():
+            __import__("agent.survey")
 
     def public_key(self):
         from agent import ecdsa
@@ -105,21 +119,23 @@ class Agent:
             inbox = self.courier.take_inbox()
             self.ignored += self.courier.ignored
             self.courier = None
-        _unload(*_STAGE)
+        _unload(*_STAGE)  # the link's modules: the courier held them, and is gone
         if inbox:
             self._settle(inbox)
 
     def _settle(self, inbox):
         # The link's acks and rejections, checked with nothing of the link loaded (agent.ackcheck).
         try:
-            from agent import ackcheck
+            with Stage("agent.ackcheck"):
+                from agent import ackcheck
 
-            ackcheck.apply(self, inbox)
+                try:
+                    ackcheck.apply(self, inbox)
+                finally:
+                    ackcheck = None
         except MemoryError:
             self.out("ACK check later: memory")  # nothing is removed unchecked; the event goes again
         finally:
-            ackcheck = None
-            _unload(*_STAGE)
             # Made again now that the ack check's modules are gone: strings made while they
             # were loaded would stay between their holes and split the heap a job needs.
             self.outcomes = ["%s" % o for o in self.outcomes]
@@ -156,46 +172,44 @@ class Agent:
         return self.job(job, reason, codes)
 
     def survey(self, expect_hub=True):
-        gc.collect()
-        from agent import link, survey, uart
-
         if not self.cfg["uart"]:
             raise ValueError("no serial port configured (config key uart)")
-        u = uart.open_uart(self.cfg["uart"], self.cfg["baud"])
-        try:
-            return survey.survey(link.Link(u), self.now, expect_hub=expect_hub)
-        finally:
-            u.close()
-            del link, survey, uart
-            _unload(*_STAGE)
+        with Stage():
+            from agent import link, survey, uart
+
+            u = uart.open_uart(self.cfg["uart"], self.cfg["baud"])
+            try:
+                return survey.survey(link.Link(u), self.now, expect_hub=expect_hub)
+            finally:
+                u.close()
+                link = survey = uart = None
 
     def show(self, ev):
         return self._jobrun("show", ev)
 
     def _jobrun(self, name, *args):
-        gc.collect()
         try:
-            from agent import jobrun
+            with Stage("agent.jobrun"):  # show() leaves agent.jobs loaded: dropped too
+                from agent import jobrun
 
-            result = getattr(jobrun, name)(self, *args)
+                try:
+                    result = getattr(jobrun, name)(self, *args)
+                finally:
+                    jobrun = None
         except MemoryError:
             # Never a crash: the job is not saved, the installer runs it again.
             self.pending = None
-            _unload(*_STAGE)
             self.say("ERROR", "Out of memory: nothing saved. Run the job again.")
             return "error" if name != "prepare" else None
-        finally:
-            jobrun = None
-            _unload("agent.jobrun", *_STAGE)  # show() leaves agent.jobs loaded otherwise
         if not (isinstance(result, tuple) and result[0] == "save"):
             return result
-        from agent import saving
+        with Stage("agent.saving"):
+            from agent import saving
 
-        try:
-            return saving.save(self, *result[1])
-        finally:
-            del saving
-            _unload("agent.saving")
+            try:
+                return saving.save(self, *result[1])
+            finally:
+                saving = None
 
     def say(self, tag, text):
         lines = wrap(text)
@@ -206,11 +220,11 @@ class Agent:
     # --- jobs -------------------------------------------------------------------------
 
     def status(self):
-        from agent import console
+        with Stage("agent.console"):
+            from agent import console
 
-        console.status(self)
-        del console
-        _unload("agent.console")
+            console.status(self)
+            console = None
 
     def loop(self, deliver_for=None, interactive=False):
         # Deliver; when interactive, also take console lines (agent.console).
@@ -237,15 +251,16 @@ class Agent:
     def console(self, line):
         # One console line; False to quit. The console module is loaded for the line only.
         try:
-            from agent import console
+            with Stage("agent.console"):
+                from agent import console
 
-            action = console.command(self, line)
+                try:
+                    action = console.command(self, line)
+                finally:
+                    console = None
         except MemoryError:  # never a crash: nothing was started, the installer types it again
-            action = console = None
-            _unload("agent.console", *_STAGE)
+            action = None
             self.out(_OOM)
-        console = None
-        _unload("agent.console", *_STAGE)
         if action is False:
             return False
         if action:

@@ -1,8 +1,6 @@
 # Sign and save an event (docs/agent.md "Memory"): loaded on its own, after agent.jobrun has
 # been dropped, because building and signing are the job's largest moments.
-import gc
-
-from agent.main import _STAGE, _unload
+from agent.main import Stage
 from agent.outbox import OutboxFull
 
 
@@ -39,22 +37,24 @@ def _sign(self, ev, counter):
     for attempt in (1, 2):
         try:
             if payload is None:
-                gc.collect()
-                from agent import event
+                with Stage():
+                    from agent import event
 
-                if "id" not in ev:
-                    ev.update({"id": event.new_id(), "time": self.now(), "counter": counter,
-                               "firmware": self.firmware})
-                payload = event.build(ev)
-                del event
-                _unload(*_STAGE)
+                    try:  # let go of it however this ends: a retry must not load it twice
+                        if "id" not in ev:
+                            ev.update({"id": event.new_id(), "time": self.now(), "counter": counter,
+                                       "firmware": self.firmware})
+                        payload = event.build(ev)
+                    finally:
+                        event = None
             ev["evidence"] = None
-            gc.collect()
-            from agent import cose
+            with Stage():
+                from agent import cose
 
-            msg = cose.sign1(payload, self.key, self.kid)
-            del cose
-            return msg
+                try:
+                    return cose.sign1(payload, self.key, self.kid)
+                finally:
+                    cose = None
         except MemoryError:
             if attempt == 2:
                 raise
@@ -62,5 +62,3 @@ def _sign(self, ev, counter):
             # `status` and the predictions for the acks (a DIFFERS may then go unsaid).
             self.outcomes = []
             self.predicted = []
-        finally:
-            _unload(*_STAGE)
