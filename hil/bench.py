@@ -35,6 +35,23 @@ from companion.store import Store
 from .services import BridgeProcess, Mosquitto, free_port, identity_files, mqtt_client
 
 
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to its hard limit: a board takes about 8
+    descriptors here (its console pipes, its serial line, its network proxy) and as many in
+    the broker, and a common soft limit is 1024. -> the limit now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 16
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            return want
+        except (ValueError, OSError):
+            pass
+    return soft
+
 @dataclass
 class FlagUpdate:
     at: float
@@ -47,6 +64,7 @@ class FlagUpdate:
 
 class Bench:
     def __init__(self, workdir: Path, broker: str = "embedded", say=print):
+        raise_fd_limit()  # before the broker starts: it inherits the limit
         self.dir = workdir.resolve()
         self.kind = broker
         self.say = say

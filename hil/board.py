@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import time
@@ -19,6 +20,20 @@ from pathlib import Path
 from . import micropython
 from .flashimage import provision
 from .netem import TcpProxy
+
+
+def timeout_multiplier() -> float:
+    """HIL_TIMEOUT_MULTIPLIER (default 1): every bench wait is this many times longer, for a
+    loaded machine (hundreds of boards on two cores), as twister's --timeout-multiplier."""
+    try:
+        value = float(os.environ.get("HIL_TIMEOUT_MULTIPLIER", "1"))
+    except ValueError:
+        return 1.0
+    return value if 0 < value <= 100 else 1.0
+
+
+def scaled(seconds: float) -> float:
+    return seconds * timeout_multiplier()
 
 
 @dataclass
@@ -78,6 +93,8 @@ class Board:
                                      stderr=subprocess.STDOUT, text=True, bufsize=1,
                                      env=micropython.environment(micropython.firmware_path(mpy=True)))
         os.set_blocking(self.proc.stdout.fileno(), False)
+        self._out_poll = select.poll()  # woken by the board's output, not by a timer
+        self._out_poll.register(self.proc.stdout.fileno(), select.POLLIN)
         self.mark = len(self.lines)
         self.expect("READY", start=self.mark)
         return self
@@ -107,7 +124,9 @@ class Board:
             self.lines.extend(full)
 
     def expect(self, *prefixes: str, timeout: float = 60, start: int = 0) -> str:
-        end = time.monotonic() + timeout
+        """The first console line from `start` on that begins with one of `prefixes`; waits
+        up to `timeout` seconds times the bench's timeout multiplier, then TimeoutError."""
+        end = time.monotonic() + scaled(timeout)
         while True:
             self.pump()
             for line in self.lines[start:]:
@@ -120,7 +139,7 @@ class Board:
                         return line
                 raise TimeoutError(f"{self.spec.name}: no line starting {prefixes}; last lines:\n"
                                    + "\n".join(self.lines[-40:]))
-            time.sleep(0.01)
+            self._out_poll.poll(max(1, min(200, (end - time.monotonic()) * 1000)))
 
     def power_cut(self) -> None:
         if self.running:

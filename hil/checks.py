@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from .board import scaled
 from .report import Check
 from .steps import ScenarioError, check_mpxn, poll_until
 
@@ -93,7 +94,7 @@ def settle(run: Run) -> None:
     exp = run.sc.expect
     if exp.get("undelivered_ok"):
         return
-    poll_until(lambda: (all(not b.pending() for b in run.boards.values()), None), float(exp.get("settle", 60)))
+    poll_until(lambda: (all(not b.pending() for b in run.boards.values()), None), scaled(float(exp.get("settle", 60))))
 
 
 def _flag_extras(run: Run, mpxn: str, want: dict[str, Any], site: dict[str, Any] | None) -> list[str]:
@@ -144,7 +145,7 @@ def _flag(run: Run, mpxn: str, want: dict[str, Any], deadline: float) -> Check:
 
 def verify(run: Run) -> list[Check]:
     exp = run.sc.expect
-    deadline = time.monotonic() + float(exp.get("converge", 20))
+    deadline = time.monotonic() + scaled(float(exp.get("converge", 20)))
     checks = [_flag(run, mpxn, want, deadline) for mpxn, want in exp.get("flags", {}).items()]
     for handheld, reasons in exp.get("rejected", {}).items():
         device = run.sc.handhelds[handheld].device_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import micropython, selfcheck
@@ -19,6 +20,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--broker", choices=["embedded", "mosquitto"], default="embedded")
     r.add_argument("--out", default="out/hil", help="output folder (report, JUnit XML, DTC files)")
     r.add_argument("--jobs", type=int, default=8, help="scenarios at once (default %(default)s)")
+    r.add_argument("--timeout-multiplier", type=float, metavar="X",
+                   help="make every wait X times longer, for a loaded machine (HIL_TIMEOUT_MULTIPLIER)")
     r.add_argument("--list", action="store_true", help="list the scenario library")
     pr = sub.add_parser("premises", help="serve an emulated premises on a pseudo-terminal")
     pr.add_argument("--config", help="premises TOML file, or a library name (see --list)")
@@ -85,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:
                 print(f"{name:{width}}{scenario.load(name).description}")
             return 0
+        if args.timeout_multiplier is not None:
+            if not 0 < args.timeout_multiplier <= 100:
+                print("hil run: --timeout-multiplier must be more than 0 and at most 100", file=sys.stderr)
+                return 2
+            os.environ["HIL_TIMEOUT_MULTIPLIER"] = str(args.timeout_multiplier)
         try:
             micropython.build_firmware()
             return runner.run(args.scenarios, Path(args.out), args.broker, args.jobs)

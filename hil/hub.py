@@ -1,7 +1,7 @@
 """The emulated Communications Hub: serves a premises on a pseudo-terminal (docs/han-link.md).
 
 The driver for a ``Premises`` resource. It answers the handheld's requests on the
-master side of a pty (pyserial), paced at the premises' baud rate and with realistic
+master side of a pty (hil/serialport.py), paced at the premises' baud rate and with realistic
 response delays. Its state can change while it runs (``set_wan``, ``add_device``,
 ``remove_device``...), each change bumping the hub's state revision, and line faults
 can be switched on at any time (``faults``). With no hub in the premises the line
@@ -19,7 +19,7 @@ import cbor2
 
 from . import frame
 from .premises import NO_STATUS, STATUSES, Device, Premises, PremisesError, _check_device
-from .serialport import PtyPort
+from .serialport import PtyLine
 
 CMD_IDENTIFY, CMD_WAN, CMD_LOG, CMD_DEVICE = 0x01, 0x02, 0x03, 0x04
 RESPONSE, ERROR = 0x80, 0x7F
@@ -68,7 +68,7 @@ class HubEmulator:
         self.rev = 1
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
-        self._port = PtyPort(baudrate=baud or premises.baud, timeout=0.02)
+        self._port = PtyLine(baudrate=baud or premises.baud)
         self._byte_time = 10.0 / (baud or premises.baud)  # 8N1: 10 bits a byte
         self._deframer = frame.Deframer()
         self._stop = threading.Event()
@@ -86,9 +86,9 @@ class HubEmulator:
 
     def stop(self) -> None:
         self._stop.set()
+        self._port.close()  # wakes the serving thread at once
         if self._thread:
             self._thread.join(timeout=5)
-        self._port.close()
 
     def __enter__(self) -> "HubEmulator":
         return self.start()
@@ -188,8 +188,8 @@ class HubEmulator:
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
-                data = self._port.read(256)
-            except Exception:  # the port went away (closing)
+                data = self._port.read(256, timeout=1.0)
+            except OSError:  # the line closed (stop)
                 if self._stop.is_set():
                     return
                 raise

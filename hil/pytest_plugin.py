@@ -47,12 +47,17 @@ def pytest_addoption(parser) -> None:
     group.addoption("--hil-broker", choices=("mosquitto", "embedded"), default="mosquitto",
                     help="the bench's broker: an operator's mosquitto with the shipped configuration "
                          "(default), or the bridge's own")
+    group.addoption("--hil-timeout-multiplier", type=float, metavar="X",
+                    help="make every bench wait X times longer, for a loaded machine (HIL_TIMEOUT_MULTIPLIER)")
 
 
 _BENCH = pytest.StashKey[Bench]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    multiplier = config.getoption("hil_timeout_multiplier", None)
+    if multiplier is not None:
+        os.environ["HIL_TIMEOUT_MULTIPLIER"] = str(multiplier)  # xdist workers inherit it
     config.addinivalue_line("markers", "exclusive: a scenario that restarts the bench's shared broker")
 
 

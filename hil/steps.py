@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from companion.event import EVENT_TYPES as JOB_TYPES
 
+from .board import scaled
+
 if TYPE_CHECKING:
     from .board import Board
     from .scenario import Run
@@ -202,7 +204,7 @@ def _visit(run: Run, st: dict[str, Any]) -> None:
 @step("deliver", ("handheld",), ("timeout",), check=lambda where, st: _number(where, "timeout", st.get("timeout", 60)))
 def _deliver(run: Run, st: dict[str, Any]) -> None:
     b = run.board(st)
-    _, left = poll_until(lambda: (not (n := b.pending()), n), float(st.get("timeout", 60)))
+    _, left = poll_until(lambda: (not (n := b.pending()), n), scaled(float(st.get("timeout", 60))))
     if left:
         raise AssertionError(f"{st['handheld']}: {left} events still in the outbox")
 

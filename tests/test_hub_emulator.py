@@ -16,6 +16,12 @@ import pytest
 from hil import frame, hub, premises
 
 
+def _readable(fd: int, ms: int) -> bool:
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return bool(p.poll(ms))
+
+
 class Handheld:
     """A minimal client on the slave side of the pty."""
 
@@ -32,8 +38,7 @@ class Handheld:
         os.write(self.fd, frame.encode(self.seq, cmd, b"" if args is None else cbor2.dumps(args)))
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            r, _, _ = select.select([self.fd], [], [], 0.05)
-            if r:
+            if _readable(self.fd, 50):
                 for seq, ftype, payload in self.deframer.feed(os.read(self.fd, 256)):
                     if seq == self.seq:
                         return ftype, cbor2.loads(payload)
@@ -49,6 +54,32 @@ def dual():
         hh = Handheld(h.path)
         yield h, hh
         hh.close()
+
+
+def test_a_hub_serves_with_descriptors_past_1024_in_few_of_them_and_stops_at_once():
+    """A bench of hundreds of boards has descriptors past select()'s 1024 (pyserial's reads
+    used select(): about 80 boards a process). The hub's line uses poll, and four descriptors."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        h = hub.HubEmulator(premises.load("smets2-dual-fuel")).start()
+        assert len(os.listdir("/proc/self/fd")) - before <= 4
+        hh = Handheld(h.path)
+        assert hh.fd > 1024
+        ftype, body = hh.ask(hub.CMD_IDENTIFY)
+        assert ftype == 0x81 and body[2] == "SMETS2"
+        hh.close()
+        t0 = time.monotonic()
+        h.stop()
+        assert time.monotonic() - t0 < 1.0 and not h._thread.is_alive()
+    finally:
+        for fd in filler:
+            os.close(fd)
 
 
 def test_identify_and_wan(dual):
