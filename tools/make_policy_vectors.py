@@ -82,14 +82,19 @@ def vectors() -> dict:
     return {"hubs": [h for h in hubs if h is not None], "logs": logs, "cases": cases}
 
 
-def main() -> None:
+def text() -> str:
+    """policy.json as committed (tests/test_vectors_fresh.py holds it so)."""
     data = {"comment": "companion.policy.observe over systematic evidence: (job type, meter point, evidence) "
                        "-> flag and reason code; the handheld's agent.predict must agree on every case. A case "
                        "is [type, mpxn, hub index into hubs (-1: no hub), WAN connected (null: no hub), log "
                        "index into logs, flag, code]. Made by tools/make_policy_vectors.py.",
             "words": policy.CODES, **vectors()}
-    OUT.write_text(json.dumps(data, separators=(",", ":")) + "\n")
-    print(f"{len(data['cases'])} cases in {OUT}")
+    return json.dumps(data, separators=(",", ":")) + "\n"
+
+
+def main() -> None:
+    OUT.write_text(text())
+    print(f"{len(json.loads(OUT.read_text())['cases'])} cases in {OUT}")
 
 
 if __name__ == "__main__":

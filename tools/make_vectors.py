@@ -581,12 +581,18 @@ def enum_vectors() -> dict:
     }
 
 
+def files() -> dict[str, str]:
+    """Each vector file's name and text, as committed (tests/test_vectors_fresh.py holds them so)."""
+    return {f"{name}.json": json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+            for name, data in [("cbor", cbor_vectors()), ("ecdsa", ecdsa_vectors()),
+                               ("events", event_vectors()), ("events_bad", bad_vectors()),
+                               ("han_frames", han_vectors()), ("acks", ack_vectors()), ("enums", enum_vectors())]}
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, data in [("cbor", cbor_vectors()), ("ecdsa", ecdsa_vectors()),
-                       ("events", event_vectors()), ("events_bad", bad_vectors()),
-                       ("han_frames", han_vectors()), ("acks", ack_vectors()), ("enums", enum_vectors())]:
-        (OUT / f"{name}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    for name, text in files().items():
+        (OUT / name).write_text(text)
 
 
 if __name__ == "__main__":
