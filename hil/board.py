@@ -190,5 +190,14 @@ class Board:
         p.write_text(json.dumps(data))
 
     def saved_ids(self, start: int = 0) -> list[str]:
+        """The event ids the console reported saved from line `start` on. The id is the line
+        after SAVED: if that line has not come yet, it is waited for (a running board prints
+        both, but the two may reach us apart)."""
+        self.pump()
+        if self.running and self.lines[start:] and self.lines[-1].startswith("SAVED"):
+            try:
+                self.expect("  ", start=len(self.lines), timeout=5)
+            except TimeoutError:
+                pass
         ls = self.lines[start:]
         return [ls[i + 1].strip() for i, ln in enumerate(ls[:-1]) if ln.startswith("SAVED")]
