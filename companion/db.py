@@ -124,6 +124,13 @@ MIGRATIONS.append(
         "sqlite": _statements(_V2, _SQLITE_TYPES),
         "postgres": _statements(_V2, _PG_TYPES),
     }))
+_V3 = "CREATE INDEX IF NOT EXISTS events_device_time ON events (device_id, device_time)"
+MIGRATIONS.append(
+    (3, "an index on each device's event times: a batch's counter checks look only at the events "
+        "after each new one, not at the device's whole history", {
+        "sqlite": _statements(_V3, _SQLITE_TYPES),
+        "postgres": _statements(_V3, _PG_TYPES),
+    }))
 LATEST = MIGRATIONS[-1][0]
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "

@@ -29,7 +29,7 @@ from .config import Config
 from .errors import REJECTIONS, WireError
 from .event import Event, parse_payload
 from .ids import eui64_bytes, eui64_text, is_mpan
-from .store import Store
+from .store import DeviceKey, Store, StoredFlag
 from .wire import load_public_key, parse_sign1, verify_sign1
 
 
@@ -61,7 +61,7 @@ class Outcome:
     detail: str | None = None
     event: Event | None = None
     changes: list[dict[str, Any]] = field(default_factory=list)  # flag changes this event caused
-    suspicious: list[str] = field(default_factory=list)  # counter anomalies (store.check_counter)
+    suspicious: list[str] = field(default_factory=list)  # counter anomalies (store.counter_anomalies)
     flags: list[tuple[str, str | None, str | None, str]] = field(default_factory=list)  # per MPxN, after commit
 
 
@@ -92,8 +92,10 @@ class Ingestor:
         except ValueError:
             raise Rejected("bad_topic", f"topic {_summary(topic)} does not end in an EUI-64 device id") from None
 
-    def check(self, msg: Incoming, device_id: str) -> tuple[Event, bytes]:
-        """The verified event, and its signed content (wire.Sign1.canonical) to store."""
+    def check(self, msg: Incoming, device_id: str,
+              keys: dict[str, DeviceKey] | None = None) -> tuple[Event, bytes]:
+        """The verified event, and its signed content (wire.Sign1.canonical) to store.
+        keys: the batch's registered keys (Store.keys_for), read once for the batch."""
         try:
             sign1 = parse_sign1(msg.payload, self.config.max_message)
         except WireError as exc:
@@ -101,7 +103,7 @@ class Ingestor:
         kid = eui64_text(sign1.kid) if len(sign1.kid) == 8 else sign1.kid.hex()
         if kid != device_id:
             raise Rejected("kid_mismatch", f"kid {kid} does not match the topic's device {device_id}")
-        key = self.store.key(device_id)
+        key = self.store.key(device_id) if keys is None else keys.get(device_id)
         if key is None:
             raise Rejected("unknown_key", f"no key registered for {device_id}")
         try:
@@ -164,11 +166,19 @@ class Ingestor:
     def handle_batch(self, batch: list[Incoming]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         accepted: list[tuple[Outcome, Event, bytes]] = []
+        devices: list[str | Rejected] = []
         for msg in batch:
-            device_id = None
             try:
-                device_id = self.device_of(msg.topic)
-                ev, signed = self.check(msg, device_id)
+                devices.append(self.device_of(msg.topic))
+            except Rejected as rej:
+                devices.append(rej)
+        keys = self.store.keys_for(d for d in devices if isinstance(d, str))  # one read for the batch
+        for msg, dev in zip(batch, devices):
+            device_id = dev if isinstance(dev, str) else None
+            try:
+                if isinstance(dev, Rejected):
+                    raise dev
+                ev, signed = self.check(msg, dev, keys)
             except Rejected as rej:
                 outcomes.append(Outcome(msg, "rejected", device_id, rej.event_id, rej.reason, rej.detail))
                 continue
@@ -178,9 +188,15 @@ class Ingestor:
         with self.store.db.tx(pipeline=True) as db:
             touched: dict[str, Outcome] = {}
             fresh: dict[str, list[Event]] = {}  # the events this batch stored, per meter point
-            for out, ev, signed in accepted:
+            # A batch's statements whose results are read go as one each (a round trip each
+            # on PostgreSQL): the inserts, the counter checks, the flags.
+            prior = self.store.counter_anomalies(db, [(out.device_id or "", ev) for out, ev, _ in accepted])
+            statuses = self.store.insert_events(
+                db, [(out.device_id or "", ev, signed, out.incoming.received_at) for out, ev, signed in accepted])
+            stored: list[tuple[Outcome, Event]] = []
+            earlier: dict[str, list[Event]] = {}  # each device's events stored so far in this batch
+            for (out, ev, signed), status, found in zip(accepted, statuses, prior):
                 assert out.device_id is not None  # accepted: its topic named a device
-                status = self.store.insert_event(db, out.device_id, ev, signed, out.incoming.received_at)
                 if status == "conflict":
                     # Never hand out the event id here: the stored copy is the genuine one, and
                     # the handheld must not set its own copy aside on an impostor's account.
@@ -188,23 +204,40 @@ class Ingestor:
                     out.detail = f"event id {ev.id.hex()} already stored with different signed content"
                     continue
                 out.status = status
-                if status == "stored":
-                    out.suspicious = self.store.check_counter(db, out.device_id, ev, out.incoming.received_at)
-                    skew = ev.evidence.clock_skew
-                    if skew is not None and abs(skew) > self.config.clock_tolerance:
-                        self.store.record_suspicious(
-                            db, ev.id, out.device_id, "clock_skew",
-                            f"handheld clock {_span(skew)} {'ahead of' if skew > 0 else 'behind'} its hub "
-                            f"at the survey (tolerance {self.config.clock_tolerance} s)", out.incoming.received_at)
-                        out.suspicious.append("clock_skew")
-                    for m in ev.mpxns:
-                        touched[m] = out
-                        fresh.setdefault(m, []).append(ev)
+                if status != "stored":
+                    continue
+                # As if stored one at a time: the batch's earlier events of the device count too.
+                for e in earlier.get(out.device_id, ()):
+                    if e.counter == ev.counter:
+                        found.setdefault("counter_reused", (e.id, e.counter, e.time))
+                    elif (e.counter > ev.counter and e.time < ev.time) or (e.counter < ev.counter and e.time > ev.time):
+                        found.setdefault("counter_backwards", (e.id, e.counter, e.time))
+                earlier.setdefault(out.device_id, []).append(ev)
+                out.suspicious = self.store.record_counter_anomalies(db, out.device_id, ev, found,
+                                                                     out.incoming.received_at)
+                stored.append((out, ev))
+            for out, ev in stored:
+                assert out.device_id is not None
+                skew = ev.evidence.clock_skew
+                if skew is not None and abs(skew) > self.config.clock_tolerance:
+                    self.store.record_suspicious(
+                        db, ev.id, out.device_id, "clock_skew",
+                        f"handheld clock {_span(skew)} {'ahead of' if skew > 0 else 'behind'} its hub "
+                        f"at the survey (tolerance {self.config.clock_tolerance} s)", out.incoming.received_at)
+                    out.suspicious.append("clock_skew")
+                for m in ev.mpxns:
+                    touched[m] = out
+                    fresh.setdefault(m, []).append(ev)
             known = {ev.id: ev for _, ev, _ in accepted}
             self.store.db.lock_mpxns(db, list(touched))  # one writer per meter point (replicas)
+            # Read after the locks: what another replica committed before them is seen. The
+            # meter points of repeats (duplicates) are read with them, for their acks.
+            repeats = {m for out in outcomes if out.status == "duplicate" and out.event is not None
+                       for m in out.event.mpxns if m not in touched}
+            stored_flags = self.store.flags_for([*touched, *repeats], db)
             now_flags: dict[str, tuple[Any, ...]] = {}  # what _rederive just wrote: no second read for the acks
             for mpxn, out in sorted(touched.items()):
-                change, now_flags[mpxn] = self._rederive(db, mpxn, known, fresh[mpxn])
+                change, now_flags[mpxn] = self._rederive(db, mpxn, known, fresh[mpxn], stored_flags.get(mpxn))
                 if change:
                     out.changes.append(change)
             for out in outcomes:
@@ -214,22 +247,21 @@ class Ingestor:
                         if m in now_flags:
                             out.flags.append((m, *now_flags[m]))
                             continue
-                        f = self.store.flag(m, db)
+                        f = stored_flags.get(m)
                         out.flags.append((m, f.flag, f.effective_from, f.code) if f else (m, None, None, "none"))
                 if out.status == "rejected":
                     self.store.record_rejection(out.device_id, out.reason or "", out.detail or "",
                                                 len(out.incoming.payload), out.incoming.received_at, db)
         return outcomes
 
-    def _rederive(self, db: Any, mpxn: str, known: dict[bytes, Event],
-                  fresh: list[Event]) -> tuple[dict[str, Any] | None, tuple[Any, ...]]:
+    def _rederive(self, db: Any, mpxn: str, known: dict[bytes, Event], fresh: list[Event],
+                  old: StoredFlag | None) -> tuple[dict[str, Any] | None, tuple[Any, ...]]:
         """-> (the flag change written to the outbox, or None; (flag, effective_from, code) as stored)."""
         # Incremental in the usual case: events newer than any of the meter point's are folded
         # into its stored flag (policy.extend), at a cost that does not grow with its history.
         # A late event (older than the newest stored) re-derives the whole history.
         # The flags row keeps the latest MAX_FLAG_EVENT_IDS event ids and a count, so that neither
         # grows with the history either (the read API lists them all from the events).
-        old = self.store.flag(mpxn, db)
         last = max(policy.order_text(e) for e in fresh)
         if (old is not None and old.last_key is not None and old.event_count is not None
                 and min(policy.order_text(e) for e in fresh) > old.last_key):

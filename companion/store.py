@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from .db import Database
@@ -100,6 +101,16 @@ class Store:
             (device_id,)).fetchone()
         return None if row is None else DeviceKey(row[0], bytes(row[1]), row[2], row[3], bool(row[4]))
 
+    def keys_for(self, device_ids: Iterable[str]) -> dict[str, DeviceKey]:
+        """The registered keys of these devices, in one query (a batch's)."""
+        ids = sorted(set(device_ids))
+        if not ids:
+            return {}
+        rows = self.conn().execute(
+            "SELECT device_id, public_key, added_at, revoked_at, hard FROM keys WHERE device_id IN "
+            f"({','.join('?' * len(ids))})", tuple(ids)).fetchall()
+        return {r[0]: DeviceKey(r[0], bytes(r[1]), r[2], r[3], bool(r[4])) for r in rows}
+
     def keys(self) -> list[DeviceKey]:
         rows = self.conn().execute(
             "SELECT device_id, public_key, added_at, revoked_at, hard FROM keys ORDER BY device_id").fetchall()
@@ -107,41 +118,93 @@ class Store:
 
     # --- events ----------------------------------------------------------------------
     @staticmethod
-    def insert_event(db: Any, device_id: str, ev: Event, message: bytes,
-                     received_at: float) -> str:
-        """'stored', 'duplicate' (same bytes again) or 'conflict' (same id, other bytes)."""
-        # RETURNING, not rowcount: a result read is one the PostgreSQL pipeline waits for.
-        inserted = db.execute(
-            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING event_id",
-            (ev.id, device_id, ev.counter, ev.type, ev.time, ev.evidence.read_time, received_at, message)).fetchone()
-        if inserted is None:
-            row = db.execute("SELECT message FROM events WHERE event_id=?", (ev.id,)).fetchone()
-            return "duplicate" if bytes(row[0]) == message else "conflict"
-        db.executemany("INSERT INTO event_mpxns VALUES (?, ?) ON CONFLICT DO NOTHING", [(m, ev.id) for m in ev.mpxns])
-        return "stored"
+    def insert_events(db: Any, rows: list[tuple[str, Event, bytes, float]]) -> list[str]:
+        """insert_event for a batch, (device id, event, signed message, received at) each, in
+        one statement and one round trip: -> each row's 'stored', 'duplicate' or 'conflict',
+        as if inserted one after the other (a repeat within the batch is judged against the
+        first)."""
+        if not rows:
+            return []
+        first: dict[bytes, int] = {}
+        unique = []
+        for i, (device_id, ev, message, received_at) in enumerate(rows):
+            if ev.id not in first:
+                first[ev.id] = i
+                unique.append((ev.id, device_id, ev.counter, ev.type, ev.time, ev.evidence.read_time,
+                               received_at, message))
+        inserted = {bytes(r[0]) for r in db.execute(
+            "INSERT INTO events VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(unique))
+            + " ON CONFLICT DO NOTHING RETURNING event_id", tuple(v for row in unique for v in row)).fetchall()}
+        old = [eid for eid in first if eid not in inserted]
+        stored_message = {eid: rows[i][2] for eid, i in first.items() if eid in inserted}
+        if old:
+            stored_message.update((bytes(r[0]), bytes(r[1])) for r in db.execute(
+                f"SELECT event_id, message FROM events WHERE event_id IN ({','.join('?' * len(old))})",
+                tuple(old)).fetchall())
+        mpxn_rows = [(m, eid) for eid, i in first.items() if eid in inserted for m in rows[i][1].mpxns]
+        if mpxn_rows:
+            db.executemany("INSERT INTO event_mpxns VALUES (?, ?) ON CONFLICT DO NOTHING", mpxn_rows)
+        out = []
+        for i, (_, ev, message, _) in enumerate(rows):
+            if first[ev.id] == i and ev.id in inserted:
+                out.append("stored")
+            else:
+                out.append("duplicate" if stored_message.get(ev.id) == message else "conflict")
+        return out
 
     @staticmethod
-    def check_counter(db: Any, device_id: str, ev: Event, now: float) -> list[str]:
-        """A device's counter never repeats and rises with its clock. An event that breaks
-        this is kept (it is evidence) and recorded: `counter_reused` (the same counter under
-        another event id) or `counter_backwards` (a lower counter on a later event, or a
-        higher one on an earlier: a handheld restored from an old flash image)."""
-        found = []
-        rows = db.execute(  # one round trip for both checks
-            "SELECT * FROM (SELECT 0, event_id, counter, device_time FROM events WHERE device_id=? AND counter=? "
-            "AND event_id<>? LIMIT 1) AS reused UNION ALL "
-            "SELECT * FROM (SELECT 1, event_id, counter, device_time FROM events WHERE device_id=? AND event_id<>? "
-            "AND ((counter > ? AND device_time < ?) OR (counter < ? AND device_time > ?)) LIMIT 1) AS backwards",
-            (device_id, ev.counter, ev.id, device_id, ev.id, ev.counter, ev.time, ev.counter, ev.time)).fetchall()
-        for kind_, eid, counter, device_time in sorted(rows):
-            if kind_ == 0:
-                found.append(("counter_reused", f"counter {ev.counter} also on event {bytes(eid).hex()}"))
+    def counter_anomalies(db: Any, items: list[tuple[str, Event]]) -> list[dict[str, tuple[bytes, int, int]]]:
+        """A device's counter never repeats and rises with its clock. For each (device id,
+        event) of a batch, before the batch is stored, in one query: the stored event, if any,
+        with the same counter (`counter_reused`), and one with a higher counter made earlier
+        or a lower one made later (`counter_backwards`, a handheld restored from an old flash
+        image). -> per item {kind: (event id, counter, device time)}. Ingestor.handle_batch
+        adds what the batch's own earlier events show."""
+        if not items:
+            return []
+        values = ",".join(["(?, ?, ?, ?, ?)"] * len(items))
+        params = tuple(v for i, (d, ev) in enumerate(items) for v in (i, d, ev.counter, ev.id, ev.time))
+        rows = db.execute(
+            f"WITH v (i, d, c, id, t) AS (VALUES {values}) SELECT v.i, "
+            "(SELECT e.event_id FROM events e WHERE e.device_id = v.d AND e.counter = v.c AND e.event_id <> v.id "
+            "LIMIT 1), "
+            # Backwards, as two probes that each read a short index range (a new event has
+            # about the highest counter and the latest time): a higher counter made earlier,
+            # or a later time with a lower counter.
+            "coalesce((SELECT e.event_id FROM events e WHERE e.device_id = v.d AND e.counter > v.c "
+            "AND e.device_time < v.t AND e.event_id <> v.id LIMIT 1), "
+            "(SELECT e.event_id FROM events e WHERE e.device_id = v.d AND e.device_time > v.t "
+            "AND e.counter < v.c AND e.event_id <> v.id LIMIT 1)) "
+            "FROM v", params).fetchall()
+        found = {int(r[0]): {k: bytes(eid) for k, eid in (("counter_reused", r[1]), ("counter_backwards", r[2]))
+                             if eid is not None} for r in rows}
+        others = sorted({eid for f in found.values() for eid in f.values()})
+        seen: dict[bytes, tuple[int, int]] = {}
+        if others:
+            seen = {bytes(r[0]): (r[1], r[2]) for r in db.execute(
+                f"SELECT event_id, counter, device_time FROM events WHERE event_id IN ({','.join('?' * len(others))})",
+                tuple(others)).fetchall()}
+        return [{k: (eid, *seen[eid]) for k, eid in found.get(i, {}).items() if eid in seen}
+                for i in range(len(items))]
+
+    @staticmethod
+    def record_counter_anomalies(db: Any, device_id: str, ev: Event, found: dict[str, tuple[bytes, int, int]],
+                                 now: float) -> list[str]:
+        """Keep what counter_anomalies found for a stored event (it is evidence, and kept):
+        -> the kinds, reused first."""
+        kinds = []
+        for kind in ("counter_reused", "counter_backwards"):
+            if kind not in found:
+                continue
+            eid, counter, device_time = found[kind]
+            if kind == "counter_reused":
+                detail = f"counter {ev.counter} also on event {eid.hex()}"
             else:
-                found.append(("counter_backwards", f"counter {ev.counter} at {ev.time}, but event "
-                                                   f"{bytes(eid).hex()} has counter {counter} at {device_time}"))
-        for kind, detail in found:
+                detail = (f"counter {ev.counter} at {ev.time}, but event {eid.hex()} has counter {counter} "
+                          f"at {device_time}")
             Store.record_suspicious(db, ev.id, device_id, kind, detail, now)
-        return [k for k, _ in found]
+            kinds.append(kind)
+        return kinds
 
     @staticmethod
     def record_suspicious(db: Any, event_id: bytes, device_id: str, kind: str, detail: str,
@@ -181,6 +244,24 @@ class Store:
         return int(self.conn().execute("SELECT count(*) FROM events").fetchone()[0])
 
     # --- flags -----------------------------------------------------------------------
+    _FLAG_COLUMNS = ("mpxn, flag, effective_from, reason, event_id, event_ids, override, version, updated_at, code, "
+                     "last_key, event_count")
+
+    @staticmethod
+    def _stored_flag(row: Any) -> StoredFlag:
+        return StoredFlag(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8],
+                          row[9], row[10], row[11])
+
+    def flags_for(self, mpxns: Iterable[str], db: Any | None = None) -> dict[str, StoredFlag]:
+        """The stored flags of these meter points, in one query (a batch's)."""
+        wanted = sorted(set(mpxns))
+        if not wanted:
+            return {}
+        rows = (db or self.conn()).execute(
+            f"SELECT {self._FLAG_COLUMNS} FROM flags WHERE mpxn IN ({','.join('?' * len(wanted))})",
+            tuple(wanted)).fetchall()
+        return {r[0]: self._stored_flag(r) for r in rows}
+
     def flag(self, mpxn: str, db: Any | None = None) -> StoredFlag | None:
         row = (db or self.conn()).execute(
             "SELECT mpxn, flag, effective_from, reason, event_id, event_ids, override, version, updated_at, code, "

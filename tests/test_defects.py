@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import time
 
+import pytest
+
 from companion import dtc
 from companion.bridge import JsonLogFormatter
 
@@ -199,3 +201,56 @@ def test_a_late_event_that_moves_the_deciding_event_is_a_new_version(tmp_path):
     assert rows[1]["code"] == "commissioned"
     n, diffs = replay(store)
     assert (n, diffs) == (1, [])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_batch_is_judged_as_its_events_one_at_a_time(tmp_path, request, store_url, backend):
+    """The ingest reads and writes a batch in a few statements (keys, inserts, counter checks,
+    flags): its outcomes, anomalies, final flags and stored links are those of the same
+    events handled one at a time, on both backends."""
+    from companion.config import Config
+    from companion.ingest import Incoming, Ingestor
+    from companion.store import Store
+
+    m1, m2, m3 = MV.mpan_check("100000000001"), MV.mpan_check("100000000002"), MV.mpan_check("100000000003")
+    dup = make_event("install", T0 + 10, 11, mpans=[m2], ev=evidence([("ESME", m2, "InstalledNotCommissioned")]))
+    same_id = bytes(range(16))
+    stream = [
+        make_event("install", T0, 10, mpans=[m1], ev=evidence([("ESME", m1, "InstalledNotCommissioned")]))[1],
+        dup[1],
+        make_event("commission", T0 + 20, 12, mpans=[m1, m3],
+                   ev=evidence([("ESME", m1, "Commissioned"), ("ESME", m3, "Commissioned")]))[1],
+        dup[1],  # the same event again: a duplicate
+        make_event("commission", T0 + 30, 12, mpans=[m2], ev=evidence([("ESME", m2, "Commissioned")]))[1],  # reused
+        make_event("commission", T0 + 40, 3, mpans=[m3], ev=evidence([("ESME", m3, "Commissioned")]))[1],  # backwards
+        make_event("install", T0 + 50, 20, mpans=[m3], event_id=same_id)[1],
+        make_event("removal", T0 + 60, 21, mpans=[m3], event_id=same_id)[1],  # same id, other content
+    ]
+
+    def judge(url: str, batches: list[list[bytes]]) -> tuple[list, dict]:
+        store = Store(url, upgrade=True)
+        store.add_key(DEVICE_ID, bytes.fromhex(PUBLIC_KEY))
+        ing = Ingestor(store, Config(db=url).check())
+        topic = f"flagwise/events/{DEVICE_ID}"
+        outs = []
+        for batch in batches:
+            # (An ack tells the flag as the batch left it, so acks of one batch may differ.)
+            outs += [(o.status, o.reason, o.suspicious) for o in
+                     ing.handle_batch([Incoming(topic, m, T0 + 100) for m in batch])]
+        points = {}
+        for m in (m1, m2, m3):
+            f = store.flag(m)
+            points[m] = (f.flag, f.effective_from, f.event_count,  # not the version: fewer steps in one batch
+                         sorted(e.id.hex() for _, _, e in store.events_for(m)))
+        return outs, points
+
+    one_at_a_time = judge(store_url, [[m] for m in stream])
+    other = str(tmp_path / "batch.db") if backend == "sqlite" else request.getfixturevalue("postgres").new_database()
+    as_one_batch = judge(other, [stream])
+    assert as_one_batch == one_at_a_time
+    outs, points = one_at_a_time
+    assert [o[0] for o in outs] == ["stored", "stored", "stored", "duplicate", "stored", "stored", "stored",
+                                    "rejected"]
+    assert outs[4][2] == ["counter_reused"] and "counter_backwards" in outs[5][2] and outs[7][1] == "id_conflict"
+    assert points[m1][0] == "A" and points[m2][0] == "A" and len(points[m3][3]) == 3
+
