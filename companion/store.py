@@ -169,12 +169,14 @@ class Store:
             "(SELECT e.event_id FROM events e WHERE e.device_id = v.d AND e.counter = v.c AND e.event_id <> v.id "
             "LIMIT 1), "
             # Backwards, as two probes that each read a short index range (a new event has
-            # about the highest counter and the latest time): a higher counter made earlier,
-            # or a later time with a lower counter.
+            # about the highest counter and the latest time): a higher counter made earlier
+            # (on the counter index), or a later time with a lower counter (on the time index).
+            # "+ 0" keeps the other column's index out of each probe: a planner without
+            # statistics picked the time index for the first and read the device's history.
             "coalesce((SELECT e.event_id FROM events e WHERE e.device_id = v.d AND e.counter > v.c "
-            "AND e.device_time < v.t AND e.event_id <> v.id LIMIT 1), "
+            "AND e.device_time + 0 < v.t AND e.event_id <> v.id LIMIT 1), "
             "(SELECT e.event_id FROM events e WHERE e.device_id = v.d AND e.device_time > v.t "
-            "AND e.counter < v.c AND e.event_id <> v.id LIMIT 1)) "
+            "AND e.counter + 0 < v.c AND e.event_id <> v.id LIMIT 1)) "
             "FROM v", params).fetchall()
         found = {int(r[0]): {k: bytes(eid) for k, eid in (("counter_reused", r[1]), ("counter_backwards", r[2]))
                              if eid is not None} for r in rows}
