@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import CompanionError, WireError
@@ -367,6 +367,43 @@ def _time_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from .reconcile import CORRECTABLE, reconcile
+
+    cfg, store = _store(args)
+    correct = [c.strip() for c in (args.correct or "").split(",") if c.strip()]
+    if correct == ["all"]:
+        correct = list(CORRECTABLE)
+    today = None
+    if args.today:
+        from datetime import date
+
+        try:
+            today = date.fromisoformat(args.today)
+        except ValueError:
+            print(f"companion reconcile: --today {args.today[:30]!r}: YYYY-MM-DD", file=sys.stderr)
+            return 2
+    sql = "SELECT mpxn, flag, effective_from, event_id, reason, code FROM flags WHERE flag IS NOT NULL"
+
+    def evidence() -> tuple[int, Any]:
+        total = int(store.conn().execute("SELECT count(*) FROM flags WHERE flag IS NOT NULL").fetchone()[0])
+        return total, store.db.stream(sql)
+
+    out = Path(args.out) if args.out else Path(Path(args.extract).stem + "-reconciled")
+    s = reconcile(Path(args.extract), evidence, out, config=cfg, correct=correct, today=today,
+                  progress=sys.stderr.isatty() if args.progress is None else args.progress,
+                  memory_limit=args.memory_limit)
+    print(f"{s.rows:,} rows: {s.reconciled:,} reconciled, {s.discrepancies:,} discrepancies, "
+          f"{s.bad_rows:,} bad rows, {s.duplicates:,} duplicates ({s.seconds:.1f} s)")
+    for c, n in s.classes.items():
+        if n:
+            print(f"  {c:28} {n:,}")
+    if s.files:
+        print(f"  corrections: {', '.join(f'{k} {v:,}' for k, v in s.corrections.items())} in {len(s.files)} DTC files")
+    print(f"outputs in {out}: discrepancies.csv, discrepancies.parquet, bad_rows.csv, report.html, summary.json")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="companion", description="Back-office bridge for handheld events.")
     ap.add_argument("--version", action="version", version=f"companion {__version__}")
@@ -487,6 +524,20 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replay", help="re-derive every flag from stored events; report differences")
     common(r)
     r.set_defaults(func=cmd_replay)
+
+    rc = sub.add_parser("reconcile", help="hold a registration extract against the evidence: discrepancies, "
+                                          "corrections, a report (docs/reconcile.md)")
+    common(rc)
+    rc.add_argument("extract", help="CSV or Parquet: mpxn,flag,effective_from (other columns kept through)")
+    rc.add_argument("--out", help="a new folder for the outputs (default: EXTRACT's name + -reconciled)")
+    rc.add_argument("--correct", metavar="CLASS,...",
+                    help="write correction DTC files for these classes ('all': every class that can be corrected)")
+    rc.add_argument("--today", help="the day ages are counted to (YYYY-MM-DD; default today, UTC)")
+    rc.add_argument("--memory-limit", default="2GB", help="the engine's memory limit; it spills to disk past it "
+                                                          "(default %(default)s)")
+    rc.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="a progress bar (default: when stderr is a terminal)")
+    rc.set_defaults(func=cmd_reconcile)
     return ap
 
 

@@ -198,6 +198,22 @@ class Database:
         c.execute("PRAGMA foreign_keys=ON")
         return c
 
+    def stream(self, sql: str, params: tuple[Any, ...] = (), size: int = 10_000) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query, `size` at a time, never all at once in memory: a SQLite cursor,
+        or a PostgreSQL server-side cursor on a connection of its own."""
+        if self.kind == "sqlite":
+            cur = self.conn().execute(sql, params)
+            while rows := cur.fetchmany(size):
+                yield from rows
+            return
+        import psycopg
+
+        with psycopg.connect(self.url, connect_timeout=10, application_name="flagwise-stream") as raw:
+            with raw.cursor(name="flagwise_stream") as cur:
+                cur.itersize = size
+                cur.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+                yield from cur
+
     def close(self) -> None:
         c = getattr(self._local, "conn", None)
         if c is not None:
