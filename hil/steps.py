@@ -105,6 +105,7 @@ def _saved(run: Run, handheld: str, b: Board, line: str, start: int) -> None:
 
 def _refusal_codes(b: Board, line: str, start: int) -> set[str]:
     i = b.lines.index(line, start)
+    b.expect("HINT", start=i)  # printed after the codes' continuation lines and the reasons
     text = line[len("REFUSED "):]
     for more in b.lines[i + 1:]:  # the codes wrap onto continuation lines
         if not more.startswith("  "):

@@ -453,6 +453,7 @@ def test_override_hygiene(site, board):
         assert site.command("remove 00-1B-C5-0C-00-00-05-10") == "ok"  # the premises' ESME
         start = board.send("override DCC confirmed WAN by phone")
         board.expect("REFUSED", start=start)
+        board.expect("HINT", start=start)  # after the codes' continuation lines
         assert "OVERRIDE WO-7: surveying again" in board.lines[start:]
         assert "meter_silent" in refused_codes(board.lines[start:])
         assert board.outbox() == []

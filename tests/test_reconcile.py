@@ -1,0 +1,163 @@
+"""companion reconcile over evidence made by the bench's scenarios (real handhelds, real signed
+events through the bridge), on SQLite and on PostgreSQL (the same signed events ingested
+into it): every class, bad rows with their lines, duplicates, the outputs and the
+corrections, and the CLI's errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hil import runner
+
+from .support import load_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SCENARIOS = ["removal-with-nothing", "removal-legacy-replacement", "smets1-not-enrolled", "whitelisted-never-joined",
+             "hub-not-commissioned", "smets2-dual-fuel", "smets2-gas", "smets1-enrolled"]
+CLASSES = ["active_after_removal", "non_active_not_propagated", "active_not_commissioned", "installed_not_propagated",
+           "blank_after_install", "commissioned_not_propagated", "legacy_value", "wrong_effective_date", "right"]
+gen = load_tool("make_extract")
+
+
+@pytest.fixture(scope="module")
+def evidence_store(tmp_path_factory) -> Path:
+    """A store filled by the bench's scenarios: the bridge's own SQLite file."""
+    out = tmp_path_factory.mktemp("reconcile-bench")
+    rc = runner.run(SCENARIOS, out, "embedded", jobs=4, say=lambda s: None)
+    assert rc == 0, (out / "report.md").read_text()[:3000]
+    db = out / "bench" / "bridge.db"
+    assert db.exists()
+    return db
+
+
+def _extract(evidence: list[tuple[str, str, str, str]], path: Path) -> list[tuple[str, str, str, str]]:
+    """One row per evidence meter point, each class made once (the scarcest evidence first),
+    then rows with no evidence, a wrong check digit, bad values and a repeat."""
+    import random
+
+    rnd = random.Random(7)
+    free = list(evidence)
+    rows = []
+    for made in CLASSES:
+        point = next((e for e in free if made == "right" or gen._applies(made, e[1], e[3] or "")), None)
+        assert point is not None, f"no evidence for {made}: {free}"
+        free.remove(point)
+        flag, since = gen.registered(made, point[1], point[2], rnd)
+        rows.append((point[0], flag, since, "" if made == "right" else made))
+    rows += [("2000012345672", "A", "2024-03-01", "no_evidence"), ("3000123456", "", "", "no_evidence"),
+             ("1312345678906", "A", "2024-03-01", "wrong_check_digit"),
+             ("1312345678907", "Q", "2024-03-01", "bad_row"), ("1312345678907", "A", "2024/03/01", "bad_row"),
+             ("12ab", "A", "2024-03-01", "bad_row"), (rows[0][0], "A", "2024-01-01", "duplicate")]
+    gen.write(path, rows)
+    return rows
+
+
+def _reconcile(db: str, extract: Path, out: Path, *more: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "companion"), "reconcile", str(extract), "--db", db, "--out", str(out),
+                           "--no-progress", *more], capture_output=True, text=True, timeout=300)
+
+
+def _check(db: str, tmp_path: Path, evidence: list[tuple[str, str, str, str]], suffix: str) -> None:
+    extract = tmp_path / f"extract{suffix}"
+    rows = _extract(evidence, extract)
+    out = tmp_path / "out"
+    p = _reconcile(db, extract, out, "--correct", "active_after_removal,active_not_commissioned,blank_after_install")
+    assert p.returncode == 0, p.stderr
+    got = {r["mpxn"]: r for r in csv.DictReader((out / "discrepancies.csv").open())}
+    # Every row is classed as it was made; a right row is no discrepancy.
+    for mpxn, flag, since, made in rows:
+        if made in ("bad_row", "duplicate"):
+            continue
+        if not made:
+            assert mpxn not in got, got[mpxn]
+            continue
+        assert got[mpxn]["class"] == made, (mpxn, flag, since, got[mpxn])
+        assert got[mpxn]["made_as"] == made  # extra columns are kept through
+    by_class = {r["class"] for r in got.values()}
+    assert by_class == set(CLASSES[:-1]) | {"no_evidence", "wrong_check_digit"}
+    # The deciding event and reason come with each evidence class, never with no_evidence.
+    ev = {e[0]: e for e in evidence}
+    for r in got.values():
+        if r["class"] in ("no_evidence", "wrong_check_digit"):
+            assert r["event_id"] == "" and r["evidence_flag"] == ""
+        else:
+            assert len(r["event_id"]) == 32 and r["reason"] and r["evidence_flag"] == ev[r["mpxn"]][1]
+            assert r["evidence_from"] == ev[r["mpxn"]][2]
+    # Bad rows and the repeat, each with its line (the header is line 1).
+    bad = list(csv.DictReader((out / "bad_rows.csv").open()))
+    lines = {int(b["line"]): b["problem"] for b in bad}
+    first = len(CLASSES) + 3 + 2  # the first bad row: after the classes and three more rows, and the header
+    assert "flag must be one of" in lines[first] and "effective_from must be" in lines[first + 1]
+    assert "not an MPAN core" in lines[first + 2] and lines[first + 3] == "duplicate of line 2"
+    # The same rows, as Parquet.
+    import duckdb
+
+    assert duckdb.connect().execute(f"SELECT count(*) FROM '{out / 'discrepancies.parquet'}'").fetchone()[0] == len(got)
+    # Corrections: only the chosen classes, each to the evidence's flag and date.
+    summary = json.loads((out / "summary.json").read_text())
+    chosen = {m: r for m, r in got.items()
+              if r["class"] in ("active_after_removal", "active_not_commissioned", "blank_after_install")}
+    lines_out = [ln for f in sorted((out / "corrections").iterdir()) for ln in f.read_text().splitlines()]
+    groups = [ln.split("|") for ln in lines_out if not ln.startswith(("ZHV", "ZPT"))]
+    assert sorted(g[1] for g in groups) == sorted(chosen)
+    for g in groups:
+        assert g[2] == chosen[g[1]]["evidence_flag"] and g[3] == chosen[g[1]]["evidence_from"].replace("-", "")
+    assert summary["classes"]["active_after_removal"] == 1 and summary["discrepancies"] == len(got)
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and "active_after_removal" in html and "<script" not in html and "http" not in html
+
+
+def test_every_class_from_an_extract_over_the_bench_evidence_sqlite(evidence_store, tmp_path):
+    _check(str(evidence_store), tmp_path, gen.evidence_of(str(evidence_store)), ".csv")
+
+
+def test_every_class_on_postgresql_from_the_same_signed_events(evidence_store, postgres, tmp_path):
+    """The bench's signed events, ingested into a PostgreSQL store by the bridge's ingest:
+    the same evidence, read through a server-side cursor; the extract as Parquet."""
+    from companion.config import Config
+    from companion.ingest import Incoming, Ingestor
+    from companion.store import Store
+
+    url = postgres.new_database()
+    src, dst = Store(str(evidence_store)), Store(url, upgrade=True)
+    for k in src.keys():
+        dst.add_key(k.device_id, k.public_key)
+    ing = Ingestor(dst, Config(db=url).check())
+    rows = src.conn().execute("SELECT device_id, message, received_at FROM events ORDER BY received_at").fetchall()
+    outs = ing.handle_batch([Incoming(f"flagwise/events/{d}", bytes(m), r) for d, m, r in rows])
+    assert all(o.status == "stored" for o in outs), [o.detail for o in outs if o.status != "stored"][:3]
+    assert gen.evidence_of(url) == gen.evidence_of(str(evidence_store))
+    _check(url, tmp_path, gen.evidence_of(url), ".parquet")
+
+
+def test_bad_input_is_a_message_and_an_exit_code_and_leaves_nothing(evidence_store, tmp_path):
+    db = str(evidence_store)
+    (tmp_path / "nocols.csv").write_text("mpan,flag\n1312345678907,A\n")
+    p = _reconcile(db, tmp_path / "nocols.csv", tmp_path / "o1")
+    assert p.returncode == 2 and "needs columns mpxn, flag, effective_from; missing mpxn, effective_from" in p.stderr
+    assert not (tmp_path / "o1").exists() and "Traceback" not in p.stderr
+    p = _reconcile(db, tmp_path / "missing.csv", tmp_path / "o2")
+    assert p.returncode == 2 and "no extract at" in p.stderr
+    (tmp_path / "o3").mkdir()
+    (tmp_path / "o3" / "keep").write_text("x")
+    (tmp_path / "ok.csv").write_text("mpxn,flag,effective_from\n1312345678907,A,2024-01-01\n")
+    p = _reconcile(db, tmp_path / "ok.csv", tmp_path / "o3")
+    assert p.returncode == 2 and "not an empty folder" in p.stderr and (tmp_path / "o3" / "keep").read_text() == "x"
+    p = _reconcile(db, tmp_path / "ok.csv", tmp_path / "o4", "--correct", "no_evidence")
+    assert p.returncode == 2 and "not a class that can be corrected" in p.stderr
+    p = _reconcile(str(tmp_path / "nostore.db"), tmp_path / "ok.csv", tmp_path / "o5")
+    assert p.returncode == 2 and "no store at" in p.stderr and not (tmp_path / "nostore.db").exists()
+    (tmp_path / "torn.csv").write_text("mpxn,flag,effective_from\n1312345678907,A,2024-01-01,x,y\n"
+                                       "3000123456,N,20240102\n")
+    p = _reconcile(db, tmp_path / "torn.csv", tmp_path / "o6")
+    assert p.returncode == 0, p.stderr
+    bad = list(csv.DictReader((tmp_path / "o6" / "bad_rows.csv").open()))
+    assert [(b["line"], b["problem"][:15]) for b in bad] == [("2", "unreadable row:")]
+    assert "3000123456" in (tmp_path / "o6" / "discrepancies.csv").read_text()  # the run went on
