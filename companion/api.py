@@ -6,6 +6,8 @@ GET /v1/keys                 the bridge public keys that sign acks and flag upda
 GET /healthz                 liveness: {"status": "ok", ...} while the process can work (open; 503 if not)
 GET /readyz                  readiness: also the broker link and the store up (open; 503 if not)
 GET /metrics                 Prometheus text format (open)
+GET /openapi.json            this API's OpenAPI 3.1 description (open; companion/openapi.py)
+GET|POST /console/...        the operator web console (companion/console.py), behind the same tokens
 
 Sites are personal data (a meter point with installer and device data): every /v1/sites
 request needs `Authorization: Bearer <token>`, a token made by `companion tokens add`
@@ -31,9 +33,14 @@ class Api:
                  pki: Any = None):
         self.store, self.config, self.metrics, self.health = store, config, metrics, health
         self.pki = pki
+        from .console import Console
+
+        self.console = Console(store, config)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        if path == "/console" or path.startswith("/console/"):
+            return self.console(environ, start_response)
         if method != "GET":
             return self._json(start_response, 405, {"error": "only GET is supported"})
         if path in ("/healthz", "/readyz"):
@@ -48,6 +55,10 @@ class Api:
             body = generate_latest(self.metrics.registry)
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
             return [body]
+        if path == "/openapi.json":
+            from .openapi import document
+
+            return self._json(start_response, 200, document())
         if path == "/v1/keys":
             keys = self.pki.bridge_public_keys() if self.pki is not None else []
             return self._json(start_response, 200, {"keys": keys})

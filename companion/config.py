@@ -63,6 +63,7 @@ class Config:
     legacy_mapping: dict[str, str] = field(default_factory=lambda: {"A": "A", "I": "", "N": "W"})
     # -- read API --------------------------------------------------------------------
     http: str | None = "127.0.0.1:8080"  # HOST:PORT for the read API; None: off
+    reports: str | None = None  # a folder of `companion reconcile` outputs, listed by the console
     log_level: str = "info"
 
     def set(self, key: str, value: Any, source: str = "configuration") -> None:

@@ -59,3 +59,9 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
     # Debian's package also starts a cluster of its own: stop it.
     command -v pg_ctlcluster >/dev/null 2>&1 && pg_ctlcluster --force "$(ls /usr/lib/postgresql | sort -n | tail -1)" main stop >/dev/null 2>&1 || true
 fi
+
+# Debian's chromium, for the web console's browser tests (Playwright drives the system
+# browser: nothing downloads one here).
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    apt_install chromium chromium
+fi

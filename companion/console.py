@@ -1,0 +1,230 @@
+"""The operator web console (docs/console.md): server-rendered HTML pages (Jinja2), served by
+the bridge's HTTP server behind the read API's authentication.
+
+    GET  /console/login            the sign-in form (the one page shown without a token)
+    POST /console/login            token=... -> a session cookie; 303 to /console
+    POST /console/logout           the cookie goes
+    GET  /console                  search, recent rejections
+    GET  /console/site?mpxn=...    a meter point: flag, date, deciding event, override, devices,
+                                   a timeline of its flag changes
+    GET  /console/rejections       recent rejections, with their reasons
+    GET  /console/keys             the handheld keys, their status and their last event
+    GET  /console/reports          reconciliation reports (config `reports`); /console/reports/NAME
+
+A request is authenticated by `Authorization: Bearer <token>` or by the cookie the sign-in
+sets (the token itself, HttpOnly, SameSite=Strict, Secure over TLS, path /console). Any other
+request is sent to the sign-in page: no page with data is served without a live token.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .report import render
+from .site import site_view
+from .store import Store
+
+COOKIE = "flagwise_console"
+MAX_FORM = 4096  # bytes of a sign-in form
+
+
+def _iso(t: float | None) -> str:
+    return "" if t is None else datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def timeline(changes: list[dict[str, Any]], width: int = 640, height: int = 150) -> dict[str, Any]:
+    """A step chart of a meter point's flag over time, for the site page's SVG: each change's
+    x (by its effective date), level (N low, I middle, A high) and label."""
+    levels = {"N": 0, "I": 1, "A": 2}
+    pts = [c for c in changes if c.get("flag") in levels and c.get("effective_from")]
+    if not pts:
+        return {"width": width, "height": height, "steps": [], "path": "", "ticks": []}
+    days = [date.fromisoformat(c["effective_from"]).toordinal() for c in pts]
+    lo, hi = min(days), max(days)
+    span = max(hi - lo, 1)
+    left, right, top, bottom = 40, width - 20, 20, height - 30
+
+    def x(d: int) -> float:
+        return round(left + (right - left) * (d - lo) / span, 1) if hi > lo else (left + right) / 2
+
+    def y(flag: str) -> float:
+        return round(bottom - (bottom - top) * levels[flag] / 2, 1)
+
+    steps = [{"x": x(d), "y": y(c["flag"]), "flag": c["flag"], "date": c["effective_from"],
+              "version": c.get("version")} for d, c in zip(days, pts)]
+    path = f"M {steps[0]['x']} {steps[0]['y']}"
+    for a, b in zip(steps, steps[1:]):
+        path += f" H {b['x']} V {b['y']}"
+    path += f" H {right}"
+    return {"width": width, "height": height, "steps": steps, "path": path,
+            "ticks": [{"flag": f, "y": y(f)} for f in ("A", "I", "N")]}
+
+
+class Console:
+    def __init__(self, store: Store, config: Config):
+        self.store, self.config = store, config
+
+    # --- auth ------------------------------------------------------------------------------
+    def _token(self, environ: dict[str, Any]) -> str | None:
+        auth: str = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token:
+            return token.strip()
+        cookies: str = environ.get("HTTP_COOKIE", "")
+        for part in cookies.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == COOKIE and value:
+                return str(urllib.parse.unquote(value))
+        return None
+
+    def _who(self, environ: dict[str, Any]) -> str | None:
+        token = self._token(environ)
+        if not token or len(token) > 200:
+            return None
+        try:
+            return self.store.token_name(token)
+        except Exception:  # storage failing: refuse
+            return None
+
+    # --- WSGI ------------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", "")[:2000])
+        if path == "/console/login":
+            if method == "POST":
+                return self._login(environ, start_response)
+            return self._page(start_response, 200, "console_login.html", error=None, who=None)
+        who = self._who(environ)
+        if who is None:
+            return self._redirect(start_response, "/console/login")
+        if path == "/console/logout" and method == "POST":
+            return self._redirect(start_response, "/console/login", cookie=self._cookie(environ, "", 0))
+        if method != "GET":
+            return self._page(start_response, 405, "console_error.html", who=who, message="Only GET here.")
+        if path in ("/console", "/console/"):
+            return self._page(start_response, 200, "console_home.html", who=who, rejections=self._rejections(10))
+        if path == "/console/site":
+            return self._site(start_response, who, (query.get("mpxn") or [""])[0].strip())
+        if path == "/console/rejections":
+            return self._page(start_response, 200, "console_rejections.html", who=who,
+                              rejections=self._rejections(200), counts=self.store.rejection_counts())
+        if path == "/console/keys":
+            return self._page(start_response, 200, "console_keys.html", who=who, keys=self._keys())
+        if path == "/console/reports" or path.startswith("/console/reports/"):
+            return self._reports(start_response, who, path[len("/console/reports"):].strip("/"))
+        return self._page(start_response, 404, "console_error.html", who=who, message="No such page.")
+
+    def _login(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            size = 0
+        if not 0 < size <= MAX_FORM:
+            return self._page(start_response, 400, "console_login.html", who=None, error="Give your token.")
+        form = urllib.parse.parse_qs(environ["wsgi.input"].read(size).decode("utf-8", "replace"))
+        token = (form.get("token") or [""])[0].strip()
+        if not token or len(token) > 200 or self.store.token_name(token) is None:
+            return self._page(start_response, 401, "console_login.html", who=None,
+                              error="That token is not a live one (companion tokens add NAME makes one).")
+        return self._redirect(start_response, "/console", cookie=self._cookie(environ, token, 8 * 3600))
+
+    @staticmethod
+    def _cookie(environ: dict[str, Any], token: str, max_age: int) -> str:
+        secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
+        return (f"{COOKIE}={urllib.parse.quote(token)}; Max-Age={max_age}; Path=/console; HttpOnly; "
+                f"SameSite=Strict{secure}")
+
+    # --- pages -----------------------------------------------------------------------------
+    def _site(self, start_response: Callable[..., Any], who: str, mpxn: str) -> Iterable[bytes]:
+        if not mpxn:
+            return self._redirect(start_response, "/console")
+        try:
+            view = site_view(self.store, mpxn, self.config)
+        except ValueError as exc:
+            return self._page(start_response, 400, "console_home.html", who=who, rejections=self._rejections(10),
+                              error=str(exc), mpxn=mpxn[:20])
+        if view is None:
+            return self._page(start_response, 404, "console_home.html", who=who, rejections=self._rejections(10),
+                              error=f"Nothing is known of {mpxn}: no event names it.", mpxn=mpxn)
+        changes = [{**json.loads(body), "version": version, "sent": _iso(at)} for version, body, at in
+                   self.store.conn().execute("SELECT version, body, created_at FROM outbox WHERE mpxn=? "
+                                             "ORDER BY version", (mpxn,)).fetchall()]
+        return self._page(start_response, 200, "console_site.html", who=who, view=view, changes=changes,
+                          chart=timeline(changes), mpxn=mpxn)
+
+    def _rejections(self, limit: int) -> list[dict[str, Any]]:
+        rows = self.store.conn().execute(
+            "SELECT device_id, reason, detail, size, received_at FROM rejections ORDER BY id DESC LIMIT ?",
+            (limit,)).fetchall()
+        return [{"device_id": r[0] or "unknown", "reason": r[1], "detail": r[2], "size": r[3], "at": _iso(r[4])}
+                for r in rows]
+
+    def _keys(self) -> list[dict[str, Any]]:
+        last = dict(self.store.conn().execute(
+            "SELECT device_id, max(received_at) FROM events GROUP BY device_id").fetchall())
+        now = time.time()
+        out = []
+        for k in self.store.keys():
+            status = "active" if k.revoked_at is None else ("revoked (hard)" if k.hard else
+                                                           "revoked" if k.revoked_at <= now else "revoking")
+            out.append({"device_id": k.device_id, "status": status, "added": _iso(k.added_at),
+                        "revoked": _iso(k.revoked_at), "last_event": _iso(last.get(k.device_id))})
+        return out
+
+    def _reports(self, start_response: Callable[..., Any], who: str, name: str) -> Iterable[bytes]:
+        folder = Path(self.config.reports) if self.config.reports else None
+        reports = []
+        if folder is not None and folder.is_dir():
+            for d in sorted(folder.iterdir()):
+                s = d / "summary.json"
+                if d.is_dir() and s.is_file() and (d / "report.html").is_file():
+                    try:
+                        reports.append({"name": d.name, **json.loads(s.read_text())})
+                    except ValueError:
+                        continue
+        if not name:
+            return self._page(start_response, 200, "console_reports.html", who=who, reports=reports,
+                              folder=str(folder) if folder else None)
+        match = next((r for r in reports if r["name"] == name), None)  # only a listed report: no path from the URL
+        if match is None or folder is None:
+            return self._page(start_response, 404, "console_error.html", who=who, message="No such report.")
+        body = (folder / match["name"] / "report.html").read_bytes()
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
+                                  *_SECURITY])
+        return [body]
+
+    # --- responses -------------------------------------------------------------------------
+    @staticmethod
+    def _page(start_response: Callable[..., Any], status: int, template: str, **context: Any) -> list[bytes]:
+        context.setdefault("error", None)
+        context.setdefault("mpxn", "")
+        body = render(template, **context).encode()
+        phrase = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+                  405: "Method Not Allowed"}[status]
+        start_response(f"{status} {phrase}", [("Content-Type", "text/html; charset=utf-8"),
+                                               ("Content-Length", str(len(body))), *_SECURITY])
+        return [body]
+
+    @staticmethod
+    def _redirect(start_response: Callable[..., Any], to: str, cookie: str | None = None) -> list[bytes]:
+        body = f'<a href="{html.escape(to)}">{html.escape(to)}</a>'.encode()
+        headers = [("Location", to), ("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
+                   *_SECURITY]
+        if cookie is not None:
+            headers.append(("Set-Cookie", cookie))
+        start_response("303 See Other", headers)
+        return [body]
+
+
+# No script, no frame, no outside resource: the pages need none (inline CSS and SVG only).
+_SECURITY = [("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+              "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+             ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store")]

@@ -1,0 +1,75 @@
+"""The read API's OpenAPI 3.1 description, served at /openapi.json (companion/api.py).
+tests/test_openapi.py holds the real responses to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import __version__
+
+_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+_NULLABLE_STR = {"type": ["string", "null"]}
+_DEVICE = {"type": "object", "required": ["eui", "type"], "properties": {
+    "eui": {"type": "string", "pattern": "^[0-9A-F]{2}(-[0-9A-F]{2}){7}$"}, "type": {"type": "string"},
+    "status": _NULLABLE_STR, "mpxn": _NULLABLE_STR, "serial": _NULLABLE_STR, "smets": _NULLABLE_STR,
+    "mode": _NULLABLE_STR, "firmware": _NULLABLE_STR, "answered": {"type": ["boolean", "null"]}}}
+_SITE = {"type": "object", "required": ["mpxn", "flag", "since", "reason", "version", "event_ids", "devices"],
+         "properties": {
+             "mpxn": {"type": "string", "pattern": "^[0-9]{6,13}$"},
+             "flag": {"enum": ["A", "I", "N", None]}, "legacy_flag": {"enum": ["A", "I", "N", "W", "", None]},
+             "since": {"type": ["string", "null"], "format": "date"}, "reason": {"type": "string"},
+             "override": _NULLABLE_STR, "version": {"type": "integer", "minimum": 0},
+             "event_id": {"type": ["string", "null"], "pattern": "^[0-9a-f]{32}$"},
+             "event_ids": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
+             "evidence_read_time": {"type": ["integer", "null"]}, "evidence_hub_time": {"type": ["integer", "null"]},
+             "hub": {"type": ["object", "null"]}, "wan": {"type": ["object", "null"]},
+             "devices": {"type": "array", "items": _DEVICE},
+             "suspicious": {"type": "array", "items": {"type": "object"}}}}
+_HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["ok", "failing"]}}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def document() -> dict[str, Any]:
+    mpxn = {"name": "mpxn", "in": "path", "required": True,
+            "description": "an MPAN core (13 digits, its last a check digit: 400 if wrong) or an MPRN (6 to 10 digits)",
+            "schema": {"type": "string", "pattern": "^([0-9]{13}|[0-9]{6,10})$"}}
+    secured: list[dict[str, list[str]]] = [{"bearer": []}]
+    unauthorised = _json(_ERROR, "no valid bearer token (companion tokens add NAME)")
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "flagwise read API", "version": __version__,
+                 "description": "What is at a meter point, and why: the DCC Service Flag (MP077) derived from "
+                                "signed handheld evidence."},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                       "schemas": {"Site": _SITE, "Device": _DEVICE, "Error": _ERROR}},
+        "paths": {
+            "/v1/sites/{mpxn}": {"get": {
+                "summary": "the flag, its date and reason, the devices and the events behind it",
+                "security": secured, "parameters": [mpxn],
+                "responses": {"200": _json({"$ref": "#/components/schemas/Site"}, "the meter point"),
+                              "400": _json(_ERROR, "not an MPAN core or an MPRN"),
+                              "401": unauthorised, "404": _json(_ERROR, "no event names this meter point")}}},
+            "/v1/sites/{mpxn}/events": {"get": {
+                "summary": "the events behind the flag, in policy order", "security": secured,
+                "parameters": [mpxn],
+                "responses": {"200": _json({"type": "object", "required": ["mpxn", "events"], "properties": {
+                    "mpxn": {"type": "string"}, "events": {"type": "array", "items": {"type": "object"}}}},
+                    "the events"), "400": _json(_ERROR, "not an MPAN core or an MPRN"), "401": unauthorised,
+                    "404": _json(_ERROR, "no event names this meter point")}}},
+            "/v1/keys": {"get": {"summary": "the bridge public keys that sign acks and flag updates", "security": [],
+                                 "responses": {"200": _json({"type": "object", "required": ["keys"], "properties": {
+                                     "keys": {"type": "array", "items": {"type": "object"}}}}, "the keys")}}},
+            "/healthz": {"get": {"summary": "liveness", "security": [],
+                                 "responses": {"200": _json(_HEALTH, "alive"), "503": _json(_HEALTH, "not")}}},
+            "/readyz": {"get": {"summary": "readiness: broker link and store up", "security": [],
+                                "responses": {"200": _json(_HEALTH, "ready"), "503": _json(_HEALTH, "not")}}},
+            "/metrics": {"get": {"summary": "Prometheus text format", "security": [],
+                                 "responses": {"200": {"description": "metrics",
+                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {"summary": "this document", "security": [],
+                                      "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
+        },
+    }
