@@ -126,7 +126,7 @@ def test_override_is_recorded_in_the_signed_event(site, board, bridge, watch):
         board.send("override DCC confirmed WAN by phone")
         line = board.expect("SAVED")
         assert line.endswith("OVERRIDE")
-        eid = saved(board.lines)[0]
+        eid = board.saved_ids()[0]  # waits for the id line after SAVED
         board.expect("ACKED " + eid[:16])
     finally:
         board.shutdown()
