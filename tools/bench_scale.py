@@ -14,6 +14,7 @@ Usage: python tools/bench_scale.py [-n 3000] [--rate 100] [--seconds 10]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -80,17 +81,51 @@ def ceiling(broker: Mosquitto, msgs: list[bytes]) -> float:
         sub.loop_stop()
 
 
-def burst(broker: Mosquitto, msgs: list[tuple[str, bytes]]) -> float:
+GROUPS = ("bridge", "mosquitto", "postgres", "bench")  # the bench: the load generator and the watcher
+
+
+def cpu_by_group() -> dict[str, float]:
+    """CPU seconds used so far by each group of this machine's processes (by their names)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = dict.fromkeys(GROUPS, 0.0)
+    me = os.getpid()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        used = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        group = ("bench" if int(pid) == me else "bridge" if comm == "companion" else
+                 "mosquitto" if comm == "mosquitto" else "postgres" if comm.startswith("postgres") else None)
+        if group:
+            out[group] += used
+    return out
+
+
+CPU: dict[str, dict[str, float]] = {}  # run label -> group -> share of the machine during its burst
+
+
+def burst(broker: Mosquitto, msgs: list[tuple[str, bytes]], label: str = "") -> float:
     hh = Handheld(broker.url, broker.pki, name="bench-watch")
     try:
         hh.send(msgs[0][1])
         hh.wait(lambda h: msgs[0][0] in h.acks, timeout=60, what="first ack")
         c, _ = hh.publisher(DEVICE_ID)
+        cpu0 = cpu_by_group()
         t0 = time.perf_counter()
         for _, m in msgs[1:]:
             c.publish(f"flagwise/events/{DEVICE_ID}", m, qos=1)
         hh.wait(lambda h: all(e in h.acks for e, _ in msgs), timeout=900, what="all acks")
-        return (len(msgs) - 1) / (time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        cpu1 = cpu_by_group()
+        if label:
+            cores = os.cpu_count() or 1
+            CPU[label] = {g: (cpu1[g] - cpu0[g]) / (wall * cores) for g in GROUPS}
+        return (len(msgs) - 1) / wall
     finally:
         hh.close()
 
@@ -150,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 url = pg.new_database("bench") if db else None
                 bs = replicas(work / f"run-{k}", broker, url, n)
                 try:
-                    rows.append((label, burst(broker, fresh_points(args.n, start))))
+                    rows.append((label, burst(broker, fresh_points(args.n, start), label)))
                 except TimeoutError:
                     print(f"{label}: {bs[0].log.read_text()[-1500:]}", file=sys.stderr)
                     raise
@@ -178,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         pg.stop()
     print(f"transport ceiling (paho -> mosquitto TLS -> paho, QoS 1, {args.n} event-sized messages): {top:7.0f} msg/s")
     for label, rate in rows:
-        print(f"{label:24} {rate:7.0f} events/s  ({100 * rate / top:3.0f}% of the ceiling)")
+        use = CPU.get(label, {})
+        busy = sum(use.values())
+        print(f"{label:24} {rate:7.0f} events/s  ({100 * rate / top:3.0f}% of the ceiling); CPU of the "
+              f"{os.cpu_count()} cores: " + ", ".join(f"{g} {100 * use.get(g, 0):.0f}%" for g in GROUPS)
+              + f" (all {100 * busy:.0f}%)")
     print(f"ack latency at {args.rate:.0f}/s (PostgreSQL, 1 replica): p50 {statistics.median(lat):.1f} ms, "
           f"p99 {pct(lat, 0.99):.1f} ms")
     print(f"ack latency at {args.rate:.0f}/s on a meter point with 3,000+ events: p50 {statistics.median(hot):.1f} ms, "
