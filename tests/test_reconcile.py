@@ -161,3 +161,13 @@ def test_bad_input_is_a_message_and_an_exit_code_and_leaves_nothing(evidence_sto
     bad = list(csv.DictReader((tmp_path / "o6" / "bad_rows.csv").open()))
     assert [(b["line"], b["problem"][:15]) for b in bad] == [("2", "unreadable row:")]
     assert "3000123456" in (tmp_path / "o6" / "discrepancies.csv").read_text()  # the run went on
+
+
+def test_a_progress_bar_when_asked_and_none_in_a_pipe(evidence_store, tmp_path):
+    (tmp_path / "ok.csv").write_text("mpxn,flag,effective_from\n1312345678907,A,2024-01-01\n")
+    p = _reconcile(str(evidence_store), tmp_path / "ok.csv", tmp_path / "a", "--progress")
+    assert p.returncode == 0 and "evidence from the store" in p.stderr and "reconcile" in p.stderr
+    p = subprocess.run([str(BIN / "companion"), "reconcile", str(tmp_path / "ok.csv"), "--db", str(evidence_store),
+                        "--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stderr == ""  # not a terminal: no bar
+    assert "1 row: 1 reconciled" in p.stdout
