@@ -393,8 +393,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     s = reconcile(Path(args.extract), evidence, out, config=cfg, correct=correct, today=today,
                   progress=sys.stderr.isatty() if args.progress is None else args.progress,
                   memory_limit=args.memory_limit)
-    print(f"{s.rows:,} row{'' if s.rows == 1 else 's'}: {s.reconciled:,} reconciled, {s.discrepancies:,} discrepancies, "
-          f"{s.bad_rows:,} bad rows, {s.duplicates:,} duplicates ({s.seconds:.1f} s)")
+    print(f"{s.rows:,} row{'' if s.rows == 1 else 's'}: {s.reconciled:,} reconciled, "
+          f"{s.discrepancies:,} discrepancies, {s.bad_rows:,} bad rows, {s.duplicates:,} duplicates "
+          f"({s.seconds:.1f} s)")
     for c, n in s.classes.items():
         if n:
             print(f"  {c:28} {n:,}")
