@@ -107,28 +107,51 @@ def _check_digit_sql(col: str) -> str:
     return f"coalesce((({terms}) % 11 % 10) = TRY_CAST(substr({col}, 13, 1) AS INTEGER), true)"
 
 
+# Names the reconcile uses itself: an extract's extra column of one of these names is kept
+# as extract_<name>.
+_RESERVED = {"line", "mpxn", "flag", "effective_from", "registered_flag", "registered_from", "evidence_flag",
+             "evidence_from", "class", "event_id", "reason", "raw_from", "bad_check", "nth", "problem", "code"}
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _source(con: Any, path: Path) -> tuple[str, list[str]]:
-    """The extract as a DuckDB relation with a `line` column (the file's line number for CSV,
-    the row number + 1 for Parquet, the header being line 1); its column names."""
+    """The extract as a DuckDB relation of text columns `line` (the file's line number for CSV,
+    the row number + 1 for Parquet, the header being line 1), `mpxn`, `flag`, `effective_from`
+    (matched whatever their case), then the extra columns; the extra columns' names."""
     p = str(path).replace("'", "''")
     if path.suffix.lower() in (".parquet", ".pq"):
-        rel = f"(SELECT file_row_number + 2 AS line, * EXCLUDE (file_row_number) FROM " \
+        raw = f"(SELECT file_row_number + 2 AS __line, * EXCLUDE (file_row_number) FROM " \
               f"read_parquet('{p}', file_row_number = true))"
     else:
         # Every column as text (a flag or a date is judged here, not guessed by the reader);
         # rows the reader cannot split are kept apart with their line (store_rejects).
-        rel = (f"(SELECT row_number() OVER () + 1 AS line, * FROM read_csv('{p}', header = true, all_varchar = true, "
-               f"ignore_errors = true, store_rejects = true, null_padding = false, parallel = false))")
+        raw = (f"(SELECT row_number() OVER () + 1 AS __line, * FROM read_csv('{p}', header = true, "
+               f"all_varchar = true, ignore_errors = true, store_rejects = true, null_padding = false, "
+               f"parallel = false))")
     try:
-        cols = [d[0] for d in con.execute(f"SELECT * FROM {rel} LIMIT 0").description]
+        cols = [d[0] for d in con.execute(f"SELECT * FROM {raw} LIMIT 0").description][1:]
     except Exception as exc:  # duckdb.Error: an unreadable file
         raise ReconcileError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}") from None
-    cols = [c for c in cols if c != "line"]
-    missing = [c for c in REQUIRED if c not in cols]
+    by_name = {c.strip().lower(): c for c in reversed(cols)}  # the first of a name, whatever its case
+    missing = [c for c in REQUIRED if c not in by_name]
     if missing:
         raise ReconcileError(f"{path}: the extract needs columns {', '.join(REQUIRED)}; missing {', '.join(missing)} "
                              f"(found: {', '.join(c[:30] for c in cols[:12])})")
-    return rel, cols
+    used = {by_name[c] for c in REQUIRED}
+    select = ["__line AS line"] + [f"CAST({_ident(by_name[c])} AS VARCHAR) AS {c}" for c in REQUIRED]
+    extras: list[str] = []
+    for c in cols:
+        if c in used:
+            continue
+        name = c
+        while name.lower() in _RESERVED or name in extras:
+            name = "extract_" + name
+        extras.append(name)
+        select.append(f"CAST({_ident(c)} AS VARCHAR) AS {_ident(name)}")
+    return f"(SELECT {', '.join(select)} FROM {raw})", extras
 
 
 def _load_evidence(con: Any, rows: Iterable[tuple[Any, ...]], total: int, progress: Any) -> int:
@@ -212,9 +235,8 @@ def _run(duckdb: Any, extract: Path, evidence_rows: Callable[[], tuple[int, Iter
     summary = Summary()
     with _progress(progress) as bar:
         stage = bar.add_task("reconcile", total=6)
-        rel, cols = _source(con, extract)
-        extra = [c for c in cols if c not in REQUIRED]
-        quoted = ['"' + c.replace('"', '""') + '"' for c in extra]
+        rel, extra = _source(con, extract)
+        quoted = [_ident(c) for c in extra]
         extra_sel = "".join(", " + c for c in quoted)
         # 1. The extract, each row judged: its line, its values, and what is wrong with it.
         mp = "trim(mpxn)"

@@ -171,3 +171,28 @@ def test_a_progress_bar_when_asked_and_none_in_a_pipe(evidence_store, tmp_path):
                         "--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stderr == ""  # not a terminal: no bar
     assert "1 row: 1 reconciled" in p.stdout
+
+
+def test_extracts_as_registration_systems_write_them(evidence_store, tmp_path):
+    """A byte-order mark and capitalised headers, a semicolon-separated file, a Parquet file
+    with typed columns (a number, a date), and extra columns named like the output's own."""
+    import duckdb
+
+    db = str(evidence_store)
+    files = {
+        "bom.csv": "\ufeffMPXN,Flag,Effective_From,Line\n1312345678907,a,2024-01-01,L1\n",
+        "semi.csv": "mpxn;flag;effective_from;reason\n1312345678907;A;20240101;R1\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    duckdb.connect().execute(f"COPY (SELECT 1312345678907::BIGINT AS mpxn, 'A' AS flag, DATE '2024-01-01' AS "
+                             f"effective_from, 7 AS class) TO '{tmp_path / 'typed.parquet'}' (FORMAT parquet)")
+    expect = {"bom.csv": ("extract_Line", "L1"), "semi.csv": ("extract_reason", "R1"),
+              "typed.parquet": ("extract_class", "7")}
+    for name, (column, value) in expect.items():
+        p = _reconcile(db, tmp_path / name, tmp_path / f"out-{name}")
+        assert p.returncode == 0, (name, p.stderr)
+        [row] = list(csv.DictReader((tmp_path / f"out-{name}" / "discrepancies.csv").open()))
+        assert row["mpxn"] == "1312345678907" and row["registered_flag"] == "A", (name, row)
+        assert row["registered_from"] == "2024-01-01" and row["class"] == "no_evidence", (name, row)
+        assert row[column] == value, (name, row)
