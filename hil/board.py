@@ -22,14 +22,26 @@ from .flashimage import provision
 from .netem import TcpProxy
 
 
+def check_timeout_multiplier() -> float:
+    """HIL_TIMEOUT_MULTIPLIER, or ValueError saying what is wrong with it (the bench's entry
+    points check it before anything runs)."""
+    text = os.environ.get("HIL_TIMEOUT_MULTIPLIER", "1")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"HIL_TIMEOUT_MULTIPLIER must be a number, got {text[:20]!r}") from None
+    if not 0 < value <= 100:
+        raise ValueError(f"HIL_TIMEOUT_MULTIPLIER must be more than 0 and at most 100, got {value:g}")
+    return value
+
+
 def timeout_multiplier() -> float:
     """HIL_TIMEOUT_MULTIPLIER (default 1): every bench wait is this many times longer, for a
     loaded machine (hundreds of boards on two cores), as twister's --timeout-multiplier."""
     try:
-        value = float(os.environ.get("HIL_TIMEOUT_MULTIPLIER", "1"))
+        return check_timeout_multiplier()
     except ValueError:
-        return 1.0
-    return value if 0 < value <= 100 else 1.0
+        return 1.0  # refused at the entry points (hil run, pytest); never a crash mid-run
 
 
 def scaled(seconds: float) -> float:

@@ -93,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
                 print("hil run: --timeout-multiplier must be more than 0 and at most 100", file=sys.stderr)
                 return 2
             os.environ["HIL_TIMEOUT_MULTIPLIER"] = str(args.timeout_multiplier)
+        from .board import check_timeout_multiplier
+
+        try:
+            check_timeout_multiplier()
+        except ValueError as exc:
+            print(f"hil run: {exc}", file=sys.stderr)
+            return 2
         try:
             micropython.build_firmware()
             return runner.run(args.scenarios, Path(args.out), args.broker, args.jobs)

@@ -58,6 +58,12 @@ def pytest_configure(config: pytest.Config) -> None:
     multiplier = config.getoption("hil_timeout_multiplier", None)
     if multiplier is not None:
         os.environ["HIL_TIMEOUT_MULTIPLIER"] = str(multiplier)  # xdist workers inherit it
+    from .board import check_timeout_multiplier
+
+    try:
+        check_timeout_multiplier()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line("markers", "exclusive: a scenario that restarts the bench's shared broker")
 
 

@@ -182,3 +182,15 @@ def test_poll_until_returns_what_it_last_saw():
     done, value = poll_until(lambda: (calls.append(1) or False, len(calls)), timeout=0.05, interval=0.01)
     assert not done and value == len(calls) >= 2
     assert poll_until(lambda: (False, "once"), timeout=0) == (False, "once")  # at least one look
+
+
+@pytest.mark.parametrize("value,message", [("abc", "must be a number"), ("0", "more than 0 and at most 100")])
+def test_a_bad_timeout_multiplier_is_refused_before_anything_runs(value, message):
+    import os
+    import subprocess
+    import sys
+
+    hil = Path(sys.executable).with_name("hil")
+    p = subprocess.run([str(hil), "run", "smets2-gas"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "HIL_TIMEOUT_MULTIPLIER": value})
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
