@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from typing import Any
 
 from .config import Config
 from .metrics import Metrics
@@ -94,8 +95,6 @@ class Api:
     def _json(start_response: Callable[..., Any], status: int, body: dict[str, Any],
               headers: list[tuple[str, str]] | None = None) -> list[bytes]:
         data = json.dumps(body, indent=1).encode()
-        phrase = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-                  405: "Method Not Allowed", 503: "Service Unavailable"}[status]
-        start_response(f"{status} {phrase}", [("Content-Type", "application/json"),
+        start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", "application/json"),
                                                ("Content-Length", str(len(data)))] + (headers or []))
         return [data]

@@ -24,6 +24,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -207,9 +208,7 @@ class Console:
         context.setdefault("error", None)
         context.setdefault("mpxn", "")
         body = render(template, **context).encode()
-        phrase = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-                  405: "Method Not Allowed"}[status]
-        start_response(f"{status} {phrase}", [("Content-Type", "text/html; charset=utf-8"),
+        start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", "text/html; charset=utf-8"),
                                                ("Content-Length", str(len(body))), *_SECURITY])
         return [body]
 

@@ -13,6 +13,7 @@ one SQL pass, and the outputs are written by DuckDB (CSV, Parquet), by the DTC w
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -208,8 +209,6 @@ def reconcile(extract: Path, evidence_rows: Callable[[], tuple[int, Iterable[tup
         return _run(duckdb, extract, evidence_rows, out, config, correct, today, progress, memory_limit, threads, t0)
     except BaseException as exc:
         # Nothing half-made is left behind: a failed run's folder goes (or is emptied).
-        import shutil
-
         if made:
             shutil.rmtree(out, ignore_errors=True)
         else:
@@ -219,8 +218,6 @@ def reconcile(extract: Path, evidence_rows: Callable[[], tuple[int, Iterable[tup
             raise ReconcileError(f"reconcile failed: {str(exc).splitlines()[0][:300]}") from None
         raise
     finally:
-        import shutil
-
         shutil.rmtree(out / ".spill", ignore_errors=True)
 
 
@@ -357,10 +354,11 @@ def _run(duckdb: Any, extract: Path, evidence_rows: Callable[[], tuple[int, Iter
         bar.advance(stage)
     con.close()
     summary.seconds = time.monotonic() - t0
-    (out / "summary.json").write_text(json.dumps(_summary_dict(summary, extract, today, correct), indent=1) + "\n")
+    facts = _summary_dict(summary, extract, today, correct)
+    (out / "summary.json").write_text(json.dumps(facts, indent=1) + "\n")
     from .report import reconcile_html
 
-    (out / "report.html").write_text(reconcile_html(_summary_dict(summary, extract, today, correct)))
+    (out / "report.html").write_text(reconcile_html(facts))
     return summary
 
 

@@ -265,13 +265,8 @@ class Store:
         return {r[0]: self._stored_flag(r) for r in rows}
 
     def flag(self, mpxn: str, db: Any | None = None) -> StoredFlag | None:
-        row = (db or self.conn()).execute(
-            "SELECT mpxn, flag, effective_from, reason, event_id, event_ids, override, version, updated_at, code, "
-            "last_key, event_count FROM flags WHERE mpxn=?", (mpxn,)).fetchone()
-        if row is None:
-            return None
-        return StoredFlag(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8],
-                          row[9], row[10], row[11])
+        row = (db or self.conn()).execute(f"SELECT {self._FLAG_COLUMNS} FROM flags WHERE mpxn=?", (mpxn,)).fetchone()
+        return None if row is None else self._stored_flag(row)
 
     # --- replicas: one running bridge per MQTT client id ------------------------------------
     REPLICA_STALE = 15.0  # s without a heartbeat after which a replica's client id is free again

@@ -153,7 +153,7 @@ class Run:
             for i, step in enumerate(self.sc.steps):
                 self.log(f"step {i + 1}: {_describe(step)}")
                 self._mark_step()
-                REGISTRY[step["do"]].play(self, step)
+                self._step(step)
             checks.settle(self)
             result.checks = checks.verify(self)
             result.ok = all(c.ok for c in result.checks)
