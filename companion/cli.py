@@ -187,6 +187,10 @@ def cmd_pki(args: argparse.Namespace) -> int:
 
     cfg = load(args.config, {"pki": args.pki})
     pki = Pki(cfg.pki, cfg.prefix)
+    if args.action != "init" and not pki.exists:
+        print(f"companion pki {args.action}: no PKI in {pki.root}: give --pki FOLDER (or `pki` in the "
+              f"configuration), or make one with `companion pki init --pki {pki.root}`", file=sys.stderr)
+        return 2
     if args.action == "init":
         names = tuple(args.broker_name or ("localhost", "127.0.0.1"))
         pki.init(names)
@@ -208,10 +212,10 @@ def cmd_pki(args: argparse.Namespace) -> int:
         print(f"revoked {ident.role} {ident.name} (serial {ident.serial}): CRL and ACL rewritten; "
               "reload an external broker (SIGHUP)")
     elif args.action == "rollover":
-        point = pki.new_signing_key(args.name)
+        point = pki.new_signing_key(args.name, args.overlap)
         print(f"new signing key for {args.name}: {point.hex()}")
-        print("the old key stays published until its .old file is removed from "
-              f"{pki.root / 'signing'} and from the handhelds' bridge_keys")
+        print(f"the old key stays published for {args.overlap:g} days (its announced end is in "
+              f"{pki.signing_registry}); give the handhelds the new key before then")
     elif args.action == "keys":
         print(json.dumps({"keys": pki.bridge_public_keys()}, indent=1))
     elif args.action == "mosquitto-conf":
@@ -219,7 +223,8 @@ def cmd_pki(args: argparse.Namespace) -> int:
         print(mosquitto_conf(pki, host or "0.0.0.0", int(port), persistence_dir=Path(args.persistence)))
     else:
         for i in pki.identities():
-            print(f"{i.role:9} {i.name:28} serial {i.serial:x}" + ("  REVOKED" if i.revoked else ""))
+            print(f"{i.role:9} {i.name:28} serial {i.serial:x}" + ("  REVOKED" if i.revoked else "")
+                  + (f"  earlier (revoked): {', '.join(f'{e:x}' for e in i.earlier)}" if i.earlier else ""))
     return 0
 
 
@@ -453,6 +458,8 @@ def parser() -> argparse.ArgumentParser:
     prv.add_argument("name")
     pro = pks.add_parser("rollover", help="a new signing key for a bridge; the old one stays published")
     pro.add_argument("name")
+    pro.add_argument("--overlap", type=float, default=30.0,
+                     help="days the old key stays published, its announced end (default %(default)s)")
     pkk = pks.add_parser("keys", help="print the bridge public keys (as GET /v1/keys)")
     pmc = pks.add_parser("mosquitto-conf", help="print the broker configuration for this PKI")
     pmc.add_argument("--listen", default="0.0.0.0:8883", help="HOST:PORT (default %(default)s)")

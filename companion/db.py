@@ -131,6 +131,41 @@ MIGRATIONS.append(
         "sqlite": _statements(_V3, _SQLITE_TYPES),
         "postgres": _statements(_V3, _PG_TYPES),
     }))
+# v4: an event is identified by its device and its id (two handhelds never share one: a
+# handheld that learns another's event id cannot store its own event under it first). The
+# tables keyed by event id alone are rebuilt with the device in their keys; the same
+# statements on both backends.
+_V4 = """
+CREATE TABLE events_v4 (
+    event_id {blob} NOT NULL, device_id TEXT NOT NULL, counter {int} NOT NULL,
+    type TEXT NOT NULL, device_time {int} NOT NULL, read_time {int} NOT NULL,
+    received_at {real} NOT NULL, message {blob} NOT NULL, PRIMARY KEY (device_id, event_id));
+INSERT INTO events_v4 SELECT event_id, device_id, counter, type, device_time, read_time, received_at, message
+    FROM events;
+CREATE TABLE event_mpxns_v4 (
+    mpxn TEXT NOT NULL, device_id TEXT NOT NULL, event_id {blob} NOT NULL,
+    PRIMARY KEY (mpxn, device_id, event_id)){norowid};
+INSERT INTO event_mpxns_v4 SELECT m.mpxn, e.device_id, m.event_id FROM event_mpxns m
+    JOIN events e ON e.event_id = m.event_id;
+CREATE TABLE suspicious_v4 (
+    event_id {blob} NOT NULL, device_id TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
+    at {real} NOT NULL, PRIMARY KEY (device_id, event_id, kind));
+INSERT INTO suspicious_v4 SELECT event_id, device_id, kind, detail, at FROM suspicious;
+DROP TABLE event_mpxns;
+DROP TABLE suspicious;
+DROP TABLE events;
+ALTER TABLE events_v4 RENAME TO events;
+ALTER TABLE event_mpxns_v4 RENAME TO event_mpxns;
+ALTER TABLE suspicious_v4 RENAME TO suspicious;
+CREATE INDEX events_device_counter ON events (device_id, counter);
+CREATE INDEX events_device_time ON events (device_id, device_time)
+"""
+MIGRATIONS.append(
+    (4, "an event is identified by (device id, event id): events, event_mpxns and suspicious rebuilt "
+        "with the device in their keys", {
+        "sqlite": _statements(_V4, _SQLITE_TYPES),
+        "postgres": _statements(_V4, _PG_TYPES),
+    }))
 LATEST = MIGRATIONS[-1][0]
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "

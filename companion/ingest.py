@@ -228,7 +228,7 @@ class Ingestor:
                 for m in ev.mpxns:
                     touched[m] = out
                     fresh.setdefault(m, []).append(ev)
-            known = {ev.id: ev for _, ev, _ in accepted}
+            known = {(out.device_id or '', ev.id): ev for out, ev, _ in accepted}
             self.store.db.lock_mpxns(db, list(touched))  # one writer per meter point (replicas)
             # Read after the locks: what another replica committed before them is seen. The
             # meter points of repeats (duplicates) are read with them, for their acks.
@@ -254,7 +254,7 @@ class Ingestor:
                                                 len(out.incoming.payload), out.incoming.received_at, db)
         return outcomes
 
-    def _rederive(self, db: Any, mpxn: str, known: dict[bytes, Event], fresh: list[Event],
+    def _rederive(self, db: Any, mpxn: str, known: dict[tuple[str, bytes], Event], fresh: list[Event],
                   old: StoredFlag | None) -> tuple[dict[str, Any] | None, tuple[Any, ...]]:
         """-> (the flag change written to the outbox, or None; (flag, effective_from, code) as stored)."""
         # Incremental in the usual case: events newer than any of the meter point's are folded

@@ -67,6 +67,10 @@ class Identity:
     role: str
     serial: int
     revoked: bool
+    earlier: tuple[int, ...] = ()  # serials of its earlier certificates, each revoked on re-issue
+
+
+ROLLOVER_DAYS = 30  # how long a rolled-over bridge signing key stays published, by default
 
 
 def key_id(public_point: bytes) -> bytes:
@@ -259,7 +263,8 @@ class Pki:
         _write(self.inventory, (json.dumps(inv, indent=1, sort_keys=True) + "\n").encode())
 
     def identities(self) -> list[Identity]:
-        return [Identity(n, v["role"], int(v["serial"]), bool(v.get("revoked")))
+        return [Identity(n, v["role"], int(v["serial"]), bool(v.get("revoked")),
+                         tuple(int(e["serial"]) for e in v.get("earlier", ())))
                 for n, v in sorted(self._load_inventory().items())]
 
     def _record(self, name: str, role: str, cert: x509.Certificate) -> None:
@@ -273,9 +278,18 @@ class Pki:
             raise PkiError(f"{name} is already a {old['role']}")
         if old and old.get("revoked"):
             raise PkiError(f"{name} was revoked; an identity is not reused, choose another name")
+        # Re-issue (a lost handheld re-provisioned, a bridge's new certificate) revokes the
+        # earlier certificate: it shares the name, so it would share the ACL too.
+        earlier = list(old.get("earlier", ())) if old else []
+        if old:
+            earlier.append({"serial": old["serial"], "revoked_at": _now().isoformat()})
         inv[name] = {"role": role, "serial": str(cert.serial_number), "revoked": False,
                      "not_after": cert.not_valid_after_utc.isoformat()}
+        if earlier:
+            inv[name]["earlier"] = earlier
         self._save_inventory(inv)
+        if old:
+            self.write_crl()
         self.write_acl()
 
     def issue(self, role: str, name: str) -> tuple[Path, Path]:
@@ -326,6 +340,8 @@ class Pki:
         inv[name]["revoked"] = True
         inv[name]["revoked_at"] = _now().isoformat()
         self._save_inventory(inv)
+        if inv[name]["role"] == "bridge":
+            self._revoke_signing_keys(name)
         self.write_crl()
         self.write_acl()
         v = inv[name]
@@ -336,27 +352,90 @@ class Pki:
         now = _now()
         b = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject).last_update(now)
              .next_update(now + datetime.timedelta(days=CERT_DAYS)))
+        revoked: dict[int, str] = {}  # every revoked serial: current ones revoked, earlier ones re-issued
         for name, v in sorted(self._load_inventory().items()):
+            for e in v.get("earlier", ()):
+                revoked[int(e["serial"])] = e["revoked_at"]
             if v.get("revoked"):
-                b = b.add_revoked_certificate(
-                    x509.RevokedCertificateBuilder().serial_number(int(v["serial"]))
-                    .revocation_date(datetime.datetime.fromisoformat(v.get("revoked_at", now.isoformat())))
-                    .build())
+                revoked[int(v["serial"])] = v.get("revoked_at", now.isoformat())
+        for serial, at in sorted(revoked.items()):
+            b = b.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial)
+                .revocation_date(datetime.datetime.fromisoformat(at)).build())
         _write(self.crl, b.sign(ca_key, hashes.SHA256()).public_bytes(_PEM))
 
     def write_acl(self) -> None:
         _write(self.acl, acl_text(self.identities(), self.prefix).encode())
 
     # --- bridge signing keys ------------------------------------------------------------
-    def new_signing_key(self, name: str) -> bytes:
+    # signing/<name>.key is each bridge's current key; signing/keys.json is the registry of
+    # every key ever used, with its bridge, status (current, rolled, revoked) and, for a
+    # rolled-over key, the announced end of its publication. What is published comes from
+    # the registry alone (never from file names, which contain dots).
+    @property
+    def signing_registry(self) -> Path:
+        return self.root / "signing" / "keys.json"
+
+    def _load_signing(self) -> list[dict[str, Any]]:
+        try:
+            keys: list[dict[str, Any]] = json.loads(self.signing_registry.read_text())["keys"]
+            return keys
+        except FileNotFoundError:
+            return self._signing_from_files()
+        except (ValueError, KeyError, TypeError):
+            raise PkiError(f"{self.signing_registry} is damaged (not the registry's JSON)") from None
+
+    def _signing_from_files(self) -> list[dict[str, Any]]:
+        """The registry of a PKI from before it had one: each <name>.key is current, each
+        <name>.<kid>.old rolled over, published for ROLLOVER_DAYS from its file's time."""
+        out = []
+        folder = self.root / "signing"
+        revoked = {i.name for i in self.identities() if i.revoked and i.role == "bridge"}
+        for p in sorted(folder.glob("*.key")) + sorted(folder.glob("*.old")) if folder.exists() else []:
+            key = serialization.load_pem_private_key(p.read_bytes(), None)
+            point = public_point(key)  # type: ignore[arg-type]
+            bridge = p.name[:-len(".key")] if p.suffix == ".key" else p.name[:-len(".old")].rsplit(".", 1)[0]
+            until = None
+            if p.suffix == ".old":
+                mtime = datetime.datetime.fromtimestamp(p.stat().st_mtime, datetime.timezone.utc)
+                until = (mtime + datetime.timedelta(days=ROLLOVER_DAYS)).isoformat()
+            status = "revoked" if bridge in revoked else ("current" if p.suffix == ".key" else "rolled")
+            out.append({"bridge": bridge, "kid": key_id(point).hex(), "public_key": point.hex(),
+                        "status": status, "until": until, "file": p.name})
+        return out
+
+    def _save_signing(self, keys: list[dict[str, Any]]) -> None:
+        _write(self.signing_registry, (json.dumps({"keys": keys}, indent=1, sort_keys=True) + "\n").encode())
+
+    def _revoke_signing_keys(self, name: str) -> None:
+        keys = self._load_signing()
+        for k in keys:
+            if k["bridge"] == name:
+                k["status"], k["until"] = "revoked", None
+        self._save_signing(keys)
+
+    def new_signing_key(self, name: str, overlap_days: float = ROLLOVER_DAYS) -> bytes:
         """A new COSE signing key for bridge NAME (key rollover: the old public key stays
-        published until removed from the handhelds' configuration)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        path = self.signing_key_path(name)
-        if path.exists():  # keep the old one, for the record and for rollback
-            os.replace(path, path.with_name(f"{name}.{key_id(public_point(self.signing_key(name))).hex()}.old"))
-        _write(path, key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, _NO_PASS), private=True)
-        return public_point(key)
+        published for overlap_days, its announced end, so that handhelds and consumers can
+        take the new one; the old private key is kept for the record)."""
+        with self._locked():
+            keys = self._load_signing()
+            key = ec.generate_private_key(ec.SECP256R1())
+            path = self.signing_key_path(name)
+            until = (_now() + datetime.timedelta(days=overlap_days)).isoformat()
+            if path.exists():
+                old_kid = key_id(public_point(self.signing_key(name))).hex()
+                old_name = f"{name}.{old_kid}.old"
+                os.replace(path, path.with_name(old_name))
+                for k in keys:
+                    if k["bridge"] == name and k["status"] == "current":
+                        k["status"], k["until"], k["file"] = "rolled", until, old_name
+            _write(path, key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, _NO_PASS), private=True)
+            point = public_point(key)
+            keys.append({"bridge": name, "kid": key_id(point).hex(), "public_key": point.hex(),
+                         "status": "current", "until": None, "file": path.name})
+            self._save_signing(keys)
+            return point
 
     def signing_key(self, name: str) -> ec.EllipticCurvePrivateKey:
         try:
@@ -368,20 +447,37 @@ class Pki:
             raise PkiError(f"{self.signing_key_path(name)} is not an EC key")
         return key
 
-    def bridge_public_keys(self) -> list[dict[str, Any]]:
-        """Every bridge signing key a receiver should accept: current keys and, during a
-        rollover, old ones still listed (signing/*.old), unless their bridge was revoked."""
-        revoked = {i.name for i in self.identities() if i.revoked}
+    def signing_keys(self) -> list[dict[str, Any]]:
+        """The whole registry, for `companion pki keys --all`: every key with its status."""
+        return [dict(k) for k in self._load_signing()]
+
+    _published: tuple[Any, list[dict[str, Any]]] | None = None
+
+    def bridge_public_keys(self, now: datetime.datetime | None = None) -> list[dict[str, Any]]:
+        """Every bridge signing key a receiver should accept: each bridge's current key and
+        keys rolled over whose announced end has not passed; never a revoked key (nor any key
+        of a revoked bridge identity). Read from the registry, cached until it changes."""
+        now = now or _now()
+        try:
+            st = self.signing_registry.stat()
+            inv = self.inventory.stat()
+            stamp: Any = (st.st_mtime_ns, st.st_size, inv.st_mtime_ns, inv.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp is not None and self._published is not None and self._published[0] == stamp:
+            keys = self._published[1]
+        else:
+            revoked = {i.name for i in self.identities() if i.revoked and i.role == "bridge"}
+            keys = [k for k in self._load_signing() if k["status"] != "revoked" and k["bridge"] not in revoked]
+            if stamp is not None:
+                self._published = (stamp, keys)
         out = []
-        folder = self.root / "signing"
-        for p in sorted(folder.glob("*.key")) + sorted(folder.glob("*.old")) if folder.exists() else []:
-            bridge = p.name.split(".")[0]
-            if bridge in revoked:
+        for k in keys:
+            if k["status"] == "rolled" and (k.get("until") is None
+                                            or datetime.datetime.fromisoformat(k["until"]) <= now):
                 continue
-            key = serialization.load_pem_private_key(p.read_bytes(), None)
-            point = public_point(key)  # type: ignore[arg-type]
-            out.append({"bridge": bridge, "kid": key_id(point).hex(), "public_key": point.hex(),
-                        "current": p.suffix == ".key"})
+            out.append({"bridge": k["bridge"], "kid": k["kid"], "public_key": k["public_key"],
+                        "current": k["status"] == "current", "status": k["status"], "until": k.get("until")})
         return out
 
 

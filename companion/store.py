@@ -122,34 +122,38 @@ class Store:
         """insert_event for a batch, (device id, event, signed message, received at) each, in
         one statement and one round trip: -> each row's 'stored', 'duplicate' or 'conflict',
         as if inserted one after the other (a repeat within the batch is judged against the
-        first)."""
+        first). An event is identified by its device and its id: another handheld's event
+        with the same id is a different event, never a conflict."""
         if not rows:
             return []
-        first: dict[bytes, int] = {}
+        first: dict[tuple[str, bytes], int] = {}
         unique = []
         for i, (device_id, ev, message, received_at) in enumerate(rows):
-            if ev.id not in first:
-                first[ev.id] = i
+            if (device_id, ev.id) not in first:
+                first[device_id, ev.id] = i
                 unique.append((ev.id, device_id, ev.counter, ev.type, ev.time, ev.evidence.read_time,
                                received_at, message))
-        inserted = {bytes(r[0]) for r in db.execute(
+        inserted = {(r[0], bytes(r[1])) for r in db.execute(
             "INSERT INTO events VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(unique))
-            + " ON CONFLICT DO NOTHING RETURNING event_id", tuple(v for row in unique for v in row)).fetchall()}
-        old = [eid for eid in first if eid not in inserted]
-        stored_message = {eid: rows[i][2] for eid, i in first.items() if eid in inserted}
+            + " ON CONFLICT DO NOTHING RETURNING device_id, event_id",
+            tuple(v for row in unique for v in row)).fetchall()}
+        old = [key for key in first if key not in inserted]
+        stored_message = {key: rows[i][2] for key, i in first.items() if key in inserted}
         if old:
-            stored_message.update((bytes(r[0]), bytes(r[1])) for r in db.execute(
-                f"SELECT event_id, message FROM events WHERE event_id IN ({','.join('?' * len(old))})",
-                tuple(old)).fetchall())
-        mpxn_rows = [(m, eid) for eid, i in first.items() if eid in inserted for m in rows[i][1].mpxns]
+            stored_message.update(((r[0], bytes(r[1])), bytes(r[2])) for r in db.execute(
+                f"WITH v (d, i) AS (VALUES {','.join(['(?, ?)'] * len(old))}) "
+                "SELECT e.device_id, e.event_id, e.message FROM events e JOIN v ON e.device_id = v.d "
+                "AND e.event_id = v.i", tuple(x for key in old for x in key)).fetchall())
+        mpxn_rows = [(m, key[0], key[1]) for key, i in first.items() if key in inserted for m in rows[i][1].mpxns]
         if mpxn_rows:
-            db.executemany("INSERT INTO event_mpxns VALUES (?, ?) ON CONFLICT DO NOTHING", mpxn_rows)
+            db.executemany("INSERT INTO event_mpxns VALUES (?, ?, ?) ON CONFLICT DO NOTHING", mpxn_rows)
         out = []
-        for i, (_, ev, message, _) in enumerate(rows):
-            if first[ev.id] == i and ev.id in inserted:
+        for i, (device_id, ev, message, _) in enumerate(rows):
+            key = (device_id, ev.id)
+            if first[key] == i and key in inserted:
                 out.append("stored")
             else:
-                out.append("duplicate" if stored_message.get(ev.id) == message else "conflict")
+                out.append("duplicate" if stored_message.get(key) == message else "conflict")
         return out
 
     @staticmethod
@@ -180,14 +184,15 @@ class Store:
             "FROM v", params).fetchall()
         found = {int(r[0]): {k: bytes(eid) for k, eid in (("counter_reused", r[1]), ("counter_backwards", r[2]))
                              if eid is not None} for r in rows}
-        others = sorted({eid for f in found.values() for eid in f.values()})
-        seen: dict[bytes, tuple[int, int]] = {}
+        others = sorted({(items[i][0], eid) for i, f in found.items() for eid in f.values()})
+        seen: dict[tuple[str, bytes], tuple[int, int]] = {}
         if others:
-            seen = {bytes(r[0]): (r[1], r[2]) for r in db.execute(
-                f"SELECT event_id, counter, device_time FROM events WHERE event_id IN ({','.join('?' * len(others))})",
-                tuple(others)).fetchall()}
-        return [{k: (eid, *seen[eid]) for k, eid in found.get(i, {}).items() if eid in seen}
-                for i in range(len(items))]
+            seen = {(r[0], bytes(r[1])): (r[2], r[3]) for r in db.execute(
+                f"WITH v (d, i) AS (VALUES {','.join(['(?, ?)'] * len(others))}) "
+                "SELECT e.device_id, e.event_id, e.counter, e.device_time FROM events e "
+                "JOIN v ON e.device_id = v.d AND e.event_id = v.i", tuple(x for o in others for x in o)).fetchall()}
+        return [{k: (eid, *seen[items[i][0], eid]) for k, eid in found.get(i, {}).items()
+                 if (items[i][0], eid) in seen} for i in range(len(items))]
 
     @staticmethod
     def record_counter_anomalies(db: Any, device_id: str, ev: Event, found: dict[str, tuple[bytes, int, int]],
@@ -229,15 +234,16 @@ class Store:
         return int(self.conn().execute("SELECT count(DISTINCT device_id) FROM suspicious").fetchone()[0])
 
     def events_for(self, mpxn: str, db: Any | None = None,
-                   known: dict[bytes, Event] | None = None) -> list[tuple[str, float, Event]]:
+                   known: dict[tuple[str, bytes], Event] | None = None) -> list[tuple[str, float, Event]]:
         """(device id, received at, event) for every stored event naming mpxn; `known` holds
-        events already parsed (this batch's), which are not decoded again."""
+        events already parsed (this batch's, by device id and event id), not decoded again."""
         known = known or {}
         rows = (db or self.conn()).execute(
             "SELECT e.event_id, e.device_id, e.received_at, e.message FROM event_mpxns m "
-            "JOIN events e USING (event_id) WHERE m.mpxn=?", (mpxn,)).fetchall()
-        return [(r[1], r[2], known.get(bytes(r[0])) or parse_payload(parse_sign1(bytes(r[3]), 1 << 20).payload))
-                for r in rows]
+            "JOIN events e ON e.device_id = m.device_id AND e.event_id = m.event_id WHERE m.mpxn=?",
+            (mpxn,)).fetchall()
+        return [(r[1], r[2], known.get((r[1], bytes(r[0])))
+                 or parse_payload(parse_sign1(bytes(r[3]), 1 << 20).payload)) for r in rows]
 
     def mpxns(self) -> list[str]:
         return [r[0] for r in self.conn().execute("SELECT DISTINCT mpxn FROM event_mpxns ORDER BY mpxn")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -200,3 +201,8 @@ def make_event(etype: str, read_time: int, counter: int, *, ev: dict | None = No
     payload = cbor2.dumps(MV.to_wire(named), canonical=True)
     kid = bytes.fromhex(kid_device.replace("-", ""))
     return eid.hex(), bytes.fromhex(MV.sign1(payload, kid, key=key)["message"])
+
+
+def companion(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The companion command line, as a user runs it."""
+    return subprocess.run([str(BIN / "companion"), *args], capture_output=True, text=True, timeout=120, cwd=cwd)

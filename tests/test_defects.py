@@ -254,3 +254,138 @@ def test_a_batch_is_judged_as_its_events_one_at_a_time(tmp_path, request, store_
     assert outs[4][2] == ["counter_reused"] and "counter_backwards" in outs[5][2] and outs[7][1] == "id_conflict"
     assert points[m1][0] == "A" and points[m2][0] == "A" and len(points[m3][3]) == 3
 
+
+
+def _ingestor(tmp_path, *devices):
+    from companion.config import Config
+    from companion.ingest import Ingestor
+    from companion.store import Store
+
+    store = Store(tmp_path / "b.db")
+    for device_id, public in devices:
+        store.add_key(device_id, bytes.fromhex(public))
+    return store, Ingestor(store, Config(db=str(tmp_path / "b.db")).check())
+
+
+SQUATTER_KEY = "1" * 64
+SQUATTER_ID = "70-B3-D5-F1-00-00-00-66"
+
+
+def test_a_handheld_cannot_squat_another_handhelds_event_id(tmp_path):
+    """Defect 1: event ids were unique across handhelds, so a registered handheld that learnt
+    another's event id stored its own event under it first, and the genuine one was refused
+    as id_conflict on every re-send."""
+    from companion.ingest import Incoming
+    from companion.site import events_view
+
+    store, ing = _ingestor(tmp_path, (DEVICE_ID, PUBLIC_KEY), (SQUATTER_ID, MV.public_hex(SQUATTER_KEY)))
+    genuine_id, genuine = make_event("commission", T0, 7)
+    _, squat = make_event("removal", T0 + 60, 1, ev=evidence([("ESME", MV.MPAN, "Decommissioned")]),
+                          key=SQUATTER_KEY, kid_device=SQUATTER_ID, event_id=bytes.fromhex(genuine_id))
+    first = ing.handle_batch([Incoming(f"flagwise/events/{SQUATTER_ID}", squat, time.time())])[0]
+    assert first.status == "stored"
+    for _ in range(2):  # the genuine event, and its re-send
+        out = ing.handle_batch([Incoming(f"flagwise/events/{DEVICE_ID}", genuine, time.time())])[0]
+        assert (out.status, out.reason, out.event_id) in (("stored", None, genuine_id), ("duplicate", None, genuine_id))
+    assert out.status == "duplicate"
+    assert store.event_count() == 2
+    devices = sorted(e["device_id"] for e in events_view(store, MV.MPAN))
+    assert devices == sorted([DEVICE_ID, SQUATTER_ID])
+    # The same handheld re-using its own id for other content is still a conflict.
+    _, changed = make_event("install", T0 + 5, 8, event_id=bytes.fromhex(genuine_id))
+    out = ing.handle_batch([Incoming(f"flagwise/events/{DEVICE_ID}", changed, time.time())])[0]
+    assert (out.status, out.reason, out.event_id) == ("rejected", "id_conflict", None)
+
+
+def test_the_event_key_migration_keeps_every_event_and_its_meter_points(tmp_path):
+    """Defect 1's migration (schema v4): a v3 store's events, meter points and suspicious rows
+    carry over, each under its device."""
+    import sqlite3
+
+    from companion import db as dbmod
+    from companion.config import Config
+    from companion.site import events_view, site_view
+    from companion.store import Store
+
+    path = tmp_path / "v3.db"
+    d = dbmod.Database(path)
+    saved = dbmod.MIGRATIONS[:]
+    try:
+        dbmod.MIGRATIONS[:] = [m for m in saved if m[0] <= 3]
+        d.upgrade()
+    finally:
+        dbmod.MIGRATIONS[:] = saved
+    eid, msg = make_event("commission", T0, 1)
+    c = sqlite3.connect(path)
+    c.execute("INSERT INTO keys (device_id, public_key, added_at) VALUES (?, ?, ?)",
+              (DEVICE_ID, bytes.fromhex(PUBLIC_KEY), 1.0))
+    c.execute("INSERT INTO events VALUES (?, ?, 1, 'commission', ?, ?, ?, ?)",
+              (bytes.fromhex(eid), DEVICE_ID, T0 + 5, T0, float(T0), msg))
+    c.execute("INSERT INTO event_mpxns VALUES (?, ?)", (MV.MPAN, bytes.fromhex(eid)))
+    c.execute("INSERT INTO suspicious VALUES (?, ?, 'clock_skew', 'x', 1.0)", (bytes.fromhex(eid), DEVICE_ID))
+    c.commit()
+    c.close()
+    store = Store(path)
+    assert store.db.version() == dbmod.LATEST
+    assert [(e["device_id"], e["event_id"]) for e in events_view(store, MV.MPAN)] == [(DEVICE_ID, eid)]
+    assert [s["kind"] for s in site_view(store, MV.MPAN, Config())["suspicious"]] == ["clock_skew"]
+
+
+def test_reissuing_an_identity_revokes_its_earlier_certificate(tmp_path):
+    """Defect 2: the CRL listed only the newest serial per identity, so a re-issued
+    handheld's earlier certificate still connected with the same name and ACL."""
+    from cryptography import x509
+
+    from companion.pki import Pki
+
+    pki = Pki(tmp_path / "pki")
+    pki.init()
+    first = x509.load_pem_x509_certificate(pki.issue_handheld(DEVICE_ID, bytes.fromhex(PUBLIC_KEY)).read_bytes())
+    second = x509.load_pem_x509_certificate(pki.issue_handheld(DEVICE_ID, bytes.fromhex(PUBLIC_KEY)).read_bytes())
+    crl = x509.load_pem_x509_crl(pki.crl.read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(first.serial_number) is not None
+    assert crl.get_revoked_certificate_by_serial_number(second.serial_number) is None
+    ident = [i for i in pki.identities() if i.name == DEVICE_ID][0]
+    assert ident.earlier == (first.serial_number,) and not ident.revoked
+    pki.revoke(DEVICE_ID)
+    crl = x509.load_pem_x509_crl(pki.crl.read_bytes())
+    assert {r.serial_number for r in crl} >= {first.serial_number, second.serial_number}
+    from .bridge_support import companion
+
+    r = companion("pki", "list", "--pki", str(pki.root))
+    assert r.returncode == 0 and f"earlier (revoked): {first.serial_number:x}" in r.stdout
+
+
+def test_published_bridge_keys_follow_the_registry(tmp_path):
+    """Defect 3: the bridge was named by name.split('.')[0], so revoking bridge.eu-1 left its
+    key published and revoking `bridge` hid bridge.eu-1's; rolled-over keys stayed forever."""
+    import datetime
+
+    from companion.pki import Pki
+
+    pki = Pki(tmp_path / "pki")
+    pki.init()
+    pki.issue("bridge", "bridge")
+    pki.issue("bridge", "bridge.eu-1")
+    by = {k["bridge"]: k for k in pki.bridge_public_keys()}
+    assert set(by) == {"bridge", "bridge.eu-1"}
+    pki.revoke("bridge.eu-1")
+    assert [k["bridge"] for k in pki.bridge_public_keys()] == ["bridge"]
+    assert by["bridge.eu-1"]["public_key"] not in {k["public_key"] for k in pki.bridge_public_keys()}
+    old = pki.bridge_public_keys()[0]["public_key"]
+    new = pki.new_signing_key("bridge", overlap_days=2).hex()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    published = {k["public_key"]: k for k in pki.bridge_public_keys()}
+    assert published[new]["status"] == "current" and published[old]["status"] == "rolled"
+    assert published[old]["until"] is not None
+    later = pki.bridge_public_keys(now + datetime.timedelta(days=3))
+    assert [k["public_key"] for k in later] == [new]
+
+
+def test_pki_commands_refuse_a_missing_pki(tmp_path):
+    """Defect 21: `companion pki list --pki MISSING` printed nothing and exited 0."""
+    from .bridge_support import companion
+
+    r = companion("pki", "list", "--pki", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "no PKI in" in r.stderr and "companion pki init" in r.stderr
+    assert not (tmp_path / "missing").exists()

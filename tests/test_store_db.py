@@ -6,7 +6,6 @@ real PostgreSQL cluster."""
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,9 +13,8 @@ import pytest
 
 from companion import db as dbmod
 from companion.store import Store
-from hil.services import BIN
 
-from .bridge_support import DEVICE_ID, MV, PUBLIC_KEY, make_event
+from .bridge_support import DEVICE_ID, MV, PUBLIC_KEY, companion, make_event
 
 T0 = 1793491200  # 2026-11-01
 DATA = Path(__file__).parent / "data"
@@ -25,10 +23,6 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request) -> str:
     return request.param
-
-
-def companion(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "companion"), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 def test_a_new_store_is_made_at_the_latest_version_and_upgrade_is_idempotent(store_url):
