@@ -17,6 +17,7 @@ request needs `Authorization: Bearer <token>`, a token made by `companion tokens
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -24,9 +25,13 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import Config
+from .errors import ServiceError
 from .metrics import Metrics
 from .site import events_view, site_view
 from .store import Store
+
+
+log = logging.getLogger("companion.api")
 
 
 class Api:
@@ -39,6 +44,18 @@ class Api:
         self.console = Console(store, config)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """An outage (the store down, a service error) is a 503 with a generic message, never
+        a 400 with the store's words: the details go to the log and /readyz."""
+        try:
+            return self._route(environ, start_response)
+        except (ServiceError, *self.store.db.errors()) as exc:
+            log.error("the store failed while answering a request", extra={"fields": {
+                "path": environ.get("PATH_INFO", "")[:80], "error": f"{type(exc).__name__}: {str(exc)[:160]}"}})
+            self.store.close()  # a fresh connection next time
+            return self._json(start_response, 503, {"error": "the service is unavailable for a moment; try again"},
+                              [("Retry-After", "5")])
+
+    def _route(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         if path == "/console" or path.startswith("/console/"):
             return self.console(environ, start_response)
@@ -86,10 +103,7 @@ class Api:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token or len(token) > 200:
             return False
-        try:
-            return self.store.token_name(token.strip()) is not None
-        except Exception:  # storage failing: refuse, /healthz says why
-            return False
+        return self.store.token_name(token.strip()) is not None  # storage failing: a 503 (__call__)
 
     @staticmethod
     def _json(start_response: Callable[..., Any], status: int, body: dict[str, Any],

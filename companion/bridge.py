@@ -380,26 +380,32 @@ class Bridge:
         # retried with a bounded backoff, unacked at the broker, never rejected. Its handhelds
         # hear nothing and send again; a replica that dies meanwhile leaves the messages to the
         # broker's redelivery.
-        transient = self.store.db.transient_errors()
+        # Only errors the store names transient are retried (Database.is_transient): a batch
+        # that fails for a reason of its own is split, so one message cannot stall the rest.
         delay = 0.5
         while True:
             try:
                 outcomes = self.ingestor.handle_batch(batch)
                 self.state.storage_error = None
                 break
-            except transient as exc:
-                self.metrics.storage_retries.inc()
-                self._storage_trouble("storing events", exc)
-                if self._stop.wait(delay):
-                    return
-                delay = min(delay * 2, 10.0)
-                self.store.close()  # a fresh connection on the retry
-            except Exception:
+            except Exception as exc:
+                if self.store.db.is_transient(exc):
+                    self.metrics.storage_retries.inc()
+                    self._storage_trouble("storing events", exc)
+                    if self._stop.wait(delay):
+                        return
+                    delay = min(delay * 2, 10.0)
+                    self.store.close()  # a fresh connection on the retry
+                    continue
+                self.metrics.store_errors.labels("ingest").inc()
                 if len(batch) > 1:  # isolate the message that breaks the batch; the others go through
+                    log.error("a batch failed; handling its messages one at a time",
+                              extra={"fields": {"error": f"{type(exc).__name__}: {str(exc)[:160]}",
+                                                "size": len(batch)}})
                     for msg in batch:
                         self._handle([msg])
                     return
-                log.exception("internal error handling a message", extra={"fields": {"topic": batch[0].topic}})
+                log.exception("internal error handling a message", extra={"fields": {"topic": batch[0].topic[:120]}})
                 outcomes = [Outcome(batch[0], "rejected", None, None, "internal_error", "internal error")]
                 break
         client = self._client
@@ -478,7 +484,9 @@ class Bridge:
                     if len(sent) < len(rows):
                         time.sleep(0.5)  # disconnected: paho resends on reconnect; we retry the rest
                         break
-            except store.db.transient_errors() as exc:
+            except store.db.errors() as exc:
+                if not store.db.is_transient(exc):
+                    self.metrics.store_errors.labels("publish").inc()
                 self._storage_trouble("publishing flags", exc)
                 store.close()
                 self._stop.wait(1.0)
@@ -516,17 +524,22 @@ class Bridge:
                         log.error(self.state.fatal)
                         self._stop.set()
                         return
-                except self.store.db.transient_errors() as exc:
+                except self.store.db.errors() as exc:
                     self._storage_trouble("beating the replica heartbeat", exc)
             try:
                 for path in self.dtc.tick():
                     log.info("dtc file", extra={"fields": {"path": str(path)}})
-            except OSError as exc:
-                log.error("writing DTC files failed; retrying with backoff",
-                          extra={"fields": {"error": f"{type(exc).__name__}: {exc}"[:200],
-                                            "pending_files": self.dtc.pending_files()}})
-            except Exception:
-                log.exception("writing DTC files failed; will retry")
+            except Exception as exc:
+                # Every failure backs off in the writer (a log line a backoff, not a second):
+                # the folder (unwritable, full, gone), the store, or a fault of our own.
+                kind = ("folder" if isinstance(exc, OSError) else
+                        "store" if isinstance(exc, self.store.db.errors()) else "internal")
+                self.metrics.dtc_errors.labels(kind).inc()
+                fields = {"error": f"{type(exc).__name__}: {exc}"[:200], "kind": kind}
+                if kind == "internal":
+                    log.exception("writing DTC files failed; retrying with backoff", extra={"fields": fields})
+                else:
+                    log.error("writing DTC files failed; retrying with backoff", extra={"fields": fields})
 
     # --- read API -----------------------------------------------------------------------
     def health(self, ready: bool = False) -> dict[str, Any]:
@@ -550,6 +563,15 @@ class Bridge:
                 problems.append("the broker refused our subscription to events (ACL)")
             if self.state.storage_error:
                 problems.append(f"storage: {self.state.storage_error}")
+            try:
+                age = self.dtc.oldest_pending()
+                self.metrics.dtc_oldest_pending.set(age)
+                if age > self.config.dtc_alarm_age:
+                    problems.append(f"DTC files: a change has waited {int(age)} s for its file (alarm at "
+                                    f"{self.config.dtc_alarm_age:g} s)" + (f"; last error {self.dtc.error}"
+                                                                           if self.dtc.error else ""))
+            except self.store.db.errors():
+                pass  # the store's own check below says so
             try:
                 self.store.ping()
                 events = self.store.event_count()

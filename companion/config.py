@@ -55,6 +55,7 @@ class Config:
     out: str = "out"  # DTC flow files go here
     dtc_batch_size: int = 500  # flag changes per DTC file, at most
     dtc_batch_age: float = 60.0  # s: a file closes when its oldest change is this old
+    dtc_alarm_age: float = 600.0  # s: /readyz fails while a change has waited longer for its DTC file
     dtc_test_flag: str = "OPER"  # ZHV test flag: OPER, or TR01.. for test files
     dtc_from_participant: str = "DCCO"
     dtc_electricity_to: str = "MPAS"  # assumed recipient id (docs/flag-policy.md)
@@ -102,20 +103,39 @@ class Config:
             self.time_floor_epoch
         except (TypeError, ValueError):
             raise ConfigError(f"time_floor must be a date YYYY-MM-DD, got {str(self.time_floor)[:20]!r}") from None
-        if not (1024 <= self.max_packet_size <= 1 << 24):
-            raise ConfigError("max_packet_size must be 1024 .. 16777216 bytes")
+        for key, (lo, hi) in BOUNDS.items():
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+                raise ConfigError(f"{key} must be {lo:g} .. {hi:g}, got {str(v)[:20]}")
         for name in ("listen", "http"):
             v = getattr(self, name)
             if v is not None:
                 host_port(v, name)
         if set(self.legacy_mapping) != {"A", "I", "N"}:
             raise ConfigError("legacy_mapping must map each of A, I, N")
-        if not (0 < self.max_message <= 1 << 20):
-            raise ConfigError("max_message must be 1 .. 1048576 bytes")
         if len(self.dtc_from_participant) != 4:
             raise ConfigError("dtc_from_participant must be 4 characters")
         return self
 
+
+# The bounds of every numeric key (inclusive), checked as each value is set and again in
+# check(): a value outside them would stall or starve the bridge later (batch_max past the
+# databases' parameter limits: every batch fails). docs/bridge.md lists them.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "max_packet_size": (1024, 1 << 24),
+    "session_expiry": (0, 0xFFFFFFFF),  # MQTT 5 §3.1.2.11.2: a four-byte interval
+    "broker_wait": (0, 86400),
+    "keepalive": (0, 65535),  # MQTT §3.1.2.10: two bytes
+    "max_message": (1, 1 << 20),
+    "max_future": (0, 366 * 86400),
+    "max_survey_age": (0, 30 * 86400),
+    "clock_tolerance": (0, 366 * 86400),
+    "batch_max": (1, 1000),  # 8 parameters an event: under SQLite's 32,766 and PostgreSQL's 65,535
+    "batch_wait_ms": (0, 10_000),
+    "dtc_batch_size": (1, 99_999),
+    "dtc_batch_age": (0.01, 86400),
+    "dtc_alarm_age": (1, 7 * 86400),
+}
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _OFF = ("http", "listen")  # keys where "off" means none
@@ -146,12 +166,13 @@ def _typed(key: str, hint: Any, value: Any, source: str) -> Any:
         what, accepted = ("a whole number", (int,)) if base is int else ("a number", (int, float))
         if isinstance(value, str):
             try:
-                return base(value)
+                parsed = base(value)
             except ValueError:
                 raise bad(what) from None
+            return _bounded(key, parsed, bad)
         if not isinstance(value, accepted) or isinstance(value, bool):
             raise bad(what)
-        return base(value)
+        return _bounded(key, base(value), bad)
     if base is str:
         if not isinstance(value, str):
             raise bad("text")
@@ -162,6 +183,13 @@ def _typed(key: str, hint: Any, value: Any, source: str) -> Any:
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise bad("a table of text values")
         return dict(value)
+    return value
+
+
+def _bounded(key: str, value: Any, bad: Any) -> Any:
+    lo, hi = BOUNDS.get(key, (None, None))
+    if lo is not None and not lo <= value <= hi:
+        raise bad(f"{lo:g} .. {hi:g}")
     return value
 
 

@@ -23,14 +23,30 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import CompanionError
+from .errors import ServiceError
 
 
-class StoreError(CompanionError):
+class StoreError(ServiceError):
     """The store cannot be used as it is (missing, behind or ahead of this companion's schema,
-    unreachable): the message says what to do."""
+    unreachable): the message says what to do. A service error, never bad input."""
 
     reason = "store"
+
+
+class StoreUnavailable(StoreError):
+    """The database did not answer a connection: transient, retried."""
+
+
+# SQLite errors that pass by themselves (a writer holding the lock, a full disk being
+# cleared, a file system that came back): matched on the message, the only thing sqlite3
+# gives. Anything else (a bad statement, too many variables, a constraint) is permanent.
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "disk i/o error",
+                     "unable to open database file", "database or disk is full", "locking protocol")
+# PostgreSQL SQLSTATE classes and codes that pass by themselves (appendix A of its manual):
+# connection exceptions, insufficient resources, operator intervention (shutdown, restart),
+# system errors, serialization failures and deadlocks.
+_PG_TRANSIENT_CLASSES = ("08", "53", "57", "58")
+_PG_TRANSIENT_CODES = ("40001", "40P01")
 
 
 def is_postgres(url: str) -> bool:
@@ -225,7 +241,7 @@ class Database:
                 return _PgConn(psycopg.connect(self.url, autocommit=True, connect_timeout=10,
                                                application_name="flagwise"))
             except psycopg.Error as exc:
-                raise StoreError(f"cannot connect to the database {redact(self.url)}: "
+                raise StoreUnavailable(f"cannot connect to the database {redact(self.url)}: "
                                  f"{str(exc).strip().splitlines()[0][:300]}") from None
         c = sqlite3.connect(sqlite_path(self.url), timeout=30, isolation_level=None, check_same_thread=False)
         c.execute("PRAGMA journal_mode=WAL")
@@ -298,14 +314,34 @@ class Database:
         if self.kind == "postgres":
             db.execute("SELECT pg_advisory_xact_lock(?)", (self._LOCKS[name],))
 
-    def transient_errors(self) -> tuple[type[BaseException], ...]:
-        """Errors of a database that is down or busy for a while: the work is retried, never
-        turned into a rejection."""
+    def is_transient(self, exc: BaseException) -> bool:
+        """Is this an error of a database that is down or busy for a while? A positive list:
+        such work is retried, never turned into a rejection; anything else is a failure of its
+        own, raised, logged and counted (retrying it forever would stall ingest for good)."""
+        if isinstance(exc, StoreUnavailable):
+            return True
+        if self.kind == "sqlite":
+            return isinstance(exc, sqlite3.OperationalError) and str(exc).lower().startswith(_SQLITE_TRANSIENT)
+        import psycopg
+
+        if not isinstance(exc, psycopg.Error):
+            return False
+        code = getattr(exc, "sqlstate", None)
+        if code is not None:
+            return code in _PG_TRANSIENT_CODES or code[:2] in _PG_TRANSIENT_CLASSES
+        # No SQLSTATE: a client-side error. Transient only if the connection itself broke.
+        c = getattr(self._local, "conn", None)
+        raw = getattr(c, "raw", None)
+        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and (
+            raw is None or bool(raw.broken) or bool(raw.closed))
+
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """Every error the database driver raises, for an `except` that then asks is_transient."""
         if self.kind == "postgres":
             import psycopg
 
-            return (psycopg.OperationalError, psycopg.InterfaceError, StoreError)
-        return (sqlite3.OperationalError,)
+            return (psycopg.Error, StoreError)
+        return (sqlite3.Error, StoreError)
 
     # schema
     def _has_table(self, name: str) -> bool:

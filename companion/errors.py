@@ -11,6 +11,15 @@ class CompanionError(ValueError):
     reason = "invalid"
 
 
+class ServiceError(Exception):
+    """An outage, not bad input: the store, the broker or a folder is not answering as it
+    should. Never a ValueError, so it is never answered as one (a 400, a rejection): it is
+    retried where the store says it is transient, answered 503 with a generic message, and
+    counted."""
+
+    reason = "unavailable"
+
+
 class WireError(CompanionError):
     """An event message that cannot be accepted."""
 
@@ -80,5 +89,5 @@ WIRE_REASONS = ("oversize", "malformed_cbor", "duplicate_key", "not_cose_sign1",
                 "bad_signature", "schema", "unsupported_version", "unknown_event_type", "invalid_mpxn",
                 "invalid_device_id")
 BRIDGE_REASONS = ("bad_topic", "kid_mismatch", "unknown_key", "revoked_key", "time_in_future",
-                  "time_before_floor", "read_time_out_of_range", "id_conflict")
+                  "time_before_floor", "read_time_out_of_range", "id_conflict", "internal_error")
 REJECTIONS = WIRE_REASONS + BRIDGE_REASONS

@@ -22,6 +22,12 @@ class Metrics:
                                        "unexpected error", ["worker"], registry=r)
         self.storage_retries = Counter("flagwise_storage_retries", "Batches retried because the store failed",
                                        registry=r)
+        self.store_errors = Counter("flagwise_store_errors", "Store failures that are not transient (a bad "
+                                    "statement, a limit passed): never retried as is", ["worker"], registry=r)
+        self.dtc_errors = Counter("flagwise_dtc_errors", "Failed attempts to assign or write DTC files",
+                                  ["kind"], registry=r)
+        self.dtc_oldest_pending = Gauge("flagwise_dtc_oldest_pending_seconds", "Age of the oldest flag change "
+                                        "not yet in a written DTC file", registry=r)
         self.received = Counter("flagwise_events_received", "Event messages received", registry=r)
         self.verified = Counter("flagwise_events_verified", "Event messages that passed every check", registry=r)
         self.rejected = Counter("flagwise_events_rejected", "Event messages rejected", ["reason"], registry=r)

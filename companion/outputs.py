@@ -29,6 +29,7 @@ class DtcWriter:
         self.out = Path(config.out)
         self._backoff = 0.0
         self._retry_at = 0.0  # time.monotonic() before which tick() does not try again
+        self.error: str | None = None  # the last failure, while failing (for /readyz)
 
     def recover(self) -> list[Path]:
         """Write the files that were assigned but not yet written (a crash in between)."""
@@ -40,7 +41,9 @@ class DtcWriter:
         """Write the files assigned but not yet written (a failed write, a crash), then close
         the batches that are big enough or old enough (all of them with force). A write that
         fails (folder gone, disk full) raises; the next ticks retry it with a backoff doubling
-        to MAX_BACKOFF, and no new file is assigned until the pending ones are written."""
+        to MAX_BACKOFF, and no new file is assigned until the pending ones are written. A
+        store that fails (while assigning) is retried the same way: every failure backs off,
+        so that a lasting one is logged once a backoff, never once a second."""
         mono = time.monotonic()
         if mono < self._retry_at and not force:
             return []
@@ -56,12 +59,21 @@ class DtcWriter:
                     path = self._write(file_id)
                     if path is not None:
                         written.append(path)
-        except OSError:
+        except Exception as exc:
             self._backoff = min(max(self._backoff * 2, 1.0), self.MAX_BACKOFF)
             self._retry_at = mono + self._backoff
+            self.error = f"{type(exc).__name__}: {str(exc)[:160]}"
             raise
-        self._backoff, self._retry_at = 0.0, 0.0
+        self._backoff, self._retry_at, self.error = 0.0, 0.0, None
         return written
+
+    def oldest_pending(self, now: float | None = None) -> float:
+        """Seconds since the oldest change not yet in a written file was made (0: none): the
+        age /readyz and flagwise_dtc_oldest_pending_seconds report."""
+        row = self.store.conn().execute(
+            "SELECT min(o.created_at) FROM outbox o LEFT JOIN dtc_files f ON o.dtc_file = f.file_id "
+            "WHERE o.dtc_file IS NULL OR f.state = 'pending'").fetchone()
+        return 0.0 if row is None or row[0] is None else max(0.0, (time.time() if now is None else now) - row[0])
 
     def pending_files(self) -> int:
         return int(self.store.conn().execute("SELECT count(*) FROM dtc_files WHERE state='pending'").fetchone()[0])

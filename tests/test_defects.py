@@ -4,12 +4,15 @@ before its fix (the trust boundary's own are in test_security.py and test_hostil
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import time
 
 import pytest
 
 from companion import dtc
 from companion.bridge import JsonLogFormatter
+from hil.services import BIN
 
 from .bridge_support import DEVICE_ID, MV, PUBLIC_KEY, evidence, make_event
 
@@ -389,3 +392,115 @@ def test_pki_commands_refuse_a_missing_pki(tmp_path):
     r = companion("pki", "list", "--pki", str(tmp_path / "missing"))
     assert r.returncode == 2 and "no PKI in" in r.stderr and "companion pki init" in r.stderr
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("key, value", [("batch_max", 100_000), ("batch_max", 0), ("keepalive", -1),
+                                        ("dtc_batch_age", 0), ("max_future", 10**12)])
+def test_every_numeric_setting_is_bounded_at_load(tmp_path, key, value):
+    """Defect 8: batch_max had no bound; past the databases' parameter limits every batch
+    failed, and was retried forever. A bound is refused at load, exit 2 naming the key."""
+    from .bridge_support import companion
+
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text(f"{key} = {value}\n")
+    r = companion("bridge", "--config", str(cfg), "--db", str(tmp_path / "b.db"), "--pki", str(tmp_path / "pki"))
+    assert r.returncode == 2 and key in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "b.db").exists() and not (tmp_path / "pki").exists()
+    env_r = subprocess.run([str(BIN / "companion"), "bridge", "--db", str(tmp_path / "b.db")], capture_output=True,
+                           text=True, timeout=60, env={**os.environ, f"FLAGWISE_{key.upper()}": str(value)})
+    assert env_r.returncode == 2 and key in env_r.stderr
+
+
+def test_store_errors_are_transient_only_on_a_positive_list(tmp_path, postgres):
+    """Defect 8: every sqlite3.OperationalError (a statement with too many variables among
+    them) and every psycopg.OperationalError was retried forever."""
+    import sqlite3
+
+    import psycopg
+
+    from companion.db import Database, StoreUnavailable
+
+    lite = Database(tmp_path / "x.db")
+    try:
+        lite.conn().execute("SELECT " + ",".join(["?"] * 40_000), (1,) * 40_000)
+    except sqlite3.OperationalError as exc:
+        too_many = exc
+    assert not lite.is_transient(too_many)
+    assert lite.is_transient(sqlite3.OperationalError("database is locked"))
+    assert not lite.is_transient(sqlite3.IntegrityError("UNIQUE constraint failed"))
+    pg = Database(postgres.new_database())
+    with pytest.raises(psycopg.Error) as syntax:
+        pg.conn().execute("SELEC 1")
+    assert not pg.is_transient(syntax.value)
+    with pytest.raises(psycopg.Error) as params:
+        pg.conn().execute("SELECT " + ",".join(["?"] * 70_000), (1,) * 70_000)
+    assert not pg.is_transient(params.value)
+    pid = pg.conn().execute("SELECT pg_backend_pid()").fetchone()[0]
+    Database(pg.url).conn().execute("SELECT pg_terminate_backend(?)", (pid,))
+    with pytest.raises(psycopg.Error) as gone:
+        pg.conn().execute("SELECT 1")
+    assert pg.is_transient(gone.value)
+    assert pg.is_transient(StoreUnavailable("down"))
+
+
+def test_an_outage_is_a_503_with_a_generic_message_not_a_400(tmp_path):
+    """Defect 11: StoreError was a ValueError, so the read API answered 400 with the store's
+    message (its URL among it) when the database was down."""
+    from companion.api import Api
+    from companion.config import Config
+    from companion.db import Database
+    from companion.metrics import Metrics
+    from companion.store import Store
+
+    store = Store(tmp_path / "b.db")
+    token = store.add_token("ops")
+    api = Api(store, Config(), Metrics(), lambda ready=False: {"status": "ok"})
+    store.db = Database("postgresql://flagwise:secret@127.0.0.1:1/gone")
+    got: list[str] = []
+    body = b"".join(api({"REQUEST_METHOD": "GET", "PATH_INFO": f"/v1/sites/{MV.MPAN}",
+                         "HTTP_AUTHORIZATION": f"Bearer {token}"}, lambda status, headers: got.append(status)))
+    assert got == ["503 Service Unavailable"]
+    assert b"secret" not in body and b"127.0.0.1" not in body and b"unavailable" in body
+
+
+def test_a_store_failure_in_the_dtc_writer_backs_off_and_is_reported(tmp_path):
+    """Defect 14: only OSError was caught, so a database error while assigning a file logged
+    a traceback every second; the writer now backs off on any failure and keeps the error."""
+    from companion.config import Config
+    from companion.ingest import Incoming
+    from companion.outputs import DtcWriter
+
+    store, ing = _ingestor(tmp_path, (DEVICE_ID, PUBLIC_KEY))
+    ing.handle_batch([Incoming(f"flagwise/events/{DEVICE_ID}", make_event("commission", T0, 1)[1], time.time())])
+    writer = DtcWriter(store, Config(out=str(tmp_path / "out"), dtc_batch_age=0.01))
+    store.conn().execute("ALTER TABLE dtc_files RENAME TO dtc_files_gone")
+    with pytest.raises(Exception):
+        writer.tick(now=time.time() + 5)
+    assert writer.error is not None and "dtc_files" in writer.error
+    assert writer.tick(now=time.time() + 5) == []  # backing off: not tried again at once
+    store.conn().execute("ALTER TABLE dtc_files_gone RENAME TO dtc_files")
+    assert writer.oldest_pending(time.time() + 100) >= 99
+    assert len(writer.tick(now=time.time() + 5, force=True)) == 1 and writer.error is None
+    assert writer.oldest_pending() == 0
+
+
+def test_readyz_names_dtc_changes_waiting_past_the_alarm(tmp_path, broker, start_bridge, watch):
+    """Defect 14: an unwritable DTC folder was invisible to /readyz."""
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text("dtc_batch_age = 0.1\ndtc_alarm_age = 1\n")
+    bridge = start_bridge(DEVICE_ID, PUBLIC_KEY, "--config", str(cfg))
+    bridge.out.rmdir() if bridge.out.exists() else None
+    bridge.out.write_text("not a folder")
+    eid, m = make_event("commission", T0, 1)
+    watch.send(m)
+    watch.wait(lambda h: eid in h.acks, what="ack")
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        status, body = bridge.get("/readyz")
+        problems = " ".join(body["problems"])
+        if "DTC files" in problems:
+            break
+        time.sleep(0.2)
+    assert status == 503 and "DTC files" in problems and "last error FileExistsError" in problems, body
+    _, metrics = bridge.get("/metrics")
+    assert _metric(metrics, 'flagwise_dtc_errors_total{kind="folder"}') >= 1
