@@ -48,7 +48,7 @@ class Api:
         a 400 with the store's words: the details go to the log and /readyz."""
         try:
             return self._route(environ, start_response)
-        except (ServiceError, *self.store.db.errors()) as exc:
+        except (ServiceError, *self.store.db.errors()) as exc:  # type: ignore[misc]
             log.error("the store failed while answering a request", extra={"fields": {
                 "path": environ.get("PATH_INFO", "")[:80], "error": f"{type(exc).__name__}: {str(exc)[:160]}"}})
             self.store.close()  # a fresh connection next time
