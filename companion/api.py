@@ -46,9 +46,10 @@ class Api:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """An outage (the store down, a service error) is a 503 with a generic message, never
         a 400 with the store's words: the details go to the log and /readyz."""
+        outages: tuple[type[BaseException], ...] = (ServiceError, *self.store.db.errors())
         try:
             return self._route(environ, start_response)
-        except (ServiceError, *self.store.db.errors()) as exc:  # type: ignore[misc]
+        except outages as exc:
             log.error("the store failed while answering a request", extra={"fields": {
                 "path": environ.get("PATH_INFO", "")[:80], "error": f"{type(exc).__name__}: {str(exc)[:160]}"}})
             self.store.close()  # a fresh connection next time
