@@ -115,16 +115,20 @@ class Ingestor:
             ev_bytes = sign1.canonical()
         except WireError as exc:  # signed by the device, but not a valid event: say which, if we can
             raise Rejected(exc.reason, str(exc), _payload_id(sign1.payload)) from None
-        # Fail-closed to the second: device times are whole seconds, so an event stamped in
-        # the second of the revocation is refused too. A hub clock (v2) counts as well, so
-        # a handheld clock set back does not slip an event under a revocation.
-        made = max(ev.time, ev.evidence.hub_time or 0)
-        if key.revoked_at is not None and (key.hard or made >= int(key.revoked_at)):
-            raise Rejected("revoked_key", f"key of {device_id} revoked at {int(key.revoked_at)}"
-                           + (" (hard: no events accepted)" if key.hard else
-                              f"; event made at {made}, after the revocation"), ev.id.hex())
+        self.check_revocation(ev, key)
         self._check_times(ev, msg.received_at)
         return ev, ev_bytes
+
+    @staticmethod
+    def check_revocation(ev: Event, key: DeviceKey) -> None:
+        """Fail-closed to the second: device times are whole seconds, so an event stamped in
+        the second of the revocation is refused too. A hub clock (v2) counts as well, so a
+        handheld clock set back does not slip an event under a revocation."""
+        made = max(ev.time, ev.evidence.hub_time or 0)
+        if key.revoked_at is not None and (key.hard or made >= int(key.revoked_at)):
+            raise Rejected("revoked_key", f"key of {key.device_id} revoked at {int(key.revoked_at)}"
+                           + (" (hard: no events accepted)" if key.hard else
+                              f"; event made at {made}, after the revocation"), ev.id.hex())
 
     def _check_times(self, ev: Event, received_at: float) -> None:
         """Times are checked on the hub's clock where the survey read one (v2: the hub keeps
@@ -188,6 +192,11 @@ class Ingestor:
         with self.store.db.tx(pipeline=True) as db:
             touched: dict[str, Outcome] = {}
             fresh: dict[str, list[Event]] = {}  # the events this batch stored, per meter point
+            # Replicas: the batch's devices are locked first, then their keys read again inside
+            # the transaction (a revocation committed since the read above is seen), then the
+            # counters checked (another replica's events of the device, committed, are seen).
+            self.store.db.lock_devices(db, [out.device_id or "" for out, _, _ in accepted])
+            accepted = self._recheck_keys(db, accepted, keys)
             # A batch's statements whose results are read go as one each (a round trip each
             # on PostgreSQL): the inserts, the counter checks, the flags.
             prior = self.store.counter_anomalies(db, [(out.device_id or "", ev) for out, ev, _ in accepted])
@@ -253,6 +262,27 @@ class Ingestor:
                     self.store.record_rejection(out.device_id, out.reason or "", out.detail or "",
                                                 len(out.incoming.payload), out.incoming.received_at, db)
         return outcomes
+
+    def _recheck_keys(self, db: Any, accepted: list[tuple[Outcome, Event, bytes]],
+                      before: dict[str, DeviceKey]) -> list[tuple[Outcome, Event, bytes]]:
+        """The accepted events whose key, read again in the transaction, still takes them: a
+        key revoked since the batch's first read rejects its events now."""
+        if not accepted:
+            return accepted
+        now = self.store.keys_for((out.device_id or "" for out, _, _ in accepted), db)
+        kept = []
+        for out, ev, signed in accepted:
+            key = now.get(out.device_id or "")
+            try:
+                if key is None or key.public_key != before[out.device_id or ""].public_key:
+                    raise Rejected("unknown_key", f"the key of {out.device_id} changed while the batch was read")
+                self.check_revocation(ev, key)
+            except Rejected as rej:
+                out.status, out.reason, out.detail, out.event_id, out.event = (
+                    "rejected", rej.reason, rej.detail, rej.event_id, None)
+                continue
+            kept.append((out, ev, signed))
+        return kept
 
     def _rederive(self, db: Any, mpxn: str, known: dict[tuple[str, bytes], Event], fresh: list[Event],
                   old: StoredFlag | None) -> tuple[dict[str, Any] | None, tuple[Any, ...]]:

@@ -101,12 +101,12 @@ class Store:
             (device_id,)).fetchone()
         return None if row is None else DeviceKey(row[0], bytes(row[1]), row[2], row[3], bool(row[4]))
 
-    def keys_for(self, device_ids: Iterable[str]) -> dict[str, DeviceKey]:
+    def keys_for(self, device_ids: Iterable[str], db: Any | None = None) -> dict[str, DeviceKey]:
         """The registered keys of these devices, in one query (a batch's)."""
         ids = sorted(set(device_ids))
         if not ids:
             return {}
-        rows = self.conn().execute(
+        rows = (db or self.conn()).execute(
             "SELECT device_id, public_key, added_at, revoked_at, hard FROM keys WHERE device_id IN "
             f"({','.join('?' * len(ids))})", tuple(ids)).fetchall()
         return {r[0]: DeviceKey(r[0], bytes(r[1]), r[2], r[3], bool(r[4])) for r in rows}

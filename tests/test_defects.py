@@ -504,3 +504,59 @@ def test_readyz_names_dtc_changes_waiting_past_the_alarm(tmp_path, broker, start
     assert status == 503 and "DTC files" in problems and "last error FileExistsError" in problems, body
     _, metrics = bridge.get("/metrics")
     assert _metric(metrics, 'flagwise_dtc_errors_total{kind="folder"}') >= 1
+
+
+def test_replicas_see_each_others_revocations_and_counters(postgres):
+    """Defect 10: keys and revocation times were read before the batch's transaction and
+    counters checked before any lock, so a revocation committed in between let an event in,
+    and two replicas could each miss the other's event with the same counter."""
+    import threading
+
+    from companion.config import Config
+    from companion.ingest import Incoming, Ingestor
+    from companion.store import Store
+
+    url = postgres.new_database()
+    store_a = Store(url)
+    store_a.add_key(DEVICE_ID, bytes.fromhex(PUBLIC_KEY))
+    a, b = (Ingestor(Store(url), Config(db=url).check()) for _ in range(2))
+    topic = f"flagwise/events/{DEVICE_ID}"
+
+    # A revocation that lands between the batch's key read and its transaction.
+    revoking = Store(url)
+    real_tx = a.store.db.tx
+
+    def tx_after_revocation(*args, **kw):
+        revoking.revoke_key(DEVICE_ID, at=T0 - 86400)
+        return real_tx(*args, **kw)
+
+    a.store.db.tx = tx_after_revocation  # type: ignore[method-assign]
+    out = a.handle_batch([Incoming(topic, make_event("commission", T0, 1)[1], time.time())])[0]
+    assert (out.status, out.reason) == ("rejected", "revoked_key")
+    assert store_a.event_count() == 0
+    a.store.db.tx = real_tx  # type: ignore[method-assign]
+
+    # Two replicas, one event each with the same counter: the second sees the first's.
+    url2 = postgres.new_database()
+    Store(url2).add_key(DEVICE_ID, bytes.fromhex(PUBLIC_KEY))
+    a, b = (Ingestor(Store(url2), Config(db=url2).check()) for _ in range(2))
+    inserted = threading.Event()
+    real_insert = a.store.insert_events
+
+    def slow_insert(db, rows):
+        result = real_insert(db, rows)
+        inserted.set()
+        time.sleep(1.0)  # holding the transaction open, as a busy replica does
+        return result
+
+    a.store.insert_events = slow_insert  # type: ignore[method-assign]
+    outs: dict[str, object] = {}
+    t = threading.Thread(target=lambda: outs.update(a=a.handle_batch(
+        [Incoming(topic, make_event("commission", T0, 9, mpans=[MV.MPAN])[1], time.time())])[0]))
+    t.start()
+    assert inserted.wait(10)
+    other = MV.mpan_check("177777777777")
+    outs["b"] = b.handle_batch([Incoming(topic, make_event("install", T0 + 30, 9, mpans=[other])[1], time.time())])[0]
+    t.join(10)
+    assert [o.status for o in (outs["a"], outs["b"])] == ["stored", "stored"]  # type: ignore[attr-defined]
+    assert outs["b"].suspicious == ["counter_reused"]  # type: ignore[attr-defined]
