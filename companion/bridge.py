@@ -526,6 +526,7 @@ class Bridge:
                         return
                 except self.store.db.errors() as exc:
                     self._storage_trouble("beating the replica heartbeat", exc)
+                self._revocations_due()
             try:
                 for path in self.dtc.tick():
                     log.info("dtc file", extra={"fields": {"path": str(path)}})
@@ -540,6 +541,22 @@ class Bridge:
                     log.exception("writing DTC files failed; retrying with backoff", extra={"fields": fields})
                 else:
                     log.error("writing DTC files failed; retrying with backoff", extra={"fields": fields})
+
+    def _revocations_due(self) -> None:
+        """A key revoked for a time now come (`keys revoke --at`) loses its certificate at the
+        broker now: the handheld could connect until then, and cannot after."""
+        try:
+            due = {k.device_id for k in self.store.revoked_by(time.time())}
+            if not due:
+                return
+            live = {i.name for i in self.pki.identities() if i.role == "handheld" and not i.revoked}
+            for device_id in sorted(due & live):
+                self.pki.revoke(device_id)
+                log.warning("a revocation's time has come: the handheld's certificate is revoked at the broker",
+                            extra={"fields": {"device": device_id}})
+        except Exception as exc:  # the store or the PKI folder failing: tried again on the next beat
+            log.error("revoking certificates at the broker failed; will retry",
+                      extra={"fields": {"error": f"{type(exc).__name__}: {str(exc)[:160]}"}})
 
     # --- read API -----------------------------------------------------------------------
     def health(self, ready: bool = False) -> dict[str, Any]:

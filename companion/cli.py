@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .errors import CompanionError, WireError
+from .errors import CompanionError, ServiceError, WireError
 from .times import iso
 from .wire import MAX_MESSAGE, verify_event
 
@@ -62,9 +62,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace, create: bool = False) -> tuple[Config, Store]:
-    """The configured store. Only commands that write a registry (keys add, tokens add) may
-    create it (or upgrade its schema): a read on a mistyped path must not leave an empty
-    companion.db behind, and a read never changes a store's schema."""
+    """The configured store. Nothing makes a store but the bridge and `companion db upgrade`:
+    a command on a mistyped path must not leave an empty companion.db behind, and no command
+    but those two changes a store's schema."""
     from .config import ConfigError, load
     from .db import is_postgres, redact
     from .store import Store
@@ -140,20 +140,28 @@ def cmd_bridge(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from .store import RegistryError
 
-    _, store = _store(args, create=args.action == "add")
+    if args.action == "add":  # checked before the store is opened: a bad key touches nothing
+        from .store import _device
+        from .wire import load_public_key
+
+        try:
+            key = bytes.fromhex(args.public_key)
+            load_public_key(key)
+            _device(args.device_id)
+        except ValueError as exc:
+            print(f"companion keys add: {exc if 'fromhex' not in str(exc) else 'PUBLIC_KEY_HEX must be hex'} "
+                  "(the handheld's 65-byte SEC1 P-256 point, as tools/provision.py prints it)", file=sys.stderr)
+            return 2
+    _, store = _store(args)
     try:
         if args.action == "add":
-            try:
-                key = bytes.fromhex(args.public_key)
-            except ValueError:
-                print("companion keys add: PUBLIC_KEY_HEX must be hex (65-byte SEC1 point)", file=sys.stderr)
-                return 2
             store.add_key(args.device_id, key)
             print(f"added {args.device_id}")
         elif args.action == "revoke":
+            pki = _revocation_pki(args)  # before the store changes: a refusal leaves nothing half done
             store.revoke_key(args.device_id, at=args.at, hard=args.hard)
             print(f"revoked {args.device_id}" + (" (hard)" if args.hard else ""))
-            _revoke_at_broker(args)
+            _revoke_at_broker(pki, args.device_id, args.at)
         else:
             for k in store.keys():
                 state = "active" if k.active else f"revoked {iso(k.revoked_at or 0.0)}" + (" hard" if k.hard else "")
@@ -164,19 +172,45 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def _revoke_at_broker(args: argparse.Namespace) -> None:
-    """A revoked handheld loses its broker identity too (CRL and ACL), if it has one here."""
-    from .config import load
-    from .pki import Pki, PkiError
+def _revocation_pki(args: argparse.Namespace) -> Any:
+    """The PKI a revocation reaches: --pki, or `pki` set in the configuration (file or
+    FLAGWISE_PKI). Never ./pki by default: a revocation that silently misses the broker leaves
+    the handheld able to connect. None with --no-pki."""
+    from .config import ConfigError, load
+    from .pki import Pki
 
+    if args.no_pki:
+        return None
     cfg = load(args.config, {"pki": getattr(args, "pki", None)})
+    if not cfg.given("pki"):
+        raise ConfigError("keys revoke: which PKI holds the handheld's certificate? Give --pki FOLDER (the bridge's "
+                          "PKI, or `pki` in --config), or --no-pki if its certificate is at a broker this companion "
+                          "does not manage")
     pki = Pki(cfg.pki, cfg.prefix)
     if not pki.exists:
-        print(f"note: no PKI in {pki.root}: revoke the handheld's certificate at your broker as well")
+        raise ConfigError(f"keys revoke: no PKI in {pki.root}: give the bridge's PKI folder, or --no-pki")
+    return pki
+
+
+def _revoke_at_broker(pki: Any, device_id: str, at: float | None) -> None:
+    """A revoked handheld loses its broker identity too (CRL and ACL), if it has one in this
+    PKI: now, or, for a revocation in the future, when its time comes (the running bridge
+    does it, so the handheld keeps working until then)."""
+    import time as _time
+
+    from .pki import PkiError
+    from .times import iso
+
+    if pki is None:
+        print("note: --no-pki: revoke the handheld's certificate at your broker as well")
+        return
+    if at is not None and at > _time.time():
+        print(f"the certificate of {device_id} will be revoked at the broker at {iso(at)}, by the running bridge "
+              f"(PKI {pki.root}); until then the handheld can still connect and deliver earlier events")
         return
     try:
-        pki.revoke(args.device_id)
-        print(f"certificate of {args.device_id} revoked at the broker (CRL and ACL in {pki.root})")
+        pki.revoke(device_id)
+        print(f"certificate of {device_id} revoked at the broker (CRL and ACL in {pki.root})")
     except PkiError as exc:
         print(f"note: {exc}")
 
@@ -187,7 +221,7 @@ def cmd_pki(args: argparse.Namespace) -> int:
 
     cfg = load(args.config, {"pki": args.pki})
     pki = Pki(cfg.pki, cfg.prefix)
-    if args.action != "init" and not pki.exists:
+    if args.action not in ("init", "mosquitto-conf") and not pki.exists:  # the conf only names paths
         print(f"companion pki {args.action}: no PKI in {pki.root}: give --pki FOLDER (or `pki` in the "
               f"configuration), or make one with `companion pki init --pki {pki.root}`", file=sys.stderr)
         return 2
@@ -231,7 +265,7 @@ def cmd_pki(args: argparse.Namespace) -> int:
 def cmd_tokens(args: argparse.Namespace) -> int:
     from .store import RegistryError
 
-    _, store = _store(args, create=args.action == "add")
+    _, store = _store(args)
     try:
         if args.action == "add":
             print(store.add_token(args.name))
@@ -520,7 +554,9 @@ def parser() -> argparse.ArgumentParser:
     kl = ksub.add_parser("list", help="list registered keys")
     for p in (ka, kr, kl):
         common(p)
-    kr.add_argument("--pki", help="PKI folder whose CRL and ACL the revocation reaches (default pki)")
+    kr.add_argument("--pki", help="PKI folder whose CRL and ACL the revocation reaches (or `pki` in --config)")
+    kr.add_argument("--no-pki", action="store_true",
+                    help="the handheld's certificate is at a broker this companion does not manage: revoke it there")
     k.set_defaults(func=cmd_keys)
 
     s = sub.add_parser("site", help="what is at this meter point, and why")
@@ -554,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc: int = args.func(args)
         return rc
-    except CompanionError as exc:
+    except (CompanionError, ServiceError) as exc:
         print(f"companion: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -73,6 +73,11 @@ class Config:
         if key not in names:
             raise ConfigError(f"{source}: unknown configuration key {key!r}")
         setattr(self, key, _typed(key, typing.get_type_hints(Config)[key], value, source))
+        self.__dict__.setdefault("_given", set()).add(key)
+
+    def given(self, key: str) -> bool:
+        """Was the key set by a file, the environment or the command line (not a default)?"""
+        return key in self.__dict__.get("_given", ())
 
     @property
     def db_path(self) -> str:

@@ -224,6 +224,7 @@ class BridgeProcess:
         self.http = ""
         self.broker = ""
         self.log = workdir / "bridge.log"
+        self._store_made = False
 
     def start(self) -> "BridgeProcess":
         logf = open(self.log, "ab")
@@ -265,6 +266,14 @@ class BridgeProcess:
 
     def companion(self, *args: str) -> subprocess.CompletedProcess:
         # From the bridge's folder, so that relative defaults (the pki folder) are the bridge's.
+        # Registering before the first start needs the store made, as an operator makes it
+        # (`companion db upgrade`): nothing else creates one.
+        if tuple(args[:2]) in (("keys", "add"), ("tokens", "add")) and not self._store_made:
+            made = subprocess.run([str(BIN / "companion"), "db", "upgrade", "--db", str(self.db)],
+                                  capture_output=True, text=True, timeout=60, cwd=self.workdir)
+            if made.returncode != 0:
+                return made
+            self._store_made = True
         return subprocess.run([str(BIN / "companion"), *args, "--db", str(self.db)], capture_output=True,
                               text=True, timeout=60, cwd=self.workdir)
 

@@ -302,7 +302,7 @@ def test_tls_identity_is_required_and_the_broker_certificate_checked(tmp_path, b
 
 def test_event_refused_for_good_is_set_aside_not_resent(board, bridge, tmp_path):
     # Revoked in the registry only (its broker identity kept): the bridge refuses, signed.
-    assert bridge.companion("keys", "revoke", DEVICE, "--hard", "--pki", str(tmp_path / "none")).returncode == 0
+    assert bridge.companion("keys", "revoke", DEVICE, "--hard", "--no-pki").returncode == 0
     rc, lines = board.job("commission", "2000012345672", "-", "WO-1", "INST-1", "--deliver", "10")
     [eid] = saved(lines)
     assert any(ln.startswith(f"REJECTED {eid[:16]} revoked_key") for ln in lines), "\n".join(lines)
@@ -490,7 +490,7 @@ def test_link_errors_and_rejections_say_what_to_do(board, bridge, tmp_path):
     assert not any("OSError" in ln for ln in lines)
     board.set(broker_port=port)
     # Revoked in the registry only: the bridge's signed rejection, with what to do.
-    assert bridge.companion("keys", "revoke", DEVICE, "--hard", "--pki", str(tmp_path / "none")).returncode == 0
+    assert bridge.companion("keys", "revoke", DEVICE, "--hard", "--no-pki").returncode == 0
     rc, lines = board.run("--deliver", "10")
     i = [n for n, ln in enumerate(lines) if ln.startswith("REJECTED")][0]
     assert lines[i + 1].startswith("HINT this handheld is revoked"), lines

@@ -84,11 +84,10 @@ def test_every_rejection_reason_is_reported_counted_and_survived(tmp_path, bridg
     revoked_device = "70-B3-D5-F1-00-00-00-0A"
     assert bridge.companion("keys", "add", revoked_device, MV.public_hex(forged_key)).returncode == 0
     now = int(time.time())
-    # The registry alone refuses them here (--pki elsewhere: the broker still lets the device
-    # in); tests/test_security.py revokes at the broker too.
-    elsewhere = str(tmp_path / "no-pki")
+    # The registry alone refuses them here (--no-pki: the broker still lets the device in);
+    # tests/test_security.py revokes at the broker too.
     assert bridge.companion("keys", "revoke", revoked_device, "--at", str(now - 3600),
-                            "--pki", elsewhere).returncode == 0
+                            "--no-pki").returncode == 0
 
     cases = []
     _, m = make_event("commission", T0, 1, key=forged_key)
@@ -124,7 +123,7 @@ def test_every_rejection_reason_is_reported_counted_and_survived(tmp_path, bridg
     for reason, _, _ in cases:
         assert f'flagwise_events_rejected_total{{reason="{reason}"}} 1.0' in metrics, reason
     # hard revocation: nothing accepted any more, whatever its time
-    assert bridge.companion("keys", "revoke", revoked_device, "--hard", "--pki", elsewhere).returncode == 0
+    assert bridge.companion("keys", "revoke", revoked_device, "--hard", "--no-pki").returncode == 0
     _, m = make_event("install", now - 7200 - 20, 9, kid_device=revoked_device, key=forged_key)
     hh.send(m, revoked_device)
     hh.wait(lambda h: len(h.rejected) == len(cases) + 1, what="hard revocation")
@@ -245,7 +244,7 @@ def test_keys_cli_errors_are_clear(tmp_path):
     assert r.returncode == 2 and "not a P-256 public key" in r.stderr
     r = b.companion("keys", "add", "not-an-eui", PUBLIC_KEY)
     assert r.returncode == 2 and "EUI-64" in r.stderr
-    r = b.companion("keys", "revoke", DEVICE_ID)
+    r = b.companion("keys", "revoke", DEVICE_ID, "--no-pki")
     assert r.returncode == 2 and "no key registered" in r.stderr
     assert b.companion("keys", "add", DEVICE_ID, PUBLIC_KEY).returncode == 0
     r = b.companion("keys", "list")

@@ -560,3 +560,19 @@ def test_replicas_see_each_others_revocations_and_counters(postgres):
     t.join(10)
     assert [o.status for o in (outs["a"], outs["b"])] == ["stored", "stored"]  # type: ignore[attr-defined]
     assert outs["b"].suspicious == ["counter_reused"]  # type: ignore[attr-defined]
+
+
+def test_only_the_bridge_and_db_upgrade_make_a_store(tmp_path):
+    """Defect 21: `keys add` with a bad key and `tokens add` with a mistyped --db left an
+    empty store behind."""
+    from .bridge_support import companion
+
+    db = tmp_path / "typo.db"
+    r = companion("keys", "add", DEVICE_ID, "04" + "00" * 64, "--db", str(db))
+    assert r.returncode == 2 and "P-256" in r.stderr and not db.exists()
+    r = companion("keys", "add", DEVICE_ID, PUBLIC_KEY, "--db", str(db))
+    assert r.returncode == 2 and "no store at" in r.stderr and not db.exists()
+    r = companion("tokens", "add", "ops", "--db", str(db))
+    assert r.returncode == 2 and "no store at" in r.stderr and not db.exists()
+    assert companion("db", "upgrade", "--db", str(db)).returncode == 0
+    assert companion("keys", "add", DEVICE_ID, PUBLIC_KEY, "--db", str(db)).returncode == 0

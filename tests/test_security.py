@@ -189,7 +189,7 @@ def test_revocation_reaches_the_broker_and_the_registry(broker, start_bridge, tm
         eid, m = make_event("commission", T0, 1)
         hh.send(m)
         hh.wait(lambda h: eid in h.acks, what="ack before revocation")
-        r = bridge.companion("keys", "revoke", DEVICE_ID)
+        r = bridge.companion("keys", "revoke", DEVICE_ID, "--pki", str(bridge.pki.root))
         assert r.returncode == 0 and "revoked at the broker" in r.stdout, r.stdout + r.stderr
         assert broker.pki.crl.read_bytes().count(b"BEGIN X509 CRL") == 1
         from cryptography import x509
@@ -427,3 +427,29 @@ def test_insecure_mode_is_plain_tcp_but_never_anonymous(tmp_path):
             time.sleep(0.2)
     finally:
         b.stop()
+
+
+def test_a_future_revocation_reaches_the_broker_when_its_time_comes(broker, start_bridge):
+    """Defect 6: `keys revoke --at FUTURE` revoked the certificate at the broker at once, and
+    without --pki it silently used ./pki."""
+    from cryptography import x509
+
+    bridge = start_bridge(DEVICE_ID, PUBLIC_KEY)
+    identity_files(broker.pki, DEVICE_ID, "handheld")  # the handheld's identity at the broker
+    r = bridge.companion("keys", "revoke", DEVICE_ID, "--at", str(int(time.time()) + 4))
+    assert r.returncode == 2 and "--pki" in r.stderr and "--no-pki" in r.stderr  # which PKI? never ./pki by default
+
+    def revoked() -> bool:
+        serial = [i for i in broker.pki.identities() if i.name == DEVICE_ID][0].serial
+        return x509.load_pem_x509_crl(broker.pki.crl.read_bytes()).get_revoked_certificate_by_serial_number(
+            serial) is not None
+
+    r = bridge.companion("keys", "revoke", DEVICE_ID, "--at", str(int(time.time()) + 4), "--pki", str(bridge.pki.root))
+    assert r.returncode == 0 and "will be revoked at the broker" in r.stdout, r.stdout + r.stderr
+    assert not revoked()
+    assert _connect_rc("127.0.0.1", broker.port, mqtt_client(broker.pki, DEVICE_ID, "handheld")) == 0
+    end = time.monotonic() + 30
+    while not revoked() and time.monotonic() < end:
+        time.sleep(0.3)
+    assert revoked(), "the bridge did not revoke the certificate when the time came"
+    assert "revocation's time has come" in bridge.log.read_text()

@@ -167,9 +167,9 @@ def test_a_database_that_cannot_be_reached_is_one_clear_line(tmp_path):
 
 def test_revocation_times_are_iso_8601_in_and_out(tmp_path):
     db = str(tmp_path / "s.db")
+    assert companion("db", "upgrade", "--db", db).returncode == 0
     assert companion("keys", "add", DEVICE_ID, PUBLIC_KEY, "--db", db).returncode == 0
-    r = companion("keys", "revoke", DEVICE_ID, "--at", "2026-11-27T10:00:00Z", "--db", db,
-                  "--pki", str(tmp_path / "no-pki"))
+    r = companion("keys", "revoke", DEVICE_ID, "--at", "2026-11-27T10:00:00Z", "--db", db, "--no-pki")
     assert r.returncode == 0, r.stderr
     assert Store(db).key(DEVICE_ID).revoked_at == 1795773600.0
     r = companion("keys", "list", "--db", db)
