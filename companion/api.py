@@ -56,6 +56,12 @@ class Api:
             return self._json(start_response, 503, {"error": "the service is unavailable for a moment; try again"},
                               [("Retry-After", "5")])
 
+    def admin(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """The admin listener's application: /healthz, /readyz and /metrics, nothing else."""
+        if environ.get("PATH_INFO", "") not in ("/healthz", "/readyz", "/metrics"):
+            return self._json(start_response, 404, {"error": "the admin listener serves /healthz, /readyz, /metrics"})
+        return self(environ, start_response)
+
     def _route(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         if path == "/console" or path.startswith("/console/"):

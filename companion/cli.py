@@ -103,7 +103,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     cfg = load(args.config, {"broker": args.broker, "db": args.db, "http": http, "out": args.out,
                              "listen": args.listen, "prefix": args.prefix, "client_id": args.client_id,
                              "share_group": args.share_group, "pki": args.pki, "name": args.name,
-                             "insecure": True if args.insecure else None})
+                             "insecure": True if args.insecure else None, "admin": args.admin})
     if cfg.insecure:
         print("companion bridge: WARNING: --insecure: no TLS; passwords and MQTT traffic travel in clear, "
               "readable and forgeable on the network path. Never use this with real data.", file=sys.stderr,
@@ -126,6 +126,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         return 1
     print(f"broker: {bridge.state.broker_url} ({bridge.state.protocol})", flush=True)
     print(f"http: {bridge.state.http_url or 'off'}", flush=True)
+    print(f"admin: {bridge.state.admin_url or 'off'}", flush=True)
     print(f"db: {bridge.store.db}  out: {cfg.out}  prefix: {cfg.prefix}", flush=True)
     import signal
 
@@ -468,6 +469,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--listen",
                    help="HOST:PORT for the bridge's own broker (default 127.0.0.1:8883; port 0: a free one)")
     b.add_argument("--http", help="HOST:PORT for the read API, or off (default 127.0.0.1:8080)")
+    b.add_argument("--admin", help="HOST:PORT for /healthz, /readyz and /metrics alone, or off "
+                                   "(default 127.0.0.1:8081; port 0: a free one)")
     b.add_argument("--out", help="folder for DTC flow files (default out)")
     b.add_argument("--prefix", help="MQTT topic prefix (default flagwise)")
     b.add_argument("--client-id", help="MQTT client id (one per replica)")

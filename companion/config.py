@@ -64,6 +64,9 @@ class Config:
     legacy_mapping: dict[str, str] = field(default_factory=lambda: {"A": "A", "I": "", "N": "W"})
     # -- read API --------------------------------------------------------------------
     http: str | None = "127.0.0.1:8080"  # HOST:PORT for the read API; None: off
+    admin: str | None = "127.0.0.1:8081"  # HOST:PORT for /healthz, /readyz, /metrics alone; None: off
+    trusted_proxy: str | None = None  # address of a TLS-terminating proxy whose X-Forwarded-Proto is believed
+    url_scheme: str = "http"  # "https" behind a proxy that always terminates TLS (console cookies get Secure)
     reports: str | None = None  # a folder of `companion reconcile` outputs, listed by the console
     log_level: str = "info"
 
@@ -112,7 +115,9 @@ class Config:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
                 raise ConfigError(f"{key} must be {lo:g} .. {hi:g}, got {str(v)[:20]}")
-        for name in ("listen", "http"):
+        if self.url_scheme not in ("http", "https"):
+            raise ConfigError(f"url_scheme must be http or https, got {self.url_scheme[:20]!r}")
+        for name in ("listen", "http", "admin"):
             v = getattr(self, name)
             if v is not None:
                 host_port(v, name)
@@ -143,7 +148,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-_OFF = ("http", "listen")  # keys where "off" means none
+_OFF = ("http", "listen", "admin")  # keys where "off" means none
 
 
 def _typed(key: str, hint: Any, value: Any, source: str) -> Any:

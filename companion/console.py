@@ -12,8 +12,12 @@ the bridge's HTTP server behind the read API's authentication.
     GET  /console/reports          reconciliation reports (config `reports`); /console/reports/NAME
 
 A request is authenticated by `Authorization: Bearer <token>` or by the cookie the sign-in
-sets (the token itself, HttpOnly, SameSite=Strict, Secure over TLS, path /console). Any other
-request is sent to the sign-in page: no page with data is served without a live token.
+sets: a session id (random, stored hashed, 8 hours; sign-out ends it, revoking its token ends
+it), HttpOnly, SameSite=Strict, path /console, and Secure when the request came over TLS (the
+bridge's `trusted_proxy` / `url_scheme` settings tell it so behind a TLS-terminating proxy).
+Every POST must come from the console's own origin (its Origin header, or its Referer, names
+this host): a cross-site form cannot sign anyone in or out. Any other request is sent to the
+sign-in page: no page with data is served without a live token.
 """
 
 from __future__ import annotations
@@ -74,40 +78,58 @@ class Console:
         self.store, self.config = store, config
 
     # --- auth ------------------------------------------------------------------------------
-    def _token(self, environ: dict[str, Any]) -> str | None:
-        auth: str = environ.get("HTTP_AUTHORIZATION", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token:
-            return token.strip()
-        cookies: str = environ.get("HTTP_COOKIE", "")
-        for part in cookies.split(";"):
+    @staticmethod
+    def _cookie_value(environ: dict[str, Any]) -> str | None:
+        for part in str(environ.get("HTTP_COOKIE", "")).split(";"):
             name, _, value = part.strip().partition("=")
             if name == COOKIE and value:
                 return str(urllib.parse.unquote(value))
         return None
 
     def _who(self, environ: dict[str, Any]) -> str | None:
-        token = self._token(environ)
-        if not token or len(token) > 200:
+        """The token name behind the request: a bearer token (API clients), or the session in
+        the cookie. Storage failing raises: the API answers 503."""
+        auth: str = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token:
+            return self.store.token_name(token.strip()) if len(token) <= 200 else None
+        sid = self._cookie_value(environ)
+        if not sid or len(sid) > 100:
             return None
-        try:
-            return self.store.token_name(token)
-        except Exception:  # storage failing: refuse
-            return None
+        return self.store.session_name(sid)
+
+    @staticmethod
+    def same_origin(environ: dict[str, Any]) -> bool:
+        """A POST from this console's own pages: its Origin (else its Referer) names this host
+        and scheme. Browsers send Origin with every cross-site POST (RFC 6454 §7; Fetch)."""
+        host = str(environ.get("HTTP_HOST", ""))
+        scheme = str(environ.get("wsgi.url_scheme", "http"))
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is None:
+            referer = str(environ.get("HTTP_REFERER", ""))
+            parts = urllib.parse.urlsplit(referer)
+            origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+        return bool(host) and origin == f"{scheme}://{host}"
 
     # --- WSGI ------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         query = urllib.parse.parse_qs(environ.get("QUERY_STRING", "")[:2000])
+        if method == "POST" and not self.same_origin(environ):
+            return self._page(start_response, 403, "console_error.html", who=None,
+                              message="This form must be sent from the console's own page.")
         if path == "/console/login":
             if method == "POST":
                 return self._login(environ, start_response)
             return self._page(start_response, 200, "console_login.html", error=None, who=None)
+        if path == "/console/logout" and method == "POST":
+            sid = self._cookie_value(environ)
+            if sid and len(sid) <= 100:
+                self.store.end_session(sid)  # ended on the server, not only forgotten by the browser
+            return self._redirect(start_response, "/console/login", cookie=self._cookie(environ, "", 0))
         who = self._who(environ)
         if who is None:
             return self._redirect(start_response, "/console/login")
-        if path == "/console/logout" and method == "POST":
-            return self._redirect(start_response, "/console/login", cookie=self._cookie(environ, "", 0))
         if method != "GET":
             return self._page(start_response, 405, "console_error.html", who=who, message="Only GET here.")
         if path in ("/console", "/console/"):
@@ -132,15 +154,17 @@ class Console:
             return self._page(start_response, 400, "console_login.html", who=None, error="Give your token.")
         form = urllib.parse.parse_qs(environ["wsgi.input"].read(size).decode("utf-8", "replace"))
         token = (form.get("token") or [""])[0].strip()
-        if not token or len(token) > 200 or self.store.token_name(token) is None:
+        session = self.store.start_session(token) if token and len(token) <= 200 else None
+        if session is None:
             return self._page(start_response, 401, "console_login.html", who=None,
                               error="That token is not a live one (companion tokens add NAME makes one).")
-        return self._redirect(start_response, "/console", cookie=self._cookie(environ, token, 8 * 3600))
+        return self._redirect(start_response, "/console",
+                              cookie=self._cookie(environ, session[0], self.store.SESSION_SECONDS))
 
     @staticmethod
-    def _cookie(environ: dict[str, Any], token: str, max_age: int) -> str:
+    def _cookie(environ: dict[str, Any], value: str, max_age: int) -> str:
         secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
-        return (f"{COOKIE}={urllib.parse.quote(token)}; Max-Age={max_age}; Path=/console; HttpOnly; "
+        return (f"{COOKIE}={urllib.parse.quote(value)}; Max-Age={max_age}; Path=/console; HttpOnly; "
                 f"SameSite=Strict{secure}")
 
     # --- pages -----------------------------------------------------------------------------
@@ -224,6 +248,8 @@ class Console:
 
 
 # No script, no frame, no outside resource: the pages need none (inline CSS and SVG only).
+# Referrer-Policy same-origin, not no-referrer: under no-referrer a browser sends `Origin: null`
+# with the console's own forms, and the POST origin check (same_origin) would refuse them.
 _SECURITY = [("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-             ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store")]
+             ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"), ("Cache-Control", "no-store")]

@@ -182,6 +182,18 @@ MIGRATIONS.append(
         "sqlite": _statements(_V4, _SQLITE_TYPES),
         "postgres": _statements(_V4, _PG_TYPES),
     }))
+_V5 = """
+CREATE TABLE console_sessions (
+    session_hash {blob} PRIMARY KEY, token_name TEXT NOT NULL, created_at {real} NOT NULL,
+    expires_at {real} NOT NULL);
+CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)
+"""
+MIGRATIONS.append(
+    (5, "web console sessions: a random id per sign-in, stored hashed, with an expiry; sign-out and a "
+        "revoked token end them", {
+        "sqlite": _statements(_V5, _SQLITE_TYPES),
+        "postgres": _statements(_V5, _PG_TYPES),
+    }))
 LATEST = MIGRATIONS[-1][0]
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "

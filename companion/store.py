@@ -403,6 +403,7 @@ class Store:
             if db.execute("UPDATE api_tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
                           (time.time(), name)).rowcount == 0:
                 raise RegistryError(f"no live token named {name}")
+            db.execute("DELETE FROM console_sessions WHERE token_name=?", (name,))  # its sessions end with it
 
     def tokens(self) -> list[tuple[str, float, float | None]]:
         return [tuple(r) for r in self.conn().execute(
@@ -415,6 +416,42 @@ class Store:
         row = self.conn().execute("SELECT name FROM api_tokens WHERE token_hash=? AND revoked_at IS NULL",
                                   (hashlib.sha256(token.encode()).digest(),)).fetchone()
         return row[0] if row else None
+
+    # --- web console sessions (the cookie holds a random id, stored here hashed) -------------
+    SESSION_SECONDS = 8 * 3600
+
+    def start_session(self, token: str, now: float | None = None) -> tuple[str, str] | None:
+        """A new session for a live token: (session id, token name), or None. The id is shown
+        once, in the cookie; the store keeps its SHA-256."""
+        import hashlib
+        import secrets
+
+        now = time.time() if now is None else now
+        name = self.token_name(token)
+        if name is None:
+            return None
+        sid = secrets.token_urlsafe(32)
+        with self.tx() as db:
+            db.execute("DELETE FROM console_sessions WHERE expires_at < ?", (now,))
+            db.execute("INSERT INTO console_sessions VALUES (?, ?, ?, ?)",
+                       (hashlib.sha256(sid.encode()).digest(), name, now, now + self.SESSION_SECONDS))
+        return sid, name
+
+    def session_name(self, sid: str, now: float | None = None) -> str | None:
+        """The token name of a live session: not expired, not ended, its token not revoked."""
+        import hashlib
+
+        row = self.conn().execute(
+            "SELECT s.token_name FROM console_sessions s JOIN api_tokens t ON t.name = s.token_name "
+            "WHERE s.session_hash=? AND s.expires_at > ? AND t.revoked_at IS NULL",
+            (hashlib.sha256(sid.encode()).digest(), time.time() if now is None else now)).fetchone()
+        return row[0] if row else None
+
+    def end_session(self, sid: str) -> None:
+        import hashlib
+
+        with self.tx() as db:
+            db.execute("DELETE FROM console_sessions WHERE session_hash=?", (hashlib.sha256(sid.encode()).digest(),))
 
     def ping(self) -> None:
         """Raises if the database cannot be read (for /healthz)."""

@@ -215,6 +215,8 @@ class BridgeProcess:
         self.pki = Pki(pki or workdir / "pki")
         self.args = [str(BIN / "companion"), "bridge", "--db", str(self.db), "--out", str(self.out),
                      "--http", http, "--pki", str(self.pki.root), *extra]
+        if "--admin" not in extra:
+            self.args += ["--admin", "127.0.0.1:0" if http != "off" else "off"]
         if not broker_url and "--listen" not in extra:
             self.args += ["--listen", listen]
         self.token: str | None = None
@@ -222,6 +224,7 @@ class BridgeProcess:
             self.args += ["--broker", broker_url]
         self.proc: subprocess.Popen | None = None
         self.http = ""
+        self.admin = ""
         self.broker = ""
         self.log = workdir / "bridge.log"
         self._store_made = False
@@ -230,13 +233,14 @@ class BridgeProcess:
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=logf, text=True, cwd=self.workdir)
         lines = {}
-        for _ in range(3):
+        for _ in range(4):
             line = self.proc.stdout.readline()
             if not line:
                 raise RuntimeError(f"bridge did not start: {self.log.read_text()[-2000:]}")
             key, _, value = line.partition(": ")
             lines[key] = value.strip()
         self.http = lines["http"]
+        self.admin = lines["admin"]
         self.broker = lines["broker"].split()[0]
         if self.token is None:
             self.token = self.companion("tokens", "add", f"bench-{os.getpid()}-{free_port()}").stdout.strip()

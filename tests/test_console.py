@@ -79,7 +79,12 @@ def test_no_page_with_data_is_served_without_a_live_token(console):
     assert "script-src" not in headers["Content-Security-Policy"] and "default-src 'none'" in \
         headers["Content-Security-Policy"]
     # A wrong token at the sign-in: refused, no cookie.
-    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Origin": base}
+    # A cross-site form (defect 4): refused, whatever it carries; so is one with no origin at all.
+    for other in ({**form, "Origin": "https://evil.example"}, {"Content-Type": form["Content-Type"]}):
+        status, headers, body = fetch(base + "/console/login", ("token=" + urllib.parse.quote(console.token)).encode(),
+                                      other)
+        assert status == 403 and "Set-Cookie" not in headers
     status, headers, body = fetch(base + "/console/login", b"token=fw_wrong", form)
     assert status == 401 and "Set-Cookie" not in headers and "not a live one" in body
     # The right one: a cookie the browser keeps from scripts and other sites.
@@ -87,6 +92,8 @@ def test_no_page_with_data_is_served_without_a_live_token(console):
     assert status == 303 and headers["Location"] == "/console"
     cookie = headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; test_defects covers TLS behind a proxy
+    assert console.token not in cookie  # a session id, never the long-lived token (defect 4)
     jar = {"Cookie": cookie.split(";")[0]}
     status, _, body = fetch(base + "/console/site?mpxn=" + MV.MPAN, headers=jar)
     assert status == 200 and ">A<" in body
@@ -94,12 +101,20 @@ def test_no_page_with_data_is_served_without_a_live_token(console):
     assert status == 400 and "check digit" in body
     status, _, body = fetch(base + "/console/reports/..%2F..%2Fetc", headers=jar)
     assert status == 404
-    # Signed out: the cookie goes, and with it the pages.
-    status, headers, _ = fetch(base + "/console/logout", b"", jar)
+    # A cross-site sign-out is refused too.
+    assert fetch(base + "/console/logout", b"", {**jar, "Origin": "https://evil.example"})[0] == 403
+    assert fetch(base + "/console", headers=jar)[0] == 200
+    # Signed out: the session ends on the server, so a copy of the cookie opens nothing.
+    status, headers, _ = fetch(base + "/console/logout", b"", {**jar, "Origin": base})
     assert status == 303 and "Max-Age=0" in headers["Set-Cookie"]
+    assert fetch(base + "/console", headers=jar)[0] == 303
+    # Revoking the token ends its other sessions.
+    _, headers, _ = fetch(base + "/console/login", ("token=" + urllib.parse.quote(console.token)).encode(), form)
+    jar = {"Cookie": headers["Set-Cookie"].split(";")[0]}
+    assert fetch(base + "/console", headers=jar)[0] == 200
     revoked = console.companion("tokens", "revoke", console.companion("tokens", "list").stdout.split()[0])
     assert revoked.returncode == 0
-    assert fetch(base + "/console", headers=jar)[0] == 303  # a revoked token's cookie opens nothing
+    assert fetch(base + "/console", headers=jar)[0] == 303  # a revoked token's session opens nothing
 
 
 def _chromium() -> str | None:

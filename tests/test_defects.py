@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import time
+import urllib.error
 
 import pytest
 
@@ -576,3 +577,62 @@ def test_only_the_bridge_and_db_upgrade_make_a_store(tmp_path):
     assert r.returncode == 2 and "no store at" in r.stderr and not db.exists()
     assert companion("db", "upgrade", "--db", str(db)).returncode == 0
     assert companion("keys", "add", DEVICE_ID, PUBLIC_KEY, "--db", str(db)).returncode == 0
+
+
+def test_console_cookies_are_secure_behind_a_trusted_tls_proxy(tmp_path, broker, start_bridge):
+    """Defect 4: `Secure` was never set behind a TLS-terminating reverse proxy. With
+    trusted_proxy set, the proxy's X-Forwarded-Proto: https makes the cookie Secure; the same
+    header from anyone else is not believed."""
+    import urllib.request
+
+    cfg = tmp_path / "proxy.toml"
+    cfg.write_text('trusted_proxy = "127.0.0.1"\n')
+    bridge = start_bridge(DEVICE_ID, PUBLIC_KEY, "--config", str(cfg))
+
+    def login(headers: dict[str, str]) -> str:
+        req = urllib.request.Request(bridge.http + "/console/login", data=f"token={bridge.token}".encode(),
+                                     headers={"Content-Type": "application/x-www-form-urlencoded", **headers})
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *a, **kw):
+                return None
+
+        try:
+            urllib.request.build_opener(NoRedirect).open(req, timeout=10)
+        except urllib.error.HTTPError as e:
+            assert e.code == 303, e.read()[:200]
+            return str(e.headers["Set-Cookie"])
+        raise AssertionError("no redirect")
+
+    host = bridge.http.split("://", 1)[1]
+    cookie = login({"X-Forwarded-Proto": "https", "Origin": f"https://{host}"})
+    assert "; Secure" in cookie
+    plain = login({"Origin": f"http://{host}"})
+    assert "Secure" not in plain
+
+
+def test_liveness_answers_while_the_public_api_is_exhausted(tmp_path, broker, start_bridge):
+    """Defect 5: 2,100 slow connections (past the 2,000 cap) made /healthz time out, so a
+    liveness probe restarted a healthy bridge. The admin listener is apart from them."""
+    import socket
+    import urllib.request
+
+    bridge = start_bridge(DEVICE_ID, PUBLIC_KEY)
+    host, port = bridge.http.split("://", 1)[1].rsplit(":", 1)
+    held = []
+    try:
+        for _ in range(2100):
+            s = socket.create_connection((host, int(port)), timeout=5)
+            s.sendall(b"GET /v1/keys HTTP/1.1\r\nHost: x\r\n")  # never finished
+            held.append(s)
+        with pytest.raises(OSError):  # the public port is exhausted (its liveness would time out)
+            urllib.request.urlopen(bridge.http + "/healthz", timeout=2).read()
+        for path in ("/healthz", "/readyz", "/metrics"):
+            with urllib.request.urlopen(bridge.admin + path, timeout=2) as r:
+                assert r.status == 200, path
+        with pytest.raises(urllib.error.HTTPError) as nothing_else:
+            urllib.request.urlopen(bridge.admin + "/v1/keys", timeout=2)
+        assert nothing_else.value.code == 404
+    finally:
+        for s in held:
+            s.close()
