@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import time
-import urllib.error
 
 import pytest
 
