@@ -131,7 +131,7 @@ class Bridge:
         if cfg.broker is None:
             home = Path.cwd() if is_postgres(cfg.db) else Path(cfg.db_path).resolve().parent
             self._embedded = ManagedBroker(cfg.listen, home / "broker",
-                                           self.pki, cfg.max_packet_size, insecure=cfg.insecure,
+                                           self.pki, cfg.max_packet_size, insecure=cfg.insecure, user=cfg.broker_user,
                                            die_with_parent=threading.current_thread() is threading.main_thread()
                                            ).start()
             self.state.broker_url = self._embedded.url + " (the bridge's own mosquitto)"

@@ -48,10 +48,56 @@ def mosquitto_binary() -> str:
     return exe
 
 
+def broker_account(user: str | None) -> tuple[str, int, int] | None:
+    """(name, uid, gid) the broker runs as, or None to run as we do. Started as root, mosquitto
+    never stays root: it runs as `user`, by default `mosquitto` (Debian's package makes it) or
+    else `nobody`. `user = "root"` is an explicit, logged opt-in."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    names = [user] if user else ["mosquitto", "nobody"]
+    for name in names:
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name, pw.pw_uid, pw.pw_gid
+    raise RuntimeError(f"no user {names[0]!r} to run the broker as (broker_user; docs/bridge.md)")
+
+
+_BROKER_FILES = ("ca.crt", "broker.crt", "broker.key", "crl.pem", "acl")
+
+
+def reachable(path: Path, uid: int, gid: int) -> bool:
+    """Can the account (uid, gid) enter every folder down to `path` (a private /tmp/pytest-of-root,
+    a 0700 home)?"""
+    import stat
+
+    for d in [path, *path.parents]:
+        try:
+            st = d.stat()
+        except OSError:
+            continue  # made later, by us, for the account
+        bit = (stat.S_IXUSR if st.st_uid == uid else stat.S_IXGRP if st.st_gid == gid else stat.S_IXOTH)
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
 class ManagedBroker:
     def __init__(self, listen: str, workdir: Path, pki: Pki | None, max_packet_size: int,
-                 insecure: bool = False, die_with_parent: bool = False):
+                 insecure: bool = False, die_with_parent: bool = False, user: str | None = None):
         host, port = host_port(listen, "listen")
+        self.account = broker_account(user)
+        # What the broker itself reads and writes after dropping privileges (its file copies,
+        # password file, persistence): the workdir, or, where its account cannot enter it, a
+        # folder of its own (persistence then lasts until the machine restarts).
+        self.data = workdir
+        if self.account is not None and self.account[1] != 0 and not reachable(workdir.resolve(), *self.account[1:]):
+            import tempfile
+
+            self.data = Path(tempfile.mkdtemp(prefix="flagwise-broker-"))
         self.host, self.port = host, port or free_port(host)
         self.workdir = workdir
         self.pki = pki
@@ -68,23 +114,49 @@ class ManagedBroker:
     def url(self) -> str:
         return f"{'mqtt' if self.insecure else 'mqtts'}://{self.host}:{self.port}"
 
+    @property
+    def files(self) -> Path:
+        """The broker's own copies of its TLS files, CRL and ACL (and password file), readable by
+        its account: it drops privileges before it reads them, and the PKI's keys stay root's."""
+        return self.data / "files"
+
+    def _copy_files(self) -> None:
+        assert self.pki is not None
+        self.files.mkdir(parents=True, exist_ok=True)
+        for name in _BROKER_FILES:
+            src = self.pki.root / name
+            if not src.exists():
+                continue
+            tmp = self.files / f".{name}.tmp"
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o600 if name.endswith(".key") else 0o644)
+            if self.account is not None:
+                os.chown(tmp, self.account[1], self.account[2])
+            os.replace(tmp, self.files / name)
+        if self.account is not None:
+            for d in (self.data, self.files):
+                os.chown(d, self.account[1], self.account[2])
+            for p in self.data.glob("*.db"):  # persistence written by an earlier (root) broker
+                os.chown(p, self.account[1], self.account[2])
+
     def config_text(self) -> str:
-        # As root, mosquitto would switch to its own user, which may not read our files.
-        head = "user root\n" if os.geteuid() == 0 else ""
+        # Started as root, mosquitto switches to `user` before it reads its files (hence the
+        # copies in `files`); `user root` only where it is asked for (broker_account).
+        head = f"user {self.account[0]}\n" if self.account is not None else ""
         assert self.pki is not None
         if self.insecure:
-            root = self.pki.root.resolve()
+            root = self.files.resolve()
             return (head + "# INSECURE: plain TCP, passwords in clear (companion bridge --insecure)\n"
                     f"per_listener_settings false\nallow_anonymous false\nlistener {self.port} {self.host}\n"
                     f"password_file {self.passwd.resolve()}\nuse_username_as_clientid true\n"
                     f"acl_file {root / 'acl'}\nmax_packet_size {self.max_packet_size}\nset_tcp_nodelay true\n"
                     "max_inflight_messages 1000\nmax_queued_messages 100000\npersistence false\n")
-        return head + mosquitto_conf(self.pki, self.host, self.port, persistence_dir=self.workdir,
-                                     max_packet_size=self.max_packet_size)
+        return head + mosquitto_conf(self.pki, self.host, self.port, persistence_dir=self.data,
+                                     max_packet_size=self.max_packet_size, files=self.files)
 
     @property
     def passwd(self) -> Path:
-        return self.workdir / "passwd"
+        return self.data / "passwd"
 
     def write_passwd(self) -> None:
         """mosquitto's password file (hashed by mosquitto_passwd) for every live identity."""
@@ -96,10 +168,15 @@ class ManagedBroker:
             if not ident.revoked:
                 subprocess.run([exe, "-b", str(tmp), ident.name, self.pki.secret(ident.name)], check=True,
                                capture_output=True, timeout=30)
+        if self.account is not None:
+            os.chown(tmp, self.account[1], self.account[2])
         os.replace(tmp, self.passwd)
 
     def start(self) -> "ManagedBroker":
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data.mkdir(parents=True, exist_ok=True)
+        if self.pki is not None:
+            self._copy_files()
         if self.insecure:
             self.write_passwd()
         conf = self.workdir / "mosquitto.conf"
@@ -144,6 +221,7 @@ class ManagedBroker:
             now = self._stamp()
             if now != self._mtimes:
                 self._mtimes = now
+                self._copy_files()
                 if self.insecure:
                     self.write_passwd()  # a new or revoked identity
                 self.reload()
@@ -165,3 +243,5 @@ class ManagedBroker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self.data != self.workdir:  # a folder of its own, made for this run only
+            shutil.rmtree(self.data, ignore_errors=True)

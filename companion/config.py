@@ -28,6 +28,7 @@ class Config:
     insecure: bool = False  # plain TCP, no identities: a loud opt-in for throwaway trials only
     pki: str = "pki"  # folder of the CA, identities, CRL, ACL and signing keys (companion pki)
     name: str = "bridge"  # this bridge's identity: certificate CN, MQTT client id, signing key
+    broker_user: str | None = None  # the own broker's account when started as root (default mosquitto, else nobody)
     max_packet_size: int = 65536  # bytes: the broker drops larger packets before they reach anyone
     prefix: str = "flagwise"  # topic prefix
     client_id: str | None = None  # default: the identity name (the broker enforces it)

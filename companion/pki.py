@@ -506,11 +506,13 @@ def acl_text(identities: list[Identity], prefix: str) -> str:
 
 
 def mosquitto_conf(pki: Pki, listen_host: str, listen_port: int, *, persistence_dir: Path | None = None,
-                   max_packet_size: int = 65536) -> str:
+                   max_packet_size: int = 65536, files: Path | None = None) -> str:
     """The broker configuration the project ships (deploy/mosquitto/mosquitto.conf is the
     same text for an operator's broker): TLS only, client certificates required, the
-    certificate's CN as user name and client id, the CRL, the ACL, a packet size limit."""
-    root = pki.root.resolve()
+    certificate's CN as user name and client id, the CRL, the ACL, a packet size limit.
+    files: a folder holding copies of the broker's files (ca.crt, broker.crt, broker.key,
+    crl.pem, acl) that an unprivileged broker user can read; default the PKI's own."""
+    root = (files or pki.root).resolve()
     persist = (f"persistence true\npersistence_location {persistence_dir.resolve()}/\n" if persistence_dir
                else "persistence false\n")
     return f"""# flagwise broker: every client is identified by its certificate (docs/security.md).

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import socket
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +25,7 @@ from companion.errors import BadSignatureError, CompanionError
 from companion.pki import Pki
 from companion.signing import FlagVerifier, KeyRing, Signer, UntrustedError, VersionRegressionError
 from hil import hub, premises
-from hil.services import identity_files, mqtt_client
+from hil.services import BridgeProcess, identity_files, mqtt_client
 
 from .agent_support import Board
 from .bridge_support import DEVICE_ID, MV, PUBLIC_KEY, Handheld, make_event
@@ -453,3 +455,26 @@ def test_a_future_revocation_reaches_the_broker_when_its_time_comes(broker, star
         time.sleep(0.3)
     assert revoked(), "the bridge did not revoke the certificate when the time came"
     assert "revocation's time has come" in bridge.log.read_text()
+
+
+def test_the_bridges_own_broker_never_runs_as_root(tmp_path):
+    """Defect 7: started as root, the bridge ran its embedded mosquitto as root too."""
+    if os.geteuid() != 0:
+        pytest.skip("the privilege drop is a root's concern; as another user the broker runs as that user")
+    b = BridgeProcess(tmp_path, None).start()
+    try:
+        pid = int(subprocess.run(["pgrep", "-f", f"{tmp_path}.*mosquitto.conf"], capture_output=True,
+                                 text=True).stdout.split()[0])
+        user = subprocess.run(["ps", "-o", "user=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+        assert user in ("mosquitto", "nobody"), user
+        hh = Handheld(b.broker, b.pki)  # and it still serves TLS with the PKI's certificates
+        hh.close()
+        # A revocation still reaches it (it reads its copies of the CRL and ACL on reload).
+        b.pki.revoke(hh_name := [i.name for i in b.pki.identities() if i.role == "auditor"][0])
+        end = time.monotonic() + 5
+        while time.monotonic() < end and _connect_rc("127.0.0.1", int(b.broker.rsplit(":", 1)[1]),
+                                                     mqtt_client(b.pki, hh_name, "auditor")) == 0:
+            time.sleep(0.2)
+        assert _connect_rc("127.0.0.1", int(b.broker.rsplit(":", 1)[1]), mqtt_client(b.pki, hh_name, "auditor")) != 0
+    finally:
+        b.stop()
