@@ -83,6 +83,47 @@ def _device_bytes(device_id: str | None) -> bytes:
         return bytes(8)
 
 
+class AckLedger:
+    """PUBACK exactly once per received message (MQTT 5 §4.3.2). A QoS 1 message redelivered
+    while its first copy is still queued carries the same packet id: the copy is merged into the
+    held one, never queued to be acknowledged twice, for a second PUBACK of that id could
+    acknowledge a newer message that reuses it before that one is stored. A new session (CONNACK
+    without session_present) starts a new generation: acks for messages held from the old one
+    are meaningless there and are not sent (the broker delivers those messages again)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[int, int] = {}  # packet id -> the serial of the copy that holds it
+        self._serial = 0
+        self.generation = 0
+
+    def new_session(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._held.clear()
+
+    def receive(self, mid: int, qos: int) -> tuple[int, int, int, int] | None:
+        """The token to queue with the message, or None for a redelivery of a held one."""
+        with self._lock:
+            self._serial += 1
+            if qos > 0:
+                if mid in self._held:
+                    return None
+                self._held[mid] = self._serial
+            return (mid, qos, self.generation, self._serial)
+
+    def release(self, token: object) -> tuple[int, int] | None:
+        """(mid, qos) to acknowledge now, once; None when there is nothing (left) to send."""
+        if not isinstance(token, tuple) or len(token) != 4:
+            return None
+        mid, qos, generation, serial = token
+        with self._lock:
+            if qos == 0 or generation != self.generation or self._held.get(mid) != serial:
+                return None
+            del self._held[mid]
+            return mid, qos
+
+
 @dataclass
 class BridgeState:
     connected: bool = False
@@ -109,6 +150,7 @@ class Bridge:
         self.dtc = DtcWriter(self.store, config)
         self.state = BridgeState()
         self._queue: queue.Queue[Incoming] = queue.Queue(maxsize=10000)
+        self._acks = AckLedger()
         self._stop = threading.Event()
         self._publish_wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -255,8 +297,10 @@ class Bridge:
             if protocol == mqtt.MQTTv5:
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = self.config.session_expiry
-                # Nothing larger than an event (plus its topic) is delivered to us.
-                props.MaximumPacketSize = self.config.max_message + 1024
+                # Whatever the broker accepts reaches us (its own limit, max_packet_size), so that
+                # every event gets an answer: one over max_message is rejected `oversize` and
+                # counted here, never dropped unseen between the broker and the bridge.
+                props.MaximumPacketSize = self.config.max_packet_size
             self._connack = None
             self._connected.clear()
             try:
@@ -305,6 +349,8 @@ class Bridge:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
         rc = reason_code.value if hasattr(reason_code, "value") else int(reason_code)
         self._connack = (rc, bool(getattr(flags, "session_present", False)))
+        if rc == 0 and not self._connack[1]:
+            self._acks.new_session()
         if rc == 0:
             topic = f"{self.config.prefix}/events/+"
             if self.config.share_group:
@@ -360,7 +406,11 @@ class Bridge:
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.metrics.received.inc()
         # The size limit is enforced again on the worker; a bounded queue applies back-pressure.
-        self._queue.put(Incoming(message.topic, bytes(message.payload), time.time(), (message.mid, message.qos)))
+        token = self._acks.receive(message.mid, message.qos)
+        if token is None:  # a redelivery of a message still held: its first copy is acked, once
+            self.metrics.redeliveries_merged.inc()
+            return
+        self._queue.put(Incoming(message.topic, bytes(message.payload), time.time(), token))
 
     # --- ingest -------------------------------------------------------------------------
     def _ingest_loop(self) -> None:
@@ -415,6 +465,7 @@ class Bridge:
         client = self._client
         for o in outcomes:
             self._report(o)
+            ack = self._acks.release(o.incoming.token)  # released even with no client: a redelivery is then new
             if client is None:
                 continue
             dev = _device_bytes(o.device_id)
@@ -427,9 +478,8 @@ class Bridge:
                 device = o.device_id or "unknown"
                 body = self.signer.ack(dev, eid, "rejected", o.reason, o.detail)
                 client.publish(f"{self.config.prefix}/rejected/{device}", body, qos=1)
-            mid, qos = o.incoming.token if isinstance(o.incoming.token, tuple) else (None, 0)
-            if mid is not None and qos > 0:
-                client.ack(mid, qos)
+            if ack is not None:
+                client.ack(*ack)
         self._publish_wake.set()
 
     def _report(self, o: Outcome) -> None:

@@ -124,6 +124,9 @@ class Config:
                 host_port(v, name)
         if set(self.legacy_mapping) != {"A", "I", "N"}:
             raise ConfigError("legacy_mapping must map each of A, I, N")
+        if self.max_message + 1024 > self.max_packet_size:
+            raise ConfigError(f"max_message ({self.max_message}) plus 1024 bytes for the topic and header must fit "
+                              f"max_packet_size ({self.max_packet_size}): the broker would drop such events unseen")
         if len(self.dtc_from_participant) != 4:
             raise ConfigError("dtc_from_participant must be 4 characters")
         return self

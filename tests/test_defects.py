@@ -635,3 +635,37 @@ def test_liveness_answers_while_the_public_api_is_exhausted(tmp_path, broker, st
     finally:
         for s in held:
             s.close()
+
+
+def test_each_received_message_is_acknowledged_once():
+    """Defect 9: a message still queued and its redelivery (the same packet id) both got a
+    PUBACK; the second could acknowledge a newer message reusing the id before it was stored."""
+    from companion.bridge import AckLedger
+
+    ledger = AckLedger()
+    first = ledger.receive(5, 1)
+    assert first is not None
+    assert ledger.receive(5, 1) is None  # the redelivery, while the first copy is held: merged
+    assert ledger.release(first) == (5, 1)  # one PUBACK for packet id 5
+    newer = ledger.receive(5, 1)  # the broker reuses id 5 for a newer message
+    assert newer is not None
+    assert ledger.release(first) is None  # a stale token never acknowledges it
+    assert ledger.release(newer) == (5, 1)
+    assert ledger.release(newer) is None  # and never twice
+    # A new session (no session_present): acks of messages held from the old one are not sent.
+    held = ledger.receive(7, 1)
+    ledger.new_session()
+    again = ledger.receive(7, 1)  # the broker sends it again in the new session
+    assert again is not None and ledger.release(held) is None and ledger.release(again) == (7, 1)
+    assert ledger.release(ledger.receive(9, 0)) is None  # QoS 0: nothing to acknowledge
+
+
+def test_an_event_over_the_bridges_limit_is_answered_not_dropped(broker, start_bridge, watch):
+    """Defect 12: the bridge asked the broker for nothing over max_message + 1 KiB, so events of
+    5-64 KiB were dropped by mosquitto with no answer to the handheld and no metric."""
+    bridge = start_bridge(DEVICE_ID, PUBLIC_KEY)
+    for size in (6_000, 60_000):
+        watch.send(b"\xa0" * size)
+    watch.wait(lambda h: sum(r.get("reason") == "oversize" for r in h.rejected) == 2, what="two oversize rejections")
+    _, metrics = bridge.get("/metrics")
+    assert _metric(metrics, 'flagwise_events_rejected_total{reason="oversize"}') == 2
