@@ -430,9 +430,13 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         return total, store.db.stream(sql)
 
     out = Path(args.out) if args.out else Path(Path(args.extract).stem + "-reconciled")
+    def file_number() -> int:  # correction file ids never repeat across runs (kept in the store)
+        with store.tx() as db:
+            return store.next_sequence(db, "correction_file")
+
     s = reconcile(Path(args.extract), evidence, out, config=cfg, correct=correct, today=today,
                   progress=sys.stderr.isatty() if args.progress is None else args.progress,
-                  memory_limit=args.memory_limit)
+                  memory_limit=args.memory_limit, file_number=file_number)
     print(f"{s.rows:,} row{'' if s.rows == 1 else 's'}: {s.reconciled:,} reconciled, "
           f"{s.discrepancies:,} discrepancies, {s.bad_rows:,} bad rows, {s.duplicates:,} duplicates "
           f"({s.seconds:.1f} s)")

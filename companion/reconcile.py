@@ -186,10 +186,13 @@ def _load_evidence(con: Any, rows: Iterable[tuple[Any, ...]], total: int, progre
 
 def reconcile(extract: Path, evidence_rows: Callable[[], tuple[int, Iterable[tuple[Any, ...]]]], out: Path, *,
               config: Config, correct: Iterable[str] = (), today: date | None = None, progress: bool = False,
-              memory_limit: str = "2GB", threads: int | None = None) -> Summary:
+              memory_limit: str = "2GB", threads: int | None = None,
+              file_number: Callable[[], int] | None = None) -> Summary:
     """Reconcile `extract` against the evidence; write the outputs into `out` (a new folder,
     or an empty one). evidence_rows() -> (how many, rows of (mpxn, flag, effective_from,
-    event_id, reason, code))."""
+    event_id, reason, code)). file_number() -> the next correction file's number, never used
+    before (the store's sequence: two runs never write different files with one id); required
+    when `correct` names any class."""
     import duckdb
 
     t0 = time.monotonic()
@@ -198,6 +201,8 @@ def reconcile(extract: Path, evidence_rows: Callable[[], tuple[int, Iterable[tup
     if unknown:
         raise ReconcileError(f"--correct: {unknown[0][:40]!r} is not a class that can be corrected "
                              f"(one of: {', '.join(CORRECTABLE)})")
+    if correct and file_number is None:
+        raise ReconcileError("corrections need a file numbering that outlives the run (the store's)")
     if not extract.is_file():
         raise ReconcileError(f"no extract at {extract}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -206,7 +211,8 @@ def reconcile(extract: Path, evidence_rows: Callable[[], tuple[int, Iterable[tup
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(duckdb, extract, evidence_rows, out, config, correct, today, progress, memory_limit, threads, t0)
+        return _run(duckdb, extract, evidence_rows, out, config, correct, today, progress, memory_limit, threads, t0,
+                    file_number)
     except BaseException as exc:
         # Nothing half-made is left behind: a failed run's folder goes (or is emptied).
         if made:
@@ -223,7 +229,7 @@ def reconcile(extract: Path, evidence_rows: Callable[[], tuple[int, Iterable[tup
 
 def _run(duckdb: Any, extract: Path, evidence_rows: Callable[[], tuple[int, Iterable[tuple[Any, ...]]]], out: Path,
          config: Config, correct: list[str], today: date, progress: bool, memory_limit: str, threads: int | None,
-         t0: float) -> Summary:
+         t0: float, file_number: Callable[[], int] | None = None) -> Summary:
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute(f"SET temp_directory = '{str(out / '.spill').replace(chr(39), '')}'")
@@ -258,21 +264,28 @@ def _run(duckdb: Any, extract: Path, evidence_rows: Callable[[], tuple[int, Iter
                         [[int(r) - j for j, (r, _) in enumerate(rejects, 1)]])
             con.execute("UPDATE rows SET line = line + (SELECT count(*) FROM shifts WHERE t <= rows.line - 1)")
         bar.advance(stage)
+        # Duplicates are counted among valid rows only: a valid row after a bad one for the same
+        # meter point is that meter point's first (every input row ends up exactly once: in the
+        # reconciliation, as a duplicate, or as a bad row).
         con.execute(f"""
             CREATE TABLE judged AS
+            WITH p AS (
+              SELECT *,
+                CASE
+                  WHEN mpxn IS NULL OR mpxn = '' THEN 'no mpxn'
+                  WHEN NOT regexp_full_match(mpxn, '[0-9]{{13}}|[0-9]{{6,10}}')
+                    THEN 'mpxn is not an MPAN core (13 digits) or an MPRN (6 to 10 digits)'
+                  WHEN flag NOT IN ('A', 'S', 'W', 'I', 'N', '') THEN 'flag must be one of A S W I N or blank'
+                  WHEN raw_from <> '' AND registered_from IS NULL THEN 'effective_from must be YYYY-MM-DD or YYYYMMDD'
+                  WHEN flag <> '' AND raw_from = '' THEN 'a flag needs its effective_from'
+                END AS problem
+              FROM rows)
             SELECT *,
-              CASE
-                WHEN mpxn IS NULL OR mpxn = '' THEN 'no mpxn'
-                WHEN NOT regexp_full_match(mpxn, '[0-9]{{13}}|[0-9]{{6,10}}')
-                  THEN 'mpxn is not an MPAN core (13 digits) or an MPRN (6 to 10 digits)'
-                WHEN flag NOT IN ('A', 'S', 'W', 'I', 'N', '') THEN 'flag must be one of A S W I N or blank'
-                WHEN raw_from <> '' AND registered_from IS NULL THEN 'effective_from must be YYYY-MM-DD or YYYYMMDD'
-                WHEN flag <> '' AND raw_from = '' THEN 'a flag needs its effective_from'
-              END AS problem,
               length(mpxn) = 13 AND regexp_full_match(mpxn, '[0-9]{{13}}') AND NOT ({_check_digit_sql('mpxn')})
                 AS bad_check,
-              row_number() OVER (PARTITION BY mpxn ORDER BY line) AS nth
-            FROM rows""")
+              CASE WHEN problem IS NULL
+                   THEN row_number() OVER (PARTITION BY mpxn, problem IS NULL ORDER BY line) END AS nth
+            FROM p""")
         con.execute("DROP TABLE rows")
         bar.advance(stage)
         # 2. The evidence.
@@ -350,7 +363,7 @@ def _run(duckdb: Any, extract: Path, evidence_rows: Callable[[], tuple[int, Iter
         summary.ages = {label: int(ages.get(label, 0)) for _, _, label in buckets}
         if ages.get("unknown"):
             summary.ages["unknown"] = int(ages["unknown"])
-        summary.files = _corrections(con, out, correct, config, summary)
+        summary.files = _corrections(con, out, correct, config, summary, file_number)
         bar.advance(stage)
     con.close()
     summary.seconds = time.monotonic() - t0
@@ -362,7 +375,8 @@ def _run(duckdb: Any, extract: Path, evidence_rows: Callable[[], tuple[int, Iter
     return summary
 
 
-def _corrections(con: Any, out: Path, correct: list[str], config: Config, summary: Summary) -> list[str]:
+def _corrections(con: Any, out: Path, correct: list[str], config: Config, summary: Summary,
+                 file_number: Callable[[], int] | None) -> list[str]:
     """DTC files (companion/dtc.py) that set each selected discrepancy's meter point to the
     evidence's flag and date: D0350 for MPANs, the gas flow for MPRNs."""
     if not correct:
@@ -372,7 +386,7 @@ def _corrections(con: Any, out: Path, correct: list[str], config: Config, summar
     files = []
     names = ",".join("'" + c + "'" for c in correct)
     created = datetime.now(timezone.utc)
-    n = 0
+    assert file_number is not None  # reconcile() refuses corrections without one
     for flow in (dtc.D0350, dtc.GAS):
         length = "= 13" if flow is dtc.D0350 else "<> 13"
         cur = con.execute(f"SELECT mpxn, evidence_flag, strftime(evidence_from, '%Y%m%d') FROM discrepancies "
@@ -382,8 +396,7 @@ def _corrections(con: Any, out: Path, correct: list[str], config: Config, summar
             rows = cur.fetchmany(DTC_FILE_MAX)
             if not rows:
                 break
-            n += 1
-            file_id = f"RC{n:08d}"
+            file_id = f"RC{file_number():08d}"
             text = dtc.render(flow, file_id, created,
                               [{"mpxn": m, "flag": f, "effective_from": d} for m, f, d in rows],
                               from_participant=config.dtc_from_participant,

@@ -669,3 +669,34 @@ def test_an_event_over_the_bridges_limit_is_answered_not_dropped(broker, start_b
     watch.wait(lambda h: sum(r.get("reason") == "oversize" for r in h.rejected) == 2, what="two oversize rejections")
     _, metrics = bridge.get("/metrics")
     assert _metric(metrics, 'flagwise_events_rejected_total{reason="oversize"}') == 2
+
+
+def test_reconcile_keeps_every_row_once_and_never_reuses_a_file_id(tmp_path):
+    """Defect 17: a valid row after a bad row for the same meter point was neither reconciled
+    nor listed as bad; correction files restarted at RC00000001 every run."""
+    import csv
+    import json
+
+    from companion.ingest import Incoming
+
+    from .bridge_support import companion
+
+    store, ing = _ingestor(tmp_path, (DEVICE_ID, PUBLIC_KEY))
+    ing.handle_batch([Incoming(f"flagwise/events/{DEVICE_ID}", make_event("commission", T0, 1)[1], time.time())])
+    store.close()
+    extract = tmp_path / "extract.csv"
+    extract.write_text(f"mpxn,flag,effective_from\n{MV.MPAN},Q,2024-03-01\n{MV.MPAN},,\n{MV.MPAN},I,2024-01-01\n")
+    names = []
+    for run in ("one", "two"):
+        r = companion("reconcile", str(extract), "--db", str(tmp_path / "b.db"), "--out", str(tmp_path / run),
+                      "--no-progress", "--correct", "blank_after_install")
+        assert r.returncode == 0, r.stderr
+        summary = json.loads((tmp_path / run / "summary.json").read_text())
+        assert (summary["rows"], summary["reconciled"], summary["bad_rows"], summary["duplicates"]) == (3, 1, 1, 1)
+        bad = list(csv.DictReader((tmp_path / run / "bad_rows.csv").open()))
+        assert [(b["line"], b["problem"][:4]) for b in bad] == [("2", "flag"), ("4", "dupl")]
+        assert "duplicate of line 3" in bad[1]["problem"]
+        found = list(csv.DictReader((tmp_path / run / "discrepancies.csv").open()))
+        assert [(d["mpxn"], d["class"]) for d in found] == [(MV.MPAN, "blank_after_install")]
+        names += summary["files"]
+    assert len(names) == 2 and len(set(names)) == 2, names
