@@ -247,3 +247,36 @@ print(json.dumps(run(script)))
 """)
     assert out["error"] == "LineError" and "no valid answer to IDENTIFY in 6 tries" in out["message"]
     assert out["stats"]["attempts"] == 6
+
+
+# --- the counter -------------------------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["lower", "garbage", "empty"])
+def test_a_damaged_counter_file_never_lets_a_counter_repeat(mpy, tmp_path, damage):
+    """Defect 19: a damaged counter file restarted from the outbox's highest counter + 1,
+    ignoring acked and set-aside events, so the bridge saw the genuine handheld's counters
+    repeat (counter_reused). The counter is kept twice with a CRC; set-aside records count."""
+    out = _run(mpy, OUTBOX.format(root=str(tmp_path), capacity=10) + """
+from agent.identity import Counter
+c = Counter(root, reboot().highest_counter() + 1)
+used = [c.reserve() for _ in range(12)]
+box = reboot()
+box.save(used[-2], eid(1), b"a")
+box.remove(eid(1))                     # acked: gone from flash
+box.save(used[-1], eid(2), b"b")
+box.set_aside(eid(2))                  # refused for good: in rejected/, not in the queue
+damage = {damage!r}
+data = {"lower": b"3", "garbage": b"\\xff\\x00 zz", "empty": b""}[damage]
+open(root + "/counter", "wb").write(data)
+c = Counter(root, reboot().highest_counter() + 1)
+out["next"] = c.reserve()
+out["used"] = used
+out["damaged"] = c.damaged
+import os
+os.remove(root + "/counter.2")         # both copies lost: the set-aside record still floors it
+open(root + "/counter", "wb").write(b"")
+out["floor"] = Counter(root, reboot().highest_counter() + 1).next
+print(json.dumps(out))
+""".replace("{damage!r}", repr(damage)))
+    # A bare lower number reads as earlier firmware's format: taken, and the mirror outvotes it.
+    assert out["next"] == max(out["used"]) + 1 and out["damaged"] is (damage != "lower")
+    assert out["floor"] == out["used"][-1] + 1

@@ -13,16 +13,17 @@ TAG_SIGN1 = 18
 ALG_ES256 = -7
 
 
-def _bstr(b):
-    # A byte string's head and bytes (RFC 8949 §3.1, major type 2, shortest form).
-    n = len(b)
+def _head(n):
+    # A byte string's head (RFC 8949 §3.1, major type 2, shortest form).
     if n < 24:
-        head = bytes((0x40 | n,))
-    elif n < 0x100:
-        head = bytes((0x58, n))
-    else:
-        head = bytes((0x59, n >> 8, n & 0xFF))  # payloads are under 4 KiB (event.MAX_PAYLOAD)
-    return head + b
+        return bytes((0x40 | n,))
+    if n < 0x100:
+        return bytes((0x58, n))
+    return bytes((0x59, n >> 8, n & 0xFF))  # payloads are under 4 KiB (event.MAX_PAYLOAD)
+
+
+def _bstr(b):
+    return _head(len(b)) + b
 
 
 def protected_header(kid):
@@ -31,13 +32,20 @@ def protected_header(kid):
     return b"\xa2\x01\x26\x04" + _bstr(bytes(kid))  # {1: -7, 4: kid}
 
 
+def _sig_parts(protected, payload):
+    # Sig_structure (§4.4) as parts, hashed in turn: the payload is never copied to sign it.
+    return (b"\x84\x6aSignature1" + _bstr(protected) + b"\x40" + _head(len(payload)), payload)
+
+
 def sig_structure(protected, payload):
-    return b"\x84\x6aSignature1" + _bstr(protected) + b"\x40" + _bstr(bytes(payload))
+    head, body = _sig_parts(protected, payload)
+    return head + bytes(body)
 
 
 def sign1(payload, private_key, kid):
     if not isinstance(payload, (bytes, bytearray)):
         raise ValueError("cose: payload must be bytes")
     protected = protected_header(kid)
-    signature = ecdsa.sign(private_key, sig_structure(protected, payload))
-    return b"\xd2\x84" + _bstr(protected) + b"\xa0" + _bstr(bytes(payload)) + _bstr(signature)
+    signature = ecdsa.sign(private_key, _sig_parts(protected, payload))
+    # One copy of the payload: the message itself.
+    return b"\xd2\x84" + _bstr(protected) + b"\xa0" + _head(len(payload)) + payload + _bstr(signature)

@@ -73,8 +73,13 @@ def public_key(private_key):
 
 
 def sign(private_key, message):
+    # message: bytes, or a tuple of byte strings hashed one after the other (no joined copy:
+    # the handheld signs at the tightest moment of its heap).
     d = _scalar(private_key)
-    h1 = hashlib.sha256(message).digest()
+    hasher = hashlib.sha256()
+    for part in (message if isinstance(message, tuple) else (message,)):
+        hasher.update(part)
+    h1 = hasher.digest()
     e = int.from_bytes(h1, "big")  # bits2int: qlen == hlen == 256
     # RFC 6979 §3.2 steps b-h; int2octets(x) and bits2octets(h1) are 32 bytes.
     x = bytes(private_key)

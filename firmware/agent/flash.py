@@ -13,9 +13,11 @@ def exists(path):
 
 
 def write_atomic(path, data):
+    # data: bytes, or a tuple of byte strings written one after the other.
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
-        f.write(data)
+        for part in (data if isinstance(data, tuple) else (data,)):
+            f.write(part)
     os.rename(tmp, path)
 
 

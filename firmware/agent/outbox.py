@@ -64,7 +64,8 @@ class Outbox:
         if len(data) != _HEAD + n:
             return None
         crc = int.from_bytes(data[22:26], "big")
-        if binascii.crc32(data[4:20] + data[26:]) & 0xFFFFFFFF != crc:
+        mv = memoryview(data)
+        if binascii.crc32(mv[26:], binascii.crc32(mv[4:20])) & 0xFFFFFFFF != crc:
             return None
         return bytes(data[4:20])
 
@@ -72,7 +73,20 @@ class Outbox:
         return len(self._order)
 
     def highest_counter(self):
-        return self._order[-1] if self._order else -1
+        # The highest counter any record names: queued, set aside (rejected/) or damaged (bad/),
+        # whose names survive their contents.
+        top = self._order[-1] if self._order else -1
+        for sub in ("/rejected", "/bad"):
+            try:
+                names = os.listdir(self.dir + sub)
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    top = max(top, int(name[:12]))
+                except ValueError:
+                    pass
+        return top
 
     def full(self):
         return len(self._order) >= self.capacity
@@ -80,9 +94,11 @@ class Outbox:
     def save(self, counter, eid, message):
         if self.full():
             raise OutboxFull("outbox full: %d events wait for the back office" % len(self._order))
-        crc = binascii.crc32(eid + message) & 0xFFFFFFFF
-        record = _MAGIC + eid + len(message).to_bytes(2, "big") + crc.to_bytes(4, "big") + message
-        flash.write_atomic(self._path(counter), record)
+        # The CRC runs over id then message, and the record is written in parts: no copy of
+        # the message is made right after signing, the heap's tightest moment.
+        crc = binascii.crc32(message, binascii.crc32(eid)) & 0xFFFFFFFF
+        head = _MAGIC + eid + len(message).to_bytes(2, "big") + crc.to_bytes(4, "big")
+        flash.write_atomic(self._path(counter), (head, message))
         self._order.append(counter)
         self._tags.append(_tag(eid))
 

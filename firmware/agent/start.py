@@ -35,6 +35,8 @@ def boot(self, root):
     if created:
         self.out("KEY new device key; public key:")
         self.out("PUBKEY " + self.public_key())
+    if self.counter.damaged:
+        self.say("BAD", "a counter file was damaged: the other copy and the outbox keep counters unique")
     for name in self.outbox.damaged:
         self.say("BAD", "outbox record %s failed its CRC: kept in outbox/bad" % name)
     self.out("READY %s" % self.cfg["device_id"])
