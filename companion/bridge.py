@@ -600,11 +600,7 @@ class Bridge:
         """A key revoked for a time now come (`keys revoke --at`) loses its certificate at the
         broker now: the handheld could connect until then, and cannot after."""
         try:
-            due = {k.device_id for k in self.store.revoked_by(time.time())}
-            if not due:
-                return
-            live = {i.name for i in self.pki.identities() if i.role == "handheld" and not i.revoked}
-            for device_id in sorted(due & live):
+            for device_id in self.pki.due_revocations(time.time()):
                 self.pki.revoke(device_id)
                 log.warning("a revocation's time has come: the handheld's certificate is revoked at the broker",
                             extra={"fields": {"device": device_id}})

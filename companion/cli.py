@@ -205,11 +205,12 @@ def _revoke_at_broker(pki: Any, device_id: str, at: float | None) -> None:
     if pki is None:
         print("note: --no-pki: revoke the handheld's certificate at your broker as well")
         return
-    if at is not None and at > _time.time():
-        print(f"the certificate of {device_id} will be revoked at the broker at {iso(at)}, by the running bridge "
-              f"(PKI {pki.root}); until then the handheld can still connect and deliver earlier events")
-        return
     try:
+        if at is not None and at > _time.time():
+            pki.schedule_revocation(device_id, at)
+            print(f"the certificate of {device_id} will be revoked at the broker at {iso(at)}, by the running "
+                  f"bridge (PKI {pki.root}); until then the handheld can still connect and deliver earlier events")
+            return
         pki.revoke(device_id)
         print(f"certificate of {device_id} revoked at the broker (CRL and ACL in {pki.root})")
     except PkiError as exc:

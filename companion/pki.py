@@ -347,6 +347,25 @@ class Pki:
         v = inv[name]
         return Identity(name, v["role"], int(v["serial"]), True)
 
+    def schedule_revocation(self, name: str, at: float) -> None:
+        """Revoke `name` at the broker when `at` (seconds since the epoch) comes: a running
+        bridge with this PKI does it (Bridge._revocations_due); until then it connects."""
+        with self._locked():
+            inv = self._load_inventory()
+            try:
+                name = check_name("handheld", name)
+            except PkiError:
+                pass
+            if name not in inv:
+                raise PkiError(f"no identity {name} was issued from {self.root}")
+            inv[name]["revoke_at"] = float(at)
+            self._save_inventory(inv)
+
+    def due_revocations(self, now: float) -> list[str]:
+        """Identities whose scheduled revocation time has come, not yet revoked."""
+        return sorted(n for n, v in self._load_inventory().items()
+                      if not v.get("revoked") and v.get("revoke_at") is not None and float(v["revoke_at"]) <= now)
+
     def write_crl(self) -> None:
         ca, ca_key = self._ca()
         now = _now()

@@ -111,13 +111,6 @@ class Store:
             f"({','.join('?' * len(ids))})", tuple(ids)).fetchall()
         return {r[0]: DeviceKey(r[0], bytes(r[1]), r[2], r[3], bool(r[4])) for r in rows}
 
-    def revoked_by(self, when: float) -> list[DeviceKey]:
-        """Keys whose revocation time has come by `when`."""
-        rows = self.conn().execute(
-            "SELECT device_id, public_key, added_at, revoked_at, hard FROM keys WHERE revoked_at IS NOT NULL "
-            "AND revoked_at <= ? ORDER BY device_id", (when,)).fetchall()
-        return [DeviceKey(r[0], bytes(r[1]), r[2], r[3], bool(r[4])) for r in rows]
-
     def keys(self) -> list[DeviceKey]:
         rows = self.conn().execute(
             "SELECT device_id, public_key, added_at, revoked_at, hard FROM keys ORDER BY device_id").fetchall()

@@ -96,13 +96,13 @@ def _start(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen, str]:
     p = subprocess.Popen([str(BIN / "companion"), "bridge"], env=env, cwd=cwd, stdout=subprocess.PIPE,
                          stderr=open(cwd / "bridge.log", "ab"), text=True)
     lines = {}
-    for _ in range(3):
+    for _ in range(4):
         line = p.stdout.readline()  # type: ignore[union-attr]
         if not line:
             raise RuntimeError((cwd / "bridge.log").read_text()[-2000:])
         key, _, value = line.partition(": ")
         lines[key] = value.strip()
-    return p, lines["http"]
+    return p, lines["admin"]
 
 
 def test_the_compose_processes_run_without_docker(tmp_path, broker, postgres):
@@ -128,7 +128,7 @@ def test_the_compose_processes_run_without_docker(tmp_path, broker, postgres):
                 env[k] = v
             # What the image sets (deploy/Dockerfile ENV), on this machine's paths and ports.
             env.update(FLAGWISE_PKI=str(broker.pki.root), FLAGWISE_OUT=str(tmp_path / name / "out"),
-                       FLAGWISE_HTTP="127.0.0.1:0")
+                       FLAGWISE_HTTP="127.0.0.1:0", FLAGWISE_ADMIN="127.0.0.1:0")
             (tmp_path / name).mkdir()
             procs.append(_start(env, tmp_path / name))
         url = postgres.url("flagwise")
@@ -143,8 +143,8 @@ def test_the_compose_processes_run_without_docker(tmp_path, broker, postgres):
             hh.wait(lambda h: all(e in h.acks for e, _ in sent), what="acks from the replicas")
         finally:
             hh.close()
-        for _, http in procs:
-            with urllib.request.urlopen(http + "/readyz", timeout=5) as resp:
+        for _, admin in procs:  # the probes' listener, as the compose healthcheck uses it
+            with urllib.request.urlopen(admin + "/readyz", timeout=5) as resp:
                 assert resp.status == 200
         assert Store(url).event_count() == 20
         deadline = time.monotonic() + 10

@@ -87,12 +87,22 @@ def apply(agent, inbox):
         msg = None
         if eid is None:
             # A rejection that names no event (the bridge could not trust it): nothing of ours
-            # is set aside, but the installer learns what to do about it.
-            hint = _HINTS.get(reason)
-            if rejected and hint:
-                agent.say("REJECTED", "%s: %s" % (reason, hint))
+            # is set aside, but sending again at once would be refused again, so delivery is
+            # held off (bounded exponential backoff with jitter) and the installer is told once.
+            if rejected:
+                import time
+                from os import urandom
+
+                told = agent.hold[2] if agent.hold else None
+                ms = min(max(agent.hold[1] * 2 if agent.hold else 0, cfg["backoff_min"] * 1000),
+                         cfg["backoff_max"] * 1000)
+                wait = ms // 2 + ms * int.from_bytes(urandom(2), "big") // 131070  # full jitter
+                agent.hold = (time.ticks_add(time.ticks_ms(), wait), ms, reason)
+                if reason in _HINTS and reason != told:
+                    agent.say("REJECTED", "%s: %s" % (reason, _HINTS[reason]))
             continue
         if not rejected and outcome in ("stored", "duplicate"):
+            agent.hold = None  # the bridge takes our events again
             if agent.outbox.remove(eid) is not None:
                 agent.acked += 1
                 agent.out("ACKED %s %s" % (eid.hex()[:16], outcome))

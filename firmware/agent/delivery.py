@@ -33,6 +33,9 @@ _WHY = {111: "no broker there: check network", 113: "no route: check network", 1
 def _why(e, connecting):
     if isinstance(e, MemoryError):
         return "out of memory: retrying"
+    if isinstance(e, ValueError):  # the TLS handshake's verdict (mbedTLS), in installer words
+        # "The certificate validity has expired / starts in the future": a clock far out.
+        return "certificate dates: check clock" if "valid" in str(e) else "broker not trusted: check the CA"
     code = e.args[0] if isinstance(e, OSError) and e.args and isinstance(e.args[0], int) else None
     text = _WHY.get(code)
     if text is None:

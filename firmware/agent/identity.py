@@ -22,38 +22,31 @@ def load_key(root):
     return k, True
 
 
-def _read_mark(path):
-    # A high-water mark: b"<next> <crc32 of next, hex>". -> next, or None when missing or
-    # damaged (a bit flip that still parses as a number fails the CRC). The bare b"<next>"
-    # of earlier firmware is read as it was.
-    try:
-        data = flash.read(path)
-    except OSError:
-        return None
-    import binascii
-
-    parts = data.split()
-    try:
-        n = int(parts[0])
-        if len(parts) == 1:
-            return n
-        if len(parts) == 2 and int(parts[1], 16) == binascii.crc32(parts[0]) & 0xFFFFFFFF:
-            return n
-    except (ValueError, IndexError):
-        pass
-    return None
-
-
 class Counter:
     # The next counter, kept twice (/counter and /counter.2), each with a CRC, each written
     # before a number is used: one damaged file leaves the other, so the floor still covers
     # every counter ever used, acked and set-aside events' included (the outbox holds only
     # the unacked ones). `floor`: one past the highest counter any outbox file still names.
     def __init__(self, root, floor=0):
-        self._paths = (root + _COUNTER, root + _COUNTER + ".2")
-        marks = [m for m in (_read_mark(p) for p in self._paths) if m is not None]
-        self.damaged = len(marks) < len([p for p in self._paths if flash.exists(p)])
-        self._next = max(marks + [floor])
+        import binascii
+
+        self._path = (root + _COUNTER, root + _COUNTER + ".2")
+        marks = [floor]
+        self.damaged = False
+        for path in self._path:
+            # A high-water mark: b"<next> <crc32 of next, hex>"; a bit flip that still parses
+            # as a number fails the CRC. Earlier firmware's bare b"<next>" is read as it was.
+            if not flash.exists(path):
+                continue
+            parts = flash.read(path).split()
+            try:
+                if len(parts) == 1 or int(parts[1], 16) == binascii.crc32(parts[0]) & 0xFFFFFFFF:
+                    marks.append(int(parts[0]))
+                    continue
+            except (ValueError, IndexError):
+                pass
+            self.damaged = True
+        self._next = max(marks)
 
     def reserve(self):
         # Durable before it is used: a crash after this loses a number, never repeats one.
@@ -62,7 +55,7 @@ class Counter:
         n = self._next
         text = b"%d" % (n + 1)
         mark = text + b" %08x" % (binascii.crc32(text) & 0xFFFFFFFF)
-        for path in self._paths:  # one at a time: a power cut spoils at most one
+        for path in self._path:  # one at a time: a power cut spoils at most one
             flash.write_atomic(path, mark)
         self._next = n + 1
         return n

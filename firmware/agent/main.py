@@ -102,6 +102,10 @@ class Agent:
         if self.courier is None:
             if not len(self.outbox):
                 return
+            # Held off after a rejection that names no event (not registered, key mismatch):
+            # resending at once would only be refused again (agent.ackcheck sets the hold).
+            if self.hold and time.ticks_diff(self.hold[0], time.ticks_ms()) > 0:
+                return
             gc.collect()
             from agent.delivery import Courier
 

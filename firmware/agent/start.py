@@ -30,6 +30,7 @@ def boot(self, root):
     self.predicted = []  # ["EVENTID MPXN:FLAG ..."]: what the last jobs said (agent.predict)
     self.said = ""  # the job being saved: its prediction, " MPXN:FLAG ..."
     self.courier = None  # made when there is something to deliver
+    self.hold = None  # (ticks_ms until, backoff ms, reason told): after a rejection naming no event
     self.acked = 0
     self.ignored = 0  # messages on our ack topics that did not verify (docs/security.md)
     if created:
