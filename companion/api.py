@@ -1,7 +1,7 @@
 """The read API (WSGI, served by waitress) and the Prometheus endpoint.
 
 GET /v1/sites/{mpxn}         flag, since, reason, devices, event ids   (400 bad MPxN, 404 unknown)
-GET /v1/sites/{mpxn}/events  the events behind it, in policy order
+GET /v1/sites/{mpxn}/events  the events behind it, a page at a time (limit, cursor)
 GET /v1/keys                 the bridge public keys that sign acks and flag updates (open)
 GET /healthz                 liveness: {"status": "ok", ...} while the process can work (open; 503 if not)
 GET /readyz                  readiness: also the broker link and the store up (open; 503 if not)
@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .config import Config
 from .errors import ServiceError
 from .metrics import Metrics
-from .site import events_view, site_view
+from .site import events_page, site_view
 from .store import Store
 
 
@@ -39,6 +39,7 @@ class Api:
                  pki: Any = None):
         self.store, self.config, self.metrics, self.health = store, config, metrics, health
         self.pki = pki
+        self._gauges_at = -1e9
         from .console import Console
 
         self.console = Console(store, config)
@@ -56,6 +57,23 @@ class Api:
             return self._json(start_response, 503, {"error": "the service is unavailable for a moment; try again"},
                               [("Retry-After", "5")])
 
+    GAUGE_SECONDS = 5.0  # the store's counts behind /metrics are read at most this often
+
+    def _store_gauges(self) -> None:
+        """The gauges that need the store's counts, read at most every GAUGE_SECONDS whatever
+        the scrape rate: a scrape flood costs no query per scrape."""
+        import time
+
+        now = time.monotonic()
+        if now - self._gauges_at < self.GAUGE_SECONDS:
+            return
+        self._gauges_at = now
+        depth = self.store.outbox_depth()
+        self.metrics.outbox_depth.labels("mqtt").set(depth[0])
+        self.metrics.outbox_depth.labels("dtc").set(depth[1])
+        self.metrics.dtc_files_pending.set(depth[2])
+        self.metrics.suspicious_devices.set(self.store.suspicious_devices())
+
     def admin(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The admin listener's application: /healthz, /readyz and /metrics, nothing else."""
         if environ.get("PATH_INFO", "") not in ("/healthz", "/readyz", "/metrics"):
@@ -72,11 +90,7 @@ class Api:
             h = self.health(ready=path == "/readyz")
             return self._json(start_response, 200 if h.get("status") == "ok" else 503, h)
         if path == "/metrics":
-            depth = self.store.outbox_depth()
-            self.metrics.outbox_depth.labels("mqtt").set(depth[0])
-            self.metrics.outbox_depth.labels("dtc").set(depth[1])
-            self.metrics.dtc_files_pending.set(depth[2])
-            self.metrics.suspicious_devices.set(self.store.suspicious_devices())
+            self._store_gauges()
             body = generate_latest(self.metrics.registry)
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
             return [body]
@@ -92,18 +106,36 @@ class Api:
                                                              "(companion tokens add NAME)"},
                               [("WWW-Authenticate", 'Bearer realm="flagwise"')])
         parts = path.strip("/").split("/")
-        if len(parts) in (3, 4) and parts[:2] == ["v1", "sites"] and (len(parts) == 3 or parts[3] == "events"):
+        if len(parts) == 4 and parts[:2] == ["v1", "sites"] and parts[3] == "events":
+            return self._events(start_response, parts[2], environ.get("QUERY_STRING", ""))
+        if len(parts) == 3 and parts[:2] == ["v1", "sites"]:
             mpxn = parts[2]
             try:
                 view = site_view(self.store, mpxn, self.config)
             except ValueError as exc:
                 return self._json(start_response, 400, {"error": str(exc)})
             if view is None:
-                return self._json(start_response, 404, {"error": f"nothing known of {mpxn}"})
-            if len(parts) == 4:
-                return self._json(start_response, 200, {"mpxn": mpxn, "events": events_view(self.store, mpxn)})
+                return self._json(start_response, 404, {"error": f"nothing known of {mpxn[:20]}"})
             return self._json(start_response, 200, view)
         return self._json(start_response, 404, {"error": f"no such resource {path[:80]}"})
+
+    def _events(self, start_response: Callable[..., Any], mpxn: str, query: str) -> Iterable[bytes]:
+        """A page of the events (limit, cursor): only that page is read and decoded."""
+        import urllib.parse
+
+        q = urllib.parse.parse_qs(query[:500])
+        try:
+            limit = int((q.get("limit") or ["100"])[0])
+        except ValueError:
+            return self._json(start_response, 400, {"error": "limit: a whole number"})
+        try:
+            cursor = q.get("cursor")
+            page = events_page(self.store, mpxn, limit, cursor[0] if cursor else None)
+        except ValueError as exc:
+            return self._json(start_response, 400, {"error": str(exc)})
+        if page is None:
+            return self._json(start_response, 404, {"error": f"nothing known of {mpxn[:20]}"})
+        return self._json(start_response, 200, page)
 
     def _authorised(self, environ: dict[str, Any]) -> bool:
         auth = environ.get("HTTP_AUTHORIZATION", "")

@@ -53,11 +53,20 @@ def document() -> dict[str, Any]:
                               "400": _json(_ERROR, "not an MPAN core or an MPRN"),
                               "401": unauthorised, "404": _json(_ERROR, "no event names this meter point")}}},
             "/v1/sites/{mpxn}/events": {"get": {
-                "summary": "the events behind the flag, in policy order", "security": secured,
-                "parameters": [mpxn],
-                "responses": {"200": _json({"type": "object", "required": ["mpxn", "events"], "properties": {
-                    "mpxn": {"type": "string"}, "events": {"type": "array", "items": {"type": "object"}}}},
-                    "the events"), "400": _json(_ERROR, "not an MPAN core or an MPRN"), "401": unauthorised,
+                "summary": "the events behind the flag, a page at a time in stored order (survey time, device "
+                           "time, counter, device, id)", "security": secured,
+                "parameters": [mpxn,
+                               {"name": "limit", "in": "query", "required": False,
+                                "description": "events on this page (default 100)",
+                                "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                               {"name": "cursor", "in": "query", "required": False,
+                                "description": "the `next` of the previous page",
+                                "schema": {"type": "string", "maxLength": 120}}],
+                "responses": {"200": _json({"type": "object", "required": ["mpxn", "events", "next"], "properties": {
+                    "mpxn": {"type": "string"}, "events": {"type": "array", "items": {"type": "object"}},
+                    "next": {"type": ["string", "null"]}}},
+                    "the events"), "400": _json(_ERROR, "not an MPAN core or an MPRN, or a bad limit or cursor"),
+                    "401": unauthorised,
                     "404": _json(_ERROR, "no event names this meter point")}}},
             "/v1/keys": {"get": {"summary": "the bridge public keys that sign acks and flag updates", "security": [],
                                  "responses": {"200": _json({"type": "object", "required": ["keys"], "properties": {

@@ -11,6 +11,59 @@ from .ids import check_mpxn
 from .store import Store
 
 
+MAX_PAGE = 1000  # events per page of GET /v1/sites/{mpxn}/events
+
+
+def _event_dict(mpxn: str, device: str, received: float, ev: Any) -> dict[str, Any]:
+    return {
+        "event_id": ev.id.hex(), "type": ev.type, "device_id": device, "counter": ev.counter,
+        "time": ev.time, "read_time": ev.evidence.read_time,
+        "hub_time": ev.evidence.hub_time, "version": ev.version, "received_at": round(received, 3),
+        "job": ev.job, "installer": ev.installer, "mpans": list(ev.mpans), "mprns": list(ev.mprns),
+        "override": asdict(ev.override) if ev.override else None,
+        "observation": asdict(policy.observe(ev, mpxn)),
+    }
+
+
+def _cursor(key: tuple[int, int, int, str, bytes]) -> str:
+    return f"{key[0]}.{key[1]}.{key[2]}.{key[3]}.{key[4].hex()}"
+
+
+def _uncursor(text: str) -> tuple[int, int, int, str, bytes]:
+    """A cursor from a previous page, or ValueError (a 400)."""
+    parts = text.split(".")
+    if len(text) > 120 or len(parts) != 5:
+        raise ValueError("cursor: not one this API gave out")
+    try:
+        from .ids import eui64_bytes, eui64_text
+
+        return (int(parts[0]), int(parts[1]), int(parts[2]), eui64_text(eui64_bytes(parts[3])),
+                bytes.fromhex(parts[4]))
+    except ValueError:
+        raise ValueError("cursor: not one this API gave out") from None
+
+
+def events_page(store: Store, mpxn: str, limit: int = 100, cursor: str | None = None) -> dict[str, Any] | None:
+    """A page of the events behind a meter point, in stored order (survey time, device time,
+    counter, device, id), and the cursor of the next page (None: the last). None when nothing
+    is known of it; ValueError for a malformed MPxN, limit or cursor."""
+    from .event import parse_payload
+    from .wire import parse_sign1
+
+    check_mpxn(mpxn)
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit: 1 to {MAX_PAGE}")
+    after = _uncursor(cursor) if cursor else None
+    rows = store.events_page(mpxn, limit + 1, after)
+    if not rows and after is None and not store.knows(mpxn):
+        return None
+    more = len(rows) > limit
+    rows = rows[:limit]
+    events = [_event_dict(mpxn, device, received, parse_payload(parse_sign1(message, 1 << 20).payload))
+              for device, received, message, _ in rows]
+    return {"mpxn": mpxn, "events": events, "next": _cursor(rows[-1][3]) if more else None}
+
+
 def events_view(store: Store, mpxn: str) -> list[dict[str, Any]]:
     check_mpxn(mpxn)
     rows = sorted(store.events_for(mpxn), key=lambda r: policy.order_key(r[2]))

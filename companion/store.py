@@ -245,6 +245,28 @@ class Store:
         return [(r[1], r[2], known.get((r[1], bytes(r[0])))
                  or parse_payload(parse_sign1(bytes(r[3]), 1 << 20).payload)) for r in rows]
 
+    def events_page(self, mpxn: str, limit: int, after: tuple[int, int, int, str, bytes] | None = None
+                    ) -> list[tuple[str, float, bytes, tuple[int, int, int, str, bytes]]]:
+        """One page of a meter point's events in stored order (survey time, device time,
+        counter, device, id), after the key `after`: (device id, received at, signed message,
+        the row's key). Only the page is read and decoded, whatever the history's length."""
+        sql = ("SELECT e.device_id, e.received_at, e.message, e.read_time, e.device_time, e.counter, e.event_id "
+               "FROM event_mpxns m JOIN events e ON e.device_id = m.device_id AND e.event_id = m.event_id "
+               "WHERE m.mpxn=?")
+        args: tuple[Any, ...] = (mpxn,)
+        if after is not None:
+            sql += " AND (e.read_time, e.device_time, e.counter, e.device_id, e.event_id) > (?, ?, ?, ?, ?)"
+            args += after
+        sql += " ORDER BY e.read_time, e.device_time, e.counter, e.device_id, e.event_id LIMIT ?"
+        rows = self.conn().execute(sql, args + (limit,)).fetchall()
+        return [(r[0], r[1], bytes(r[2]), (r[3], r[4], r[5], r[0], bytes(r[6]))) for r in rows]
+
+    def knows(self, mpxn: str) -> bool:
+        """Is anything known of this meter point (an event names it, or it has a flag)?"""
+        c = self.conn()
+        return (c.execute("SELECT 1 FROM event_mpxns WHERE mpxn=? LIMIT 1", (mpxn,)).fetchone() is not None
+                or c.execute("SELECT 1 FROM flags WHERE mpxn=?", (mpxn,)).fetchone() is not None)
+
     def mpxns(self) -> list[str]:
         return [r[0] for r in self.conn().execute("SELECT DISTINCT mpxn FROM event_mpxns ORDER BY mpxn")]
 

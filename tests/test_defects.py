@@ -76,7 +76,12 @@ def test_a_failed_dtc_write_is_retried_while_the_bridge_runs(tmp_path, broker, s
     seen = _changes(bridge.out)
     assert sorted(seen) == sorted(mpans)
     assert all(v == [("A", "20261101")] or len(v) == 1 for v in seen.values()), seen
-    _, metrics = bridge.get("/metrics")
+    end = time.monotonic() + 15  # the store's gauges are read at most every 5 s (defect 16)
+    while time.monotonic() < end:
+        _, metrics = bridge.get("/metrics")
+        if _metric(metrics, "flagwise_dtc_files_pending") == 0:
+            break
+        time.sleep(0.5)
     assert _metric(metrics, "flagwise_dtc_files_pending") == 0
     assert _metric(metrics, 'flagwise_outbox_depth{output="dtc"}') == 0
     assert bridge.proc.poll() is None
@@ -700,3 +705,91 @@ def test_reconcile_keeps_every_row_once_and_never_reuses_a_file_id(tmp_path):
         assert [(d["mpxn"], d["class"]) for d in found] == [(MV.MPAN, "blank_after_install")]
         names += summary["files"]
     assert len(names) == 2 and len(set(names)) == 2, names
+
+
+def _wsgi(api, path: str, token: str | None = None) -> tuple[str, bytes]:
+    import urllib.parse
+
+    got: list[str] = []
+    p, _, q = path.partition("?")
+    env = {"REQUEST_METHOD": "GET", "PATH_INFO": urllib.parse.unquote(p), "QUERY_STRING": q}
+    if token:
+        env["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    body = b"".join(api(env, lambda status, headers: got.append(status)))
+    return got[0], body
+
+
+def test_open_endpoints_cost_little_whatever_the_rate(tmp_path, monkeypatch):
+    """Defect 16: /v1/keys read every private key per request, /metrics ran count(*) queries
+    per scrape, and /v1/sites/{mpxn}/events decoded the whole history twice with no paging."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+
+    from companion.api import Api
+    from companion.config import Config
+    from companion.ingest import Incoming
+    from companion.metrics import Metrics
+    from companion.pki import Pki
+
+    pki = Pki(tmp_path / "pki")
+    pki.init()
+    pki.issue("bridge", "bridge")
+    store, ing = _ingestor(tmp_path, (DEVICE_ID, PUBLIC_KEY))
+    for n in range(25):
+        ing.handle_batch([Incoming(f"flagwise/events/{DEVICE_ID}", make_event("install", T0 + n * 60, n)[1],
+                                   time.time())])
+    token = store.add_token("ops")
+    api = Api(store, Config(), Metrics(), lambda ready=False: {"status": "ok"}, pki)
+
+    def no_private_keys(*a, **kw):
+        raise AssertionError("a private key was read to answer /v1/keys")
+
+    monkeypatch.setattr(serialization, "load_pem_private_key", no_private_keys)
+    for _ in range(3):
+        status, body = _wsgi(api, "/v1/keys")
+        assert status.startswith("200") and len(json.loads(body)["keys"]) == 1
+    monkeypatch.undo()
+
+    counted = {"n": 0}
+    real_depth = store.outbox_depth
+
+    def depth():
+        counted["n"] += 1
+        return real_depth()
+
+    store.outbox_depth = depth  # type: ignore[method-assign]
+    for _ in range(50):
+        assert _wsgi(api, "/metrics")[0].startswith("200")
+    assert counted["n"] == 1  # one read for fifty scrapes
+
+    decoded = {"n": 0}
+    import companion.event as event_mod
+
+    real = event_mod.parse_payload
+
+    def counting(payload):
+        decoded["n"] += 1
+        return real(payload)
+
+    monkeypatch.setattr(event_mod, "parse_payload", counting)
+    seen, cursor, pages = [], None, 0
+    while True:
+        status, body = _wsgi(api, f"/v1/sites/{MV.MPAN}/events?limit=10" + (f"&cursor={cursor}" if cursor else ""),
+                             token)
+        assert status.startswith("200"), body
+        page = json.loads(body)
+        pages += 1
+        assert len(page["events"]) <= 10
+        seen += [(e["device_id"], e["event_id"]) for e in page["events"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert pages == 3 and len(seen) == len(set(seen)) == 25
+    assert decoded["n"] == 25  # each event decoded once, on its own page
+    assert [e["counter"] for e in json.loads(_wsgi(api, f"/v1/sites/{MV.MPAN}/events?limit=3", token)[1])["events"]] \
+        == [0, 1, 2]
+    for bad in ("limit=0", "limit=1001", "limit=x", "cursor=abc", "cursor=" + "9" * 200):
+        status, body = _wsgi(api, f"/v1/sites/{MV.MPAN}/events?{bad}", token)
+        assert status.startswith("400"), (bad, body)
+    assert _wsgi(api, "/v1/sites/2000012345672/events", token)[0].startswith("404")
