@@ -50,9 +50,47 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class RepeatFilter(logging.Filter):
+    """Repeated lines go quiet: a rejection (per device and reason) or a warning or error
+    (per message) is logged `burst` times a `window` seconds at most; the rest are counted,
+    and the first line of the next window says how many were left out ("suppressed"). One
+    handheld flooding garbage cannot grow the log by megabytes (stored events are never held
+    back: each is a different event)."""
+
+    def __init__(self, burst: int = 20, window: float = 10.0) -> None:
+        super().__init__()
+        self.burst, self.window = burst, window
+        self._seen: dict[tuple[Any, ...], list[float]] = {}  # key -> [window start, lines, suppressed]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = getattr(record, "fields", None) or {}
+        if fields.get("status") == "rejected":
+            key: tuple[Any, ...] = ("rejected", fields.get("device"), fields.get("reason"))
+        elif record.levelno >= logging.WARNING:
+            key = (record.levelno, record.msg)
+        else:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) > 10_000:  # bounded whatever the keys an attacker can make
+                self._seen.clear()
+            w = self._seen.setdefault(key, [now, 0, 0])
+            if now - w[0] >= self.window:
+                if w[2]:
+                    record.fields = {**fields, "suppressed": int(w[2]), "suppressed_window_s": self.window}
+                w[:] = [now, 0, 0]
+            w[1] += 1
+            if w[1] > self.burst:
+                w[2] += 1
+                return False
+        return True
+
+
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter())
+    handler.addFilter(RepeatFilter())
     log.handlers[:] = [handler]
     log.setLevel(level.upper())
     log.propagate = False
@@ -124,6 +162,31 @@ class AckLedger:
             return mid, qos
 
 
+class TopicRates:
+    """A token bucket per publishing topic (one a handheld: <prefix>/events/<device id>):
+    `rate` messages a second, bursts of `burst`. Bounded: at most MAX_TOPICS buckets."""
+
+    MAX_TOPICS = 100_000
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, list[float]] = {}
+
+    def take(self, topic: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        b = self._buckets.get(topic)
+        if b is None:
+            if len(self._buckets) >= self.MAX_TOPICS:
+                self._buckets.clear()
+            b = self._buckets[topic[:200]] = [float(self.burst), now]
+        b[0] = min(self.burst, b[0] + (now - b[1]) * self.rate)
+        b[1] = now
+        if b[0] < 1:
+            return False
+        b[0] -= 1
+        return True
+
+
 @dataclass
 class BridgeState:
     connected: bool = False
@@ -151,6 +214,7 @@ class Bridge:
         self.state = BridgeState()
         self._queue: queue.Queue[Incoming] = queue.Queue(maxsize=10000)
         self._acks = AckLedger()
+        self._rates = TopicRates(config.device_rate, config.device_burst)
         self._stop = threading.Event()
         self._publish_wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -409,6 +473,17 @@ class Bridge:
         token = self._acks.receive(message.mid, message.qos)
         if token is None:  # a redelivery of a message still held: its first copy is acked, once
             self.metrics.redeliveries_merged.inc()
+            return
+        if not self._rates.take(message.topic):
+            # One handheld past its rate (a flood): PUBACKed and set aside unread, so that the
+            # others' events and acks keep flowing. A genuine handheld hears no ack and sends
+            # the event again later (at-least-once); nothing it saved is lost.
+            self.metrics.shed.inc()
+            ack = self._acks.release(token)
+            if ack is not None:
+                client.ack(*ack)
+            log.warning("a handheld is over its message rate; its messages are set aside unread",
+                        extra={"fields": {"topic": message.topic[:80], "rate": self.config.device_rate}})
             return
         self._queue.put(Incoming(message.topic, bytes(message.payload), time.time(), token))
 

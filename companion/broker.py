@@ -150,7 +150,8 @@ class ManagedBroker:
                     f"per_listener_settings false\nallow_anonymous false\nlistener {self.port} {self.host}\n"
                     f"password_file {self.passwd.resolve()}\nuse_username_as_clientid true\n"
                     f"acl_file {root / 'acl'}\nmax_packet_size {self.max_packet_size}\nset_tcp_nodelay true\n"
-                    "max_inflight_messages 1000\nmax_queued_messages 100000\npersistence false\n")
+                    "max_inflight_messages 1000\nmax_inflight_bytes 16777216\nmax_queued_messages 20000\n"
+                    "max_queued_bytes 67108864\npersistence false\n")
         return head + mosquitto_conf(self.pki, self.host, self.port, persistence_dir=self.data,
                                      max_packet_size=self.max_packet_size, files=self.files)
 

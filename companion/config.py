@@ -48,6 +48,8 @@ class Config:
     max_survey_age: int = 86400  # s from the survey to the event it backs
     clock_tolerance: int = 300  # s a handheld clock may disagree with its hub's before it is recorded
     batch_max: int = 500  # messages per commit (group commit)
+    device_rate: float = 50.0  # messages/s one handheld may send; more are set aside unread (a flood)
+    device_burst: int = 500  # ... after a burst of this many
     batch_wait_ms: int = 5  # wait for more messages before committing a batch
     # -- store -----------------------------------------------------------------------
     db: str = "companion.db"  # SQLite file (or sqlite:///path), or postgresql://user:pw@host/db
@@ -144,7 +146,9 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "max_future": (0, 366 * 86400),
     "max_survey_age": (0, 30 * 86400),
     "clock_tolerance": (0, 366 * 86400),
-    "batch_max": (1, 1000),  # 8 parameters an event: under SQLite's 32,766 and PostgreSQL's 65,535
+    "batch_max": (1, 1000),
+    "device_rate": (0.1, 100_000),
+    "device_burst": (1, 1_000_000),  # 8 parameters an event: under SQLite's 32,766 and PostgreSQL's 65,535
     "batch_wait_ms": (0, 10_000),
     "dtc_batch_size": (1, 99_999),
     "dtc_batch_age": (0.01, 86400),

@@ -30,6 +30,8 @@ class Metrics:
                                         "not yet in a written DTC file", registry=r)
         self.redeliveries_merged = Counter("flagwise_redeliveries_merged", "QoS 1 redeliveries of a message "
                                            "still held, merged into it (one PUBACK each)", registry=r)
+        self.shed = Counter("flagwise_events_shed", "Messages of a handheld over its rate (device_rate), "
+                            "PUBACKed and set aside unread", registry=r)
         self.received = Counter("flagwise_events_received", "Event messages received", registry=r)
         self.verified = Counter("flagwise_events_verified", "Event messages that passed every check", registry=r)
         self.rejected = Counter("flagwise_events_rejected", "Event messages rejected", ["reason"], registry=r)

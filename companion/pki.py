@@ -528,7 +528,11 @@ def mosquitto_conf(pki: Pki, listen_host: str, listen_port: int, *, persistence_
                    max_packet_size: int = 65536, files: Path | None = None) -> str:
     """The broker configuration the project ships (deploy/mosquitto/mosquitto.conf is the
     same text for an operator's broker): TLS only, client certificates required, the
-    certificate's CN as user name and client id, the CRL, the ACL, a packet size limit.
+    certificate's CN as user name and client id, the CRL, the ACL, a packet size limit, and
+    per-client bounds on what the broker holds for a slow or absent client (in flight: 1,000
+    messages or 16 MiB; queued: 20,000 messages or 64 MiB), so that a flood cannot grow it
+    without end (handhelds send again what was never acked). mosquitto 2.0 has no per-client
+    message rate: the bridge sheds a handheld past `device_rate` itself.
     files: a folder holding copies of the broker's files (ca.crt, broker.crt, broker.key,
     crl.pem, acl) that an unprivileged broker user can read; default the PKI's own."""
     root = (files or pki.root).resolve()
@@ -551,5 +555,7 @@ acl_file {root / 'acl'}
 max_packet_size {max_packet_size}
 set_tcp_nodelay true
 max_inflight_messages 1000
-max_queued_messages 100000
+max_inflight_bytes 16777216
+max_queued_messages 20000
+max_queued_bytes 67108864
 {persist}"""

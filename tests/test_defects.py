@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -793,3 +794,78 @@ def test_open_endpoints_cost_little_whatever_the_rate(tmp_path, monkeypatch):
         status, body = _wsgi(api, f"/v1/sites/{MV.MPAN}/events?{bad}", token)
         assert status.startswith("400"), (bad, body)
     assert _wsgi(api, "/v1/sites/2000012345672/events", token)[0].startswith("404")
+
+
+FLOOD_KEY = "2" * 64
+FLOOD_ID = "70-B3-D5-F1-00-00-00-F1"
+
+
+def test_a_flooding_handheld_leaves_the_others_acks_flowing(tmp_path, broker, start_bridge, watch):
+    """Defect 15: one registered handheld sending 4 KB garbage for 10 s grew the broker to
+    548 MiB, the bridge log by 32 MB, and delayed another handheld's acks 22 s. Its messages
+    past device_rate are set aside unread, repeated log lines are suppressed with a count,
+    and the other handheld's events are acked during the flood."""
+    import threading
+
+    from hil.services import mqtt_client
+
+    bridge = start_bridge(DEVICE_ID, PUBLIC_KEY)
+    assert bridge.companion("keys", "add", FLOOD_ID, MV.public_hex(FLOOD_KEY)).returncode == 0
+    watch.send(make_event("install", T0, 0)[1], FLOOD_ID)  # its identity at the broker, and the ACL loaded
+    flood = mqtt_client(broker.pki, FLOOD_ID, "handheld")
+    flood.max_inflight_messages_set(1000)
+    flood.connect("127.0.0.1", broker.port)
+    flood.loop_start()
+    stop = threading.Event()
+    sent = {"n": 0}
+
+    def pour():
+        garbage = b"\xa0" + b"\x00" * 4095
+        while not stop.is_set():
+            flood.publish(f"flagwise/events/{FLOOD_ID}", garbage, qos=1)
+            sent["n"] += 1
+            if sent["n"] % 1000 == 0:
+                time.sleep(0.01)
+
+    t = threading.Thread(target=pour, daemon=True)
+    began = time.monotonic()
+    t.start()
+    try:
+        time.sleep(1.0)
+        # The other handheld's view: its own ack topic only (the watch reads everything, the
+        # flood included, and would time its own backlog).
+        acks: list[float] = []
+        listener = mqtt_client(broker.pki, f"ack-listener-{os.getpid()}", "auditor")
+        listener.on_message = lambda c, u, msg: acks.append(time.monotonic())
+        listener.on_connect = lambda c, *a: c.subscribe(f"flagwise/acks/{DEVICE_ID}", qos=1)
+        listener.connect("127.0.0.1", broker.port)
+        listener.loop_start()
+        time.sleep(0.5)
+        delays: list[float] = []
+        for n in range(5):  # the other handheld, during the flood
+            _, m = make_event("commission", T0 + 60 * n, n + 1)
+            start = time.monotonic()
+            watch.send(m)
+            end = start + 30
+            while len(acks) <= n and time.monotonic() < end:
+                time.sleep(0.005)
+            assert len(acks) > n, "no ack during the flood"
+            delays.append(acks[n] - start)
+        listener.loop_stop()
+        listener.disconnect()
+    finally:
+        stop.set()
+        t.join(10)
+        flood.loop_stop()
+        flood.disconnect()
+        lasted = time.monotonic() - began
+        status = Path(f"/proc/{broker._broker.proc.pid}/status").read_text()
+        peak = [ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM")][0]
+        print(f"flood: {sent['n']} messages in {lasted:.1f} s; broker peak RSS {int(peak) // 1024} MiB; "
+              "the other handheld's ack delays (s): " + ", ".join(f"{d:.2f}" for d in delays))
+    _, metrics = bridge.get("/metrics")
+    assert _metric(metrics, "flagwise_events_shed_total") > 0
+    log_text = bridge.log.read_text()
+    windows = lasted // 10 + 2
+    assert log_text.count('"reason": "malformed_cbor"') <= 20 * windows, "repeated rejections were not rate-limited"
+    assert len(log_text) < 1_000_000

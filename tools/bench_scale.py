@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# One simulated handheld here stands for a fleet: the bridge's per-handheld rate limit
+# (device_rate, a flood guard) is lifted for the benchmark's bridges, which inherit this.
+os.environ.setdefault("FLAGWISE_DEVICE_RATE", "100000")
+os.environ.setdefault("FLAGWISE_DEVICE_BURST", "1000000")
 from hil.services import Mosquitto, Postgres, identity_files, mqtt_client  # noqa: E402
 from tools.bench_bridge import paced_latencies  # noqa: E402
 from tests.bridge_support import (DEVICE_ID, MV, PUBLIC_KEY, BridgeProcess, Handheld,  # noqa: E402
