@@ -97,3 +97,39 @@ def broker(tmp_path):
     m.start()
     yield m
     m.stop()
+
+
+# --- tiers (docs/architecture.md "Tests in tiers") --------------------------------------------
+# `make check` runs what is left unmarked: pure logic, vectors, the firmware's fast tier, lint
+# and types, in under a minute. Everything that starts a real part is marked:
+#   integration  mosquitto, PostgreSQL, a bridge or a companion process, micropython boards
+#   browser      Debian's chromium
+#   bench        the scenario library (hil/scenarios) and the bench's own tests
+# A test is marked by the fixtures it uses, or by its module (below) when it starts real
+# parts itself; tests/test_house.py holds every module to one of these lists or to none.
+REAL_FIXTURES = {"broker", "start_bridge", "postgres", "watch", "board", "bridge", "site", "console",
+                 "evidence_store", "clock", "words"}
+INTEGRATION_MODULES = {"test_agent", "test_bridge", "test_cli", "test_deploy", "test_readme", "test_replicas",
+                       "test_security", "test_store_db", "test_openapi", "test_reconcile", "test_dtc",
+                       "test_acks", "test_survey", "test_toolchain"}
+BENCH_MODULES = {"test_hil_scenarios", "test_hil_board", "test_hil_plugin", "test_hub_emulator"}
+BROWSER_TESTS = {"test_a_real_browser_signs_in_by_keyboard_searches_and_sees_the_timeline"}
+SUBPROCESS_TESTS = {  # unit-looking tests in mixed modules that run the companion command line
+    "test_every_numeric_setting_is_bounded_at_load", "test_reissuing_an_identity_revokes_its_earlier_certificate",
+    "test_pki_commands_refuse_a_missing_pki", "test_only_the_bridge_and_db_upgrade_make_a_store",
+    "test_reconcile_keeps_every_row_once_and_never_reuses_a_file_id",
+    "test_store_errors_are_transient_only_on_a_positive_list", "test_replicas_see_each_others_revocations_and_counters",
+    "test_the_event_key_migration_keeps_every_event_and_its_meter_points"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        name = getattr(item, "originalname", item.name)
+        if item.path.suffix == ".toml" or module in BENCH_MODULES:
+            item.add_marker(pytest.mark.bench)
+        elif name in BROWSER_TESTS:
+            item.add_marker(pytest.mark.browser)
+        elif (module in INTEGRATION_MODULES or name in SUBPROCESS_TESTS
+              or REAL_FIXTURES & set(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.integration)

@@ -256,8 +256,8 @@ def test_a_damaged_counter_file_never_lets_a_counter_repeat(mpy, tmp_path, damag
     ignoring acked and set-aside events, so the bridge saw the genuine handheld's counters
     repeat (counter_reused). The counter is kept twice with a CRC; set-aside records count."""
     out = _run(mpy, OUTBOX.format(root=str(tmp_path), capacity=10) + """
-from agent.identity import Counter
-c = Counter(root, reboot().highest_counter() + 1)
+from agent.start import counter_floor
+c = counter_floor(root, reboot())
 used = [c.reserve() for _ in range(12)]
 box = reboot()
 box.save(used[-2], eid(1), b"a")
@@ -267,14 +267,14 @@ box.set_aside(eid(2))                  # refused for good: in rejected/, not in 
 damage = {damage!r}
 data = {"lower": b"3", "garbage": b"\\xff\\x00 zz", "empty": b""}[damage]
 open(root + "/counter", "wb").write(data)
-c = Counter(root, reboot().highest_counter() + 1)
+c = counter_floor(root, reboot())
 out["next"] = c.reserve()
 out["used"] = used
 out["damaged"] = c.damaged
 import os
 os.remove(root + "/counter.2")         # both copies lost: the set-aside record still floors it
 open(root + "/counter", "wb").write(b"")
-out["floor"] = Counter(root, reboot().highest_counter() + 1).next
+out["floor"] = counter_floor(root, reboot()).next
 print(json.dumps(out))
 """.replace("{damage!r}", repr(damage)))
     # A bare lower number reads as earlier firmware's format: taken, and the mirror outvotes it.

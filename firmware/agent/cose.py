@@ -42,10 +42,16 @@ def sig_structure(protected, payload):
     return head + bytes(body)
 
 
-def sign1(payload, private_key, kid):
+def sign1_parts(payload, private_key, kid):
+    # The COSE_Sign1 message as (head, payload, signature) byte strings, which joined are
+    # the message: the handheld writes them to flash in turn and never holds a joined copy
+    # at the heap's tightest moment (agent.saving).
     if not isinstance(payload, (bytes, bytearray)):
         raise ValueError("cose: payload must be bytes")
     protected = protected_header(kid)
     signature = ecdsa.sign(private_key, _sig_parts(protected, payload))
-    # One copy of the payload: the message itself.
-    return b"\xd2\x84" + _bstr(protected) + b"\xa0" + _head(len(payload)) + payload + _bstr(signature)
+    return (b"\xd2\x84" + _bstr(protected) + b"\xa0" + _head(len(payload)), payload, _bstr(signature))
+
+
+def sign1(payload, private_key, kid):
+    return b"".join(sign1_parts(payload, private_key, kid))

@@ -208,48 +208,59 @@ def build(ev):
     for name in ev:
         if name not in _NAMES:
             raise EventError("%s: unknown field" % name)
-    data = bytearray()
-    _put(data, payload)
-    payload = None
-    if len(data) > MAX_PAYLOAD:
-        raise EventError("event: %d bytes, over the %d-byte limit" % (len(data), MAX_PAYLOAD))
-    return bytes(data)
+    # Two passes: the size first, then one buffer of exactly that size, filled in place. A
+    # growing buffer would need ever larger free blocks at the job's tightest moment.
+    size = _put(None, payload, 0)
+    if size > MAX_PAYLOAD:
+        raise EventError("event: %d bytes, over the %d-byte limit" % (size, MAX_PAYLOAD))
+    data = bytearray(size)
+    _put(data, payload, 0)
+    return data
 
 
-def _head(buf, major, n):
+def _head(buf, major, n, i):
     # RFC 8949 §4.2.1 shortest form; the payload's numbers are below 2**64 (_uint).
+    # Written at buf[i:] (buf None: only counted); -> the index after it.
     if n < 24:
-        buf.append(major << 5 | n)
-        return
+        if buf is not None:
+            buf[i] = major << 5 | n
+        return i + 1
     size = 1 if n < 0x100 else 2 if n < 0x10000 else 4 if n < 0x100000000 else 8
-    buf.append(major << 5 | {1: 24, 2: 25, 4: 26, 8: 27}[size])
-    buf.extend(n.to_bytes(size, "big"))
+    if buf is not None:
+        buf[i] = major << 5 | {1: 24, 2: 25, 4: 26, 8: 27}[size]
+        buf[i + 1:i + 1 + size] = n.to_bytes(size, "big")
+    return i + 1 + size
 
 
-def _put(buf, v):
+def _put(buf, v, i):
     # The payload's deterministic CBOR (RFC 8949 §4.2.1), without agent.cbor: its values
     # are None, bools, ints, bytes, text, lists and maps whose keys are small unsigned
     # ints, which sort bytewise as they sort as numbers. The vectors hold it to agent.cbor.
+    # Written at buf[i:] (buf None: only counted); -> the index after it.
     if v is None or v is True or v is False:
-        buf.append(0xF6 if v is None else 0xF5 if v else 0xF4)
-    elif isinstance(v, int):
-        _head(buf, 1 if v < 0 else 0, -1 - v if v < 0 else v)
-    elif isinstance(v, bytes):
-        _head(buf, 2, len(v))
-        buf.extend(v)
-    elif isinstance(v, str):
+        if buf is not None:
+            buf[i] = 0xF6 if v is None else 0xF5 if v else 0xF4
+        return i + 1
+    if isinstance(v, int):
+        return _head(buf, 1 if v < 0 else 0, -1 - v if v < 0 else v, i)
+    if isinstance(v, str):
         v = v.encode()
-        _head(buf, 3, len(v))
-        buf.extend(v)
+        i = _head(buf, 3, len(v), i)
+    elif isinstance(v, bytes):
+        i = _head(buf, 2, len(v), i)
     elif isinstance(v, list):
-        _head(buf, 4, len(v))
+        i = _head(buf, 4, len(v), i)
         for x in v:
-            _put(buf, x)
+            i = _put(buf, x, i)
+        return i
     else:
-        _head(buf, 5, len(v))
+        i = _head(buf, 5, len(v), i)
         for k in sorted(v):
-            _head(buf, 0, k)
-            _put(buf, v[k])
+            i = _put(buf, v[k], _head(buf, 0, k, i))
+        return i
+    if buf is not None:
+        buf[i:i + len(v)] = v
+    return i + len(v)
 
 
 _NAMES = ("id", "type", "mpans", "mprns", "job", "installer", "time", "counter",

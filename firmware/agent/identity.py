@@ -24,29 +24,12 @@ def load_key(root):
 
 class Counter:
     # The next counter, kept twice (/counter and /counter.2), each with a CRC, each written
-    # before a number is used: one damaged file leaves the other, so the floor still covers
-    # every counter ever used, acked and set-aside events' included (the outbox holds only
-    # the unacked ones). `floor`: one past the highest counter any outbox file still names.
-    def __init__(self, root, floor=0):
-        import binascii
-
+    # before a number is used: one damaged file leaves the other. Where to start (`next`) is
+    # worked out at boot (agent.start.counter_floor), so that this resident class stays small.
+    def __init__(self, root, next=0, damaged=False):
         self._path = (root + _COUNTER, root + _COUNTER + ".2")
-        marks = [floor]
-        self.damaged = False
-        for path in self._path:
-            # A high-water mark: b"<next> <crc32 of next, hex>"; a bit flip that still parses
-            # as a number fails the CRC. Earlier firmware's bare b"<next>" is read as it was.
-            if not flash.exists(path):
-                continue
-            parts = flash.read(path).split()
-            try:
-                if len(parts) == 1 or int(parts[1], 16) == binascii.crc32(parts[0]) & 0xFFFFFFFF:
-                    marks.append(int(parts[0]))
-                    continue
-            except (ValueError, IndexError):
-                pass
-            self.damaged = True
-        self._next = max(marks)
+        self._next = next
+        self.damaged = damaged
 
     def reserve(self):
         # Durable before it is used: a crash after this loses a number, never repeats one.

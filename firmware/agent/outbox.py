@@ -73,32 +73,26 @@ class Outbox:
         return len(self._order)
 
     def highest_counter(self):
-        # The highest counter any record names: queued, set aside (rejected/) or damaged (bad/),
-        # whose names survive their contents.
-        top = self._order[-1] if self._order else -1
-        for sub in ("/rejected", "/bad"):
-            try:
-                names = os.listdir(self.dir + sub)
-            except OSError:
-                continue
-            for name in names:
-                try:
-                    top = max(top, int(name[:12]))
-                except ValueError:
-                    pass
-        return top
+        return self._order[-1] if self._order else -1
 
     def full(self):
         return len(self._order) >= self.capacity
 
     def save(self, counter, eid, message):
+        # message: bytes, or a tuple of byte strings that joined are the message
+        # (agent.cose.sign1_parts): the CRC runs over id then each part, and the record is
+        # written in parts, so no joined copy is made right after signing, the heap's
+        # tightest moment.
         if self.full():
             raise OutboxFull("outbox full: %d events wait for the back office" % len(self._order))
-        # The CRC runs over id then message, and the record is written in parts: no copy of
-        # the message is made right after signing, the heap's tightest moment.
-        crc = binascii.crc32(message, binascii.crc32(eid)) & 0xFFFFFFFF
-        head = _MAGIC + eid + len(message).to_bytes(2, "big") + crc.to_bytes(4, "big")
-        flash.write_atomic(self._path(counter), (head, message))
+        parts = message if isinstance(message, tuple) else (message,)
+        crc = binascii.crc32(eid)
+        n = 0
+        for part in parts:
+            crc = binascii.crc32(part, crc)
+            n += len(part)
+        head = _MAGIC + eid + n.to_bytes(2, "big") + (crc & 0xFFFFFFFF).to_bytes(4, "big")
+        flash.write_atomic(self._path(counter), (head,) + parts)
         self._order.append(counter)
         self._tags.append(_tag(eid))
 

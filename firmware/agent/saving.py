@@ -52,7 +52,7 @@ def _sign(self, ev, counter):
                 from agent import cose
 
                 try:
-                    return cose.sign1(payload, self.key, self.kid)
+                    return cose.sign1_parts(payload, self.key, self.kid)
                 finally:
                     cose = None
         except MemoryError:

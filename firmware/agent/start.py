@@ -6,6 +6,42 @@ from agent import identity
 from agent.outbox import Outbox
 
 
+def counter_floor(root, outbox):
+    # The counter to start from: the higher of the two high-water marks that read whole
+    # (b"<next> <crc32 of next, hex>"; earlier firmware's bare b"<next>" as it was), and one
+    # past the highest counter any outbox record names: queued, set aside (rejected/) or
+    # damaged (bad/), whose file names survive their contents. -> identity.Counter
+    import binascii
+    import os
+
+    from agent import flash
+
+    marks = [outbox.highest_counter() + 1]
+    for sub in ("/rejected", "/bad"):
+        try:
+            names = os.listdir(outbox.dir + sub)
+        except OSError:
+            continue
+        for name in names:
+            try:
+                marks.append(int(name[:12]) + 1)
+            except ValueError:
+                pass
+    damaged = False
+    for path in (root + "/counter", root + "/counter.2"):
+        if not flash.exists(path):
+            continue
+        parts = flash.read(path).split()
+        try:
+            if len(parts) == 1 or int(parts[1], 16) == binascii.crc32(parts[0]) & 0xFFFFFFFF:
+                marks.append(int(parts[0]))
+                continue
+        except (ValueError, IndexError):
+            pass
+        damaged = True
+    return identity.Counter(root, max(marks), damaged)
+
+
 def boot(self, root):
     # Collect early rather than late: a fragmented 64 KiB heap fails big allocations.
     gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
@@ -19,7 +55,7 @@ def boot(self, root):
 
     self.kid = ids.eui64_bytes(self.cfg["device_id"])
     self.outbox = Outbox(root, self.cfg["outbox_max"])
-    self.counter = identity.Counter(root, self.outbox.highest_counter() + 1)
+    self.counter = counter_floor(root, self.outbox)
     try:  # seconds added to the device clock, set from the hub's (agent.clock)
         self.clock_fix = int(identity.flash.read(root + "/clock_offset"))
     except (OSError, ValueError):
