@@ -131,5 +131,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         elif name in BROWSER_TESTS:
             item.add_marker(pytest.mark.browser)
         elif (module in INTEGRATION_MODULES or name in SUBPROCESS_TESTS
-              or REAL_FIXTURES & set(getattr(item, "fixturenames", ()))):
+              or REAL_FIXTURES & set(getattr(item, "fixturenames", ()))
+              or "postgres" in getattr(getattr(item, "callspec", None), "params", {}).values()):
             item.add_marker(pytest.mark.integration)
