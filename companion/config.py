@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import CompanionError
-from .wire import MAX_MESSAGE
+from companion.errors import CompanionError
+from companion.wire.cose import MAX_MESSAGE
 
 
 class ConfigError(CompanionError):

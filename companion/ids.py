@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .cborutil import summary as _summary
+from companion.wire.cbor import summary as _summary
 
 MPAN_WEIGHTS = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
 MPRN_MIN, MPRN_MAX = 6, 10

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .event import Device, Event
-from .ids import is_mpan
+from companion.wire.event import Device, Event
+from companion.ids import is_mpan
 
 FLAGS = ("A", "I", "N")
 # Pre-MP077 registration systems know A, S (suspended) and W (withdrawn) only. The mapping
@@ -179,7 +179,7 @@ def extend(flag: Flag, later: Iterable[Event]) -> Flag:
     every event of `later` comes after all of those in policy order (order_text is greater
     than the last one's): the flag changes where an event observes another value, so the
     events before cannot change what the later ones do. The bridge calls it for the usual
-    case, an event newer than any of its meter point's (companion/ingest.py), and derives the
+    case, an event newer than any of its meter point's (companion/service/ingest.py), and derives the
     whole history for a late one; tests/test_policy.py holds the two to the same result."""
     mpxn = flag.mpxn
     relevant = sorted((e for e in later if mpxn in e.mpxns), key=order_key)

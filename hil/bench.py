@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from companion import dtc
 from companion.errors import CompanionError
-from companion.pki import Pki
-from companion.signing import KeyRing, verify_bridge_message
-from companion.store import Store
+from companion.service.pki import Pki
+from companion.wire.signing import KeyRing, verify_bridge_message
+from companion.store.core import Store
 
 from .services import BridgeProcess, Mosquitto, free_port, identity_files, mqtt_client
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from companion.pki import Pki
-from companion.provision import provision as _provision
+from companion.service.pki import Pki
+from companion.service.provision import provision as _provision
 
 
 def provision(flash: Path, device_id: str, broker: str, uart: str | None = None, prefix: str = "flagwise",

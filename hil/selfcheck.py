@@ -7,7 +7,7 @@ import time
 from typing import Callable
 
 from companion.errors import WireError
-from companion.wire import verify_event
+from companion.wire.cose import verify_event
 
 from . import micropython
 

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 
-from companion.broker import ManagedBroker
-from companion.pki import Pki, public_point
+from companion.service.broker import ManagedBroker
+from companion.service.pki import Pki, public_point
 
 BIN = Path(sys.executable).parent
 
@@ -44,7 +44,7 @@ def wait_port(port: int, timeout: float = 10) -> None:
 
 
 class Mosquitto:
-    """mosquitto with the shipped configuration (companion.pki.mosquitto_conf): TLS, client
+    """mosquitto with the shipped configuration (companion.service.pki.mosquitto_conf): TLS, client
     certificates, CRL, ACL and packet limit, on a PKI in `workdir/pki` (made if missing).
     Reloads itself when the PKI's CRL or ACL change, like the bridge's own broker."""
 

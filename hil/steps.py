@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from companion.event import EVENT_TYPES as JOB_TYPES
+from companion.wire.event import EVENT_TYPES as JOB_TYPES
 
 from .board import scaled
 

@@ -17,8 +17,8 @@ import cbor2
 import paho.mqtt.client as mqtt
 
 from companion.errors import CompanionError
-from companion.pki import Pki
-from companion.signing import KeyRing, UntrustedError, verify_bridge_message
+from companion.service.pki import Pki
+from companion.wire.signing import KeyRing, UntrustedError, verify_bridge_message
 from hil.services import (BridgeProcess, Mosquitto, broker_host_port, free_port,  # noqa: F401  (re-exported)
                           mqtt_client, wait_port)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from companion.event import Device, Event, Evidence, Hub, Override, Wan
+from companion.wire.event import Device, Event, Evidence, Hub, Override, Wan
 
 MPAN = "1312345678907"
 MPRN = "1234567890"

@@ -1,6 +1,6 @@
 """Signed acks (docs/security.md): the shared vectors (tests/vectors/acks.json, made by
 tools/make_vectors.py from cbor2 and cryptography) run through both receivers, the
-firmware's agent.ackcheck under micropython and companion.signing.verify_ack; and the
+firmware's agent.ackcheck under micropython and companion.wire.signing.verify_ack; and the
 bridge's Signer checked against the firmware, and its verify cost on the handheld."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from companion.errors import CompanionError
-from companion.signing import KeyRing, Signer, verify_ack
+from companion.wire.signing import KeyRing, Signer, verify_ack
 
 from .support import firmware_vector_results, load_vectors
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from companion.store import Store
-from companion.wire import verify_event
+from companion.store.core import Store
+from companion.wire.cose import verify_event
 from hil import hub, premises
 
 from .agent_support import Board
@@ -265,7 +265,7 @@ def test_bad_configuration_is_a_clear_error(board):
 def test_tls_identity_is_required_and_the_broker_certificate_checked(tmp_path, board, bridge, broker):
     """The shipped broker takes only TLS with a client certificate from its CA, and the
     handheld takes only a broker whose certificate its CA signed (no MITM)."""
-    from companion.pki import Pki
+    from companion.service.pki import Pki
 
     rc, lines = board.job("commission", "2000012345672", "-", "WO-1", "INST-1", "--deliver", "20")
     assert rc == 0 and any(ln.startswith("ACKED") for ln in lines), "\n".join(lines)

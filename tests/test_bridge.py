@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from companion import dtc, policy
-from companion.event import parse_payload
-from companion.store import Store
-from companion.wire import parse_sign1
+from companion import dtc
+
+from companion import policy
+from companion.wire.event import parse_payload
+from companion.store.core import Store
+from companion.wire.cose import parse_sign1
 
 from .bridge_support import (DEVICE_ID, MV, PUBLIC_KEY, BridgeProcess, Handheld, evidence,
                              make_event)

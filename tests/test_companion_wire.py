@@ -8,7 +8,7 @@ import time
 import pytest
 
 from companion import errors
-from companion.wire import MAX_MESSAGE, load_public_key, parse_sign1, verify_event
+from companion.wire.cose import MAX_MESSAGE, load_public_key, parse_sign1, verify_event
 
 from .support import load_vectors, value
 

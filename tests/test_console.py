@@ -1,4 +1,4 @@
-"""The operator web console (companion/console.py) on a running bridge with real signed events:
+"""The operator web console (companion/surfaces/console.py) on a running bridge with real signed events:
 no page with data without a live token; then a real headless browser (Debian's chromium,
 driven by Playwright with the system browser) signs in by keyboard, searches, and sees the
 timeline, on a desktop and on a phone-sized screen. Screenshots are kept in

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from companion import dtc
-from companion.bridge import JsonLogFormatter
+from companion.service.bridge import JsonLogFormatter
 from hil.services import BIN
 
 from .bridge_support import DEVICE_ID, MV, PUBLIC_KEY, evidence, make_event
@@ -103,9 +103,9 @@ def test_counters_that_repeat_or_go_backwards_are_kept_and_flagged(tmp_path):
     """A handheld restored from an old flash image signs new events with old counters: the
     events are evidence and kept, the device is shown as suspicious."""
     from companion.config import Config
-    from companion.ingest import Incoming, Ingestor
-    from companion.site import format_site, site_view
-    from companion.store import Store
+    from companion.service.ingest import Incoming, Ingestor
+    from companion.surfaces.site import format_site, site_view
+    from companion.store.core import Store
 
     store = Store(tmp_path / "b.db")
     store.add_key(DEVICE_ID, bytes.fromhex(PUBLIC_KEY))
@@ -164,7 +164,7 @@ def test_a_discarded_mqtt_client_closes_its_socket():
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from companion.bridge import _discard
+    from companion.service.bridge import _discard
 
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -190,9 +190,9 @@ def test_a_late_event_that_moves_the_deciding_event_is_a_new_version(tmp_path):
     import json
 
     from companion.config import Config
-    from companion.ingest import Incoming, Ingestor
-    from companion.replay import replay
-    from companion.store import Store
+    from companion.service.ingest import Incoming, Ingestor
+    from companion.surfaces.replay import replay
+    from companion.store.core import Store
 
     store = Store(tmp_path / "b.db")
     store.add_key(DEVICE_ID, bytes.fromhex(PUBLIC_KEY))
@@ -218,8 +218,8 @@ def test_a_batch_is_judged_as_its_events_one_at_a_time(tmp_path, request, store_
     flags): its outcomes, anomalies, final flags and stored links are those of the same
     events handled one at a time, on both backends."""
     from companion.config import Config
-    from companion.ingest import Incoming, Ingestor
-    from companion.store import Store
+    from companion.service.ingest import Incoming, Ingestor
+    from companion.store.core import Store
 
     m1, m2, m3 = MV.mpan_check("100000000001"), MV.mpan_check("100000000002"), MV.mpan_check("100000000003")
     dup = make_event("install", T0 + 10, 11, mpans=[m2], ev=evidence([("ESME", m2, "InstalledNotCommissioned")]))
@@ -267,8 +267,8 @@ def test_a_batch_is_judged_as_its_events_one_at_a_time(tmp_path, request, store_
 
 def _ingestor(tmp_path, *devices):
     from companion.config import Config
-    from companion.ingest import Ingestor
-    from companion.store import Store
+    from companion.service.ingest import Ingestor
+    from companion.store.core import Store
 
     store = Store(tmp_path / "b.db")
     for device_id, public in devices:
@@ -284,8 +284,8 @@ def test_a_handheld_cannot_squat_another_handhelds_event_id(tmp_path):
     """Defect 1: event ids were unique across handhelds, so a registered handheld that learnt
     another's event id stored its own event under it first, and the genuine one was refused
     as id_conflict on every re-send."""
-    from companion.ingest import Incoming
-    from companion.site import events_view
+    from companion.service.ingest import Incoming
+    from companion.surfaces.site import events_view
 
     store, ing = _ingestor(tmp_path, (DEVICE_ID, PUBLIC_KEY), (SQUATTER_ID, MV.public_hex(SQUATTER_KEY)))
     genuine_id, genuine = make_event("commission", T0, 7)
@@ -311,10 +311,10 @@ def test_the_event_key_migration_keeps_every_event_and_its_meter_points(tmp_path
     carry over, each under its device."""
     import sqlite3
 
-    from companion import db as dbmod
+    from companion.store import db as dbmod
     from companion.config import Config
-    from companion.site import events_view, site_view
-    from companion.store import Store
+    from companion.surfaces.site import events_view, site_view
+    from companion.store.core import Store
 
     path = tmp_path / "v3.db"
     d = dbmod.Database(path)
@@ -345,7 +345,7 @@ def test_reissuing_an_identity_revokes_its_earlier_certificate(tmp_path):
     handheld's earlier certificate still connected with the same name and ACL."""
     from cryptography import x509
 
-    from companion.pki import Pki
+    from companion.service.pki import Pki
 
     pki = Pki(tmp_path / "pki")
     pki.init()
@@ -370,7 +370,7 @@ def test_published_bridge_keys_follow_the_registry(tmp_path):
     key published and revoking `bridge` hid bridge.eu-1's; rolled-over keys stayed forever."""
     import datetime
 
-    from companion.pki import Pki
+    from companion.service.pki import Pki
 
     pki = Pki(tmp_path / "pki")
     pki.init()
@@ -424,7 +424,7 @@ def test_store_errors_are_transient_only_on_a_positive_list(tmp_path, postgres):
 
     import psycopg
 
-    from companion.db import Database, StoreUnavailable
+    from companion.store.db import Database, StoreUnavailable
 
     lite = Database(tmp_path / "x.db")
     try:
@@ -452,11 +452,11 @@ def test_store_errors_are_transient_only_on_a_positive_list(tmp_path, postgres):
 def test_an_outage_is_a_503_with_a_generic_message_not_a_400(tmp_path):
     """Defect 11: StoreError was a ValueError, so the read API answered 400 with the store's
     message (its URL among it) when the database was down."""
-    from companion.api import Api
+    from companion.surfaces.api import Api
     from companion.config import Config
-    from companion.db import Database
-    from companion.metrics import Metrics
-    from companion.store import Store
+    from companion.store.db import Database
+    from companion.service.metrics import Metrics
+    from companion.store.core import Store
 
     store = Store(tmp_path / "b.db")
     token = store.add_token("ops")
@@ -473,8 +473,8 @@ def test_a_store_failure_in_the_dtc_writer_backs_off_and_is_reported(tmp_path):
     """Defect 14: only OSError was caught, so a database error while assigning a file logged
     a traceback every second; the writer now backs off on any failure and keeps the error."""
     from companion.config import Config
-    from companion.ingest import Incoming
-    from companion.outputs import DtcWriter
+    from companion.service.ingest import Incoming
+    from companion.service.dtc_writer import DtcWriter
 
     store, ing = _ingestor(tmp_path, (DEVICE_ID, PUBLIC_KEY))
     ing.handle_batch([Incoming(f"flagwise/events/{DEVICE_ID}", make_event("commission", T0, 1)[1], time.time())])
@@ -519,8 +519,8 @@ def test_replicas_see_each_others_revocations_and_counters(postgres):
     import threading
 
     from companion.config import Config
-    from companion.ingest import Incoming, Ingestor
-    from companion.store import Store
+    from companion.service.ingest import Incoming, Ingestor
+    from companion.store.core import Store
 
     url = postgres.new_database()
     store_a = Store(url)
@@ -646,7 +646,7 @@ def test_liveness_answers_while_the_public_api_is_exhausted(tmp_path, broker, st
 def test_each_received_message_is_acknowledged_once():
     """Defect 9: a message still queued and its redelivery (the same packet id) both got a
     PUBACK; the second could acknowledge a newer message reusing the id before it was stored."""
-    from companion.bridge import AckLedger
+    from companion.service.bridge import AckLedger
 
     ledger = AckLedger()
     first = ledger.receive(5, 1)
@@ -683,7 +683,7 @@ def test_reconcile_keeps_every_row_once_and_never_reuses_a_file_id(tmp_path):
     import csv
     import json
 
-    from companion.ingest import Incoming
+    from companion.service.ingest import Incoming
 
     from .bridge_support import companion
 
@@ -727,11 +727,11 @@ def test_open_endpoints_cost_little_whatever_the_rate(tmp_path, monkeypatch):
 
     from cryptography.hazmat.primitives import serialization
 
-    from companion.api import Api
+    from companion.surfaces.api import Api
     from companion.config import Config
-    from companion.ingest import Incoming
-    from companion.metrics import Metrics
-    from companion.pki import Pki
+    from companion.service.ingest import Incoming
+    from companion.service.metrics import Metrics
+    from companion.service.pki import Pki
 
     pki = Pki(tmp_path / "pki")
     pki.init()
@@ -765,7 +765,7 @@ def test_open_endpoints_cost_little_whatever_the_rate(tmp_path, monkeypatch):
     assert counted["n"] == 1  # one read for fifty scrapes
 
     decoded = {"n": 0}
-    import companion.event as event_mod
+    import companion.wire.event as event_mod
 
     real = event_mod.parse_payload
 

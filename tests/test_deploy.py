@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from companion.store import Store
+from companion.store.core import Store
 from hil.services import BIN, identity_files
 
 from .bridge_support import DEVICE_ID, PUBLIC_KEY, Handheld, make_event

@@ -10,8 +10,8 @@ import pytest
 
 from companion import dtc
 from companion.config import Config
-from companion.outputs import DtcWriter
-from companion.store import Store
+from companion.service.dtc_writer import DtcWriter
+from companion.store.core import Store
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

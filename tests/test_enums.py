@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from companion import event as bridge_event
+from companion.wire import event as bridge_event
 from hil import hub, premises
 
 from .support import load_tool, load_vectors

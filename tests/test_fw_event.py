@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from companion.wire import verify_event
+from companion.wire.cose import verify_event
 
 from .support import firmware_vector_results, load_vectors
 

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from companion.bridge import Bridge
+from companion.service.bridge import Bridge
 from companion.config import Config
-from companion.ingest import Incoming, Ingestor
-from companion.store import Store
+from companion.service.ingest import Incoming, Ingestor
+from companion.store.core import Store
 
 from .bridge_support import DEVICE_ID, MV, PUBLIC_KEY, make_event
 

@@ -1,4 +1,4 @@
-"""The OpenAPI description (/openapi.json, companion/openapi.py) held to the real responses of
+"""The OpenAPI description (/openapi.json, companion/surfaces/openapi.py) held to the real responses of
 a running bridge by schemathesis: generated requests to every operation, with and without
 the bearer token, each response checked against the document (status codes, content types,
 schemas), on a store with real signed events."""

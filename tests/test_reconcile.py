@@ -122,8 +122,8 @@ def test_every_class_on_postgresql_from_the_same_signed_events(evidence_store, p
     """The bench's signed events, ingested into a PostgreSQL store by the bridge's ingest:
     the same evidence, read through a server-side cursor; the extract as Parquet."""
     from companion.config import Config
-    from companion.ingest import Incoming, Ingestor
-    from companion.store import Store
+    from companion.service.ingest import Incoming, Ingestor
+    from companion.store.core import Store
 
     url = postgres.new_database()
     src, dst = Store(str(evidence_store)), Store(url, upgrade=True)

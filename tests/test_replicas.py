@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from companion import dtc
-from companion.store import Store
+from companion.store.core import Store
 from hil.services import BridgeProcess, identity_files
 
 from .bridge_support import DEVICE_ID, MV, PUBLIC_KEY, Handheld, evidence, make_event

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 
 from companion.errors import BadSignatureError, CompanionError
-from companion.pki import Pki
-from companion.signing import FlagVerifier, KeyRing, Signer, UntrustedError, VersionRegressionError
+from companion.service.pki import Pki
+from companion.wire.signing import FlagVerifier, KeyRing, Signer, UntrustedError, VersionRegressionError
 from hil import hub, premises
 from hil.services import BridgeProcess, identity_files, mqtt_client
 
@@ -390,7 +390,7 @@ def test_the_shipped_broker_files_are_what_the_pki_writes(tmp_path):
     import subprocess
     from pathlib import Path
 
-    from companion.pki import Identity, acl_text
+    from companion.service.pki import Identity, acl_text
     from hil.services import BIN
 
     deploy = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto"

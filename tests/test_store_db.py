@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from companion import db as dbmod
-from companion.store import Store
+from companion.store import db as dbmod
+from companion.store.core import Store
 
 from .bridge_support import DEVICE_ID, MV, PUBLIC_KEY, companion, make_event
 
@@ -199,9 +199,9 @@ def test_a_long_history_keeps_its_count_and_a_late_event_rederives_it(store_url)
     still lists every event, the flag update counts them all, and a late event (older than
     the newest) re-derives the whole history: replay agrees."""
     from companion.config import Config
-    from companion.ingest import Incoming, Ingestor
-    from companion.replay import replay
-    from companion.site import site_view
+    from companion.service.ingest import Incoming, Ingestor
+    from companion.surfaces.replay import replay
+    from companion.surfaces.site import site_view
     from tests.bridge_support import evidence
 
     store = Store(store_url)

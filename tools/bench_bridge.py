@@ -31,8 +31,8 @@ os.environ.setdefault("FLAGWISE_DEVICE_BURST", "1000000")
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: E402
 
-from companion.signing import Signer  # noqa: E402
-from companion.wire import load_public_key, parse_sign1  # noqa: E402
+from companion.wire.signing import Signer  # noqa: E402
+from companion.wire.cose import load_public_key, parse_sign1  # noqa: E402
 from tests.bridge_support import (DEVICE_ID, MV, PUBLIC_KEY, BridgeProcess, Handheld,  # noqa: E402
                                   evidence, make_event)
 

@@ -46,7 +46,7 @@ def make(dir: Path, n: int) -> tuple[Path, Path]:
              WHEN i % 10 < 6 THEN 'commissioned' ELSE 'meter_not_commissioned' END AS code
         FROM range({k}) t(i)""")
     sys.path.insert(0, str(ROOT))
-    from companion.store import Store
+    from companion.store.core import Store
 
     Store(str(db), upgrade=True).db.close()  # the schema, as the bridge makes it
     s = sqlite3.connect(db)

@@ -61,7 +61,7 @@ for i in range(N):
 def ack_setup() -> str:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from companion.signing import Signer
+    from companion.wire.signing import Signer
 
     s = Signer(ec.generate_private_key(ec.SECP256R1()))
     dev = bytes.fromhex("70B3D5F100000001")

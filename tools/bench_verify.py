@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: E402
 
-from companion.wire import load_public_key, parse_sign1, verify_event  # noqa: E402
+from companion.wire.cose import load_public_key, parse_sign1, verify_event  # noqa: E402
 from hil import micropython, selfcheck  # noqa: E402
 
 

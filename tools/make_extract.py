@@ -3,7 +3,7 @@
 Given the evidence (each meter point's derived flag, date and reason code: a store's flags),
 it writes an extract whose rows are wrong in stated shares, each kind where the evidence
 allows it: A after a removal, A never commissioned, blank after an install, N never
-propagated, and the rest of the classes of companion/reconcile.py; plus meter points with no
+propagated, and the rest of the classes of companion/reconcile/engine.py; plus meter points with no
 evidence, MPANs with a wrong check digit, bad rows and duplicates. Each row carries the class
 it was made to have (column `made_as`, kept through by reconcile), so a test can hold every
 row's class to its making. Same seed, same file.
@@ -123,7 +123,7 @@ def write(path: Path, rows: list[tuple[str, str, str, str]]) -> None:
 
 
 def evidence_of(db: str) -> list[tuple[str, str, str, str]]:
-    from companion.store import Store
+    from companion.store.core import Store
 
     store = Store(db)
     return [(m, f, d, c) for m, f, d, c in store.conn().execute(

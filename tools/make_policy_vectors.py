@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from companion import policy  # noqa: E402
-from companion.event import Device, Event, Evidence, Hub, Wan  # noqa: E402
+from companion.wire.event import Device, Event, Evidence, Hub, Wan  # noqa: E402
 
 OUT = ROOT / "tests" / "vectors" / "policy.json"
 MPAN, MPRN = "1312345678907", "1234567890"

@@ -553,7 +553,7 @@ def ack_vectors() -> dict:
         ("empty", b""),
         ("not_tag_18", cbor2.dumps(cbor2.CBORTag(98, [b"", {}, b"", b""]))),
     ]
-    return {"comment": "Bridge acks (companion/signing.py, firmware/agent/ackcheck.py): COSE_Sign1 ES256 "
+    return {"comment": "Bridge acks (companion/wire/signing.py, firmware/agent/ackcheck.py): COSE_Sign1 ES256 "
                        "with kid = SHA-256(bridge public key)[:8]. A receiver holding bridge_keys acts on "
                        "`good` (event_id, outcome, reason) and ignores every `bad` one.",
             "device_id": DEVICE_ID, "bridge_keys": [public_hex(BRIDGE_KEY), public_hex(BRIDGE_KEY_2)],

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from companion.errors import CompanionError  # noqa: E402
-from companion.pki import Pki  # noqa: E402
-from companion.provision import provision  # noqa: E402
+from companion.service.pki import Pki  # noqa: E402
+from companion.service.provision import provision  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

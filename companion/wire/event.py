@@ -6,15 +6,15 @@ hold the shared cases both implementations must agree on.
 
 from __future__ import annotations
 
-from .cborutil import summary as _summary
+from companion.wire.cbor import summary as _summary
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import ids
-from .cborutil import loads_strict
-from .errors import (
+from companion import ids
+from companion.wire.cbor import loads_strict
+from companion.errors import (
     InvalidDeviceIdError,
     InvalidMpxnError,
     SchemaError,

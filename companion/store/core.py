@@ -1,5 +1,5 @@
 """The bridge's store, on SQLite (WAL, synchronous=FULL: a commit is durable) or PostgreSQL,
-chosen by URL (companion/db.py, which also holds the schema and its migrations).
+chosen by URL (companion/store/db.py, which also holds the schema and its migrations).
 
 Tables: the device key registry, events (the signed message as received, once per event
 id), the meter points each event names, the current flag per meter point, the flag
@@ -16,11 +16,11 @@ from pathlib import Path
 from collections.abc import Iterable
 from typing import Any
 
-from .db import Database
-from .errors import CompanionError
-from .event import Event, parse_payload
-from .ids import eui64_bytes, eui64_text
-from .wire import load_public_key, parse_sign1
+from companion.store.db import Database
+from companion.errors import CompanionError
+from companion.wire.event import Event, parse_payload
+from companion.ids import eui64_bytes, eui64_text
+from companion.wire.cose import load_public_key, parse_sign1
 
 class RegistryError(CompanionError):
     reason = "key_registry"
@@ -305,8 +305,8 @@ class Store:
         of this host: a restart after a crash takes its id back at once)."""
         import os
 
-        from .db import StoreError
-        from .times import iso
+        from companion.store.db import StoreError
+        from companion.times import iso
 
         with self.tx() as db:
             self.db.lock(db, "replicas")

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import ServiceError
+from companion.errors import ServiceError
 
 
 class StoreError(ServiceError):

@@ -32,10 +32,10 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .report import render
-from .site import site_view
-from .store import Store
+from companion.config import Config
+from companion.render import render
+from companion.surfaces.site import site_view
+from companion.store.core import Store
 
 COOKIE = "flagwise_console"
 MAX_FORM = 4096  # bytes of a sign-in form

@@ -6,8 +6,8 @@ GET /v1/keys                 the bridge public keys that sign acks and flag upda
 GET /healthz                 liveness: {"status": "ok", ...} while the process can work (open; 503 if not)
 GET /readyz                  readiness: also the broker link and the store up (open; 503 if not)
 GET /metrics                 Prometheus text format (open)
-GET /openapi.json            this API's OpenAPI 3.1 description (open; companion/openapi.py)
-GET|POST /console/...        the operator web console (companion/console.py), behind the same tokens
+GET /openapi.json            this API's OpenAPI 3.1 description (open; companion/surfaces/openapi.py)
+GET|POST /console/...        the operator web console (companion/surfaces/console.py), behind the same tokens
 
 Sites are personal data (a meter point with installer and device data): every /v1/sites
 request needs `Authorization: Bearer <token>`, a token made by `companion tokens add`
@@ -24,11 +24,11 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .config import Config
-from .errors import ServiceError
-from .metrics import Metrics
-from .site import events_page, site_view
-from .store import Store
+from companion.config import Config
+from companion.errors import ServiceError
+from companion.service.metrics import Metrics
+from companion.surfaces.site import events_page, site_view
+from companion.store.core import Store
 
 
 log = logging.getLogger("companion.api")
@@ -40,7 +40,7 @@ class Api:
         self.store, self.config, self.metrics, self.health = store, config, metrics, health
         self.pki = pki
         self._gauges_at = -1e9
-        from .console import Console
+        from companion.surfaces.console import Console
 
         self.console = Console(store, config)
 
@@ -95,7 +95,7 @@ class Api:
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
             return [body]
         if path == "/openapi.json":
-            from .openapi import document
+            from companion.surfaces.openapi import document
 
             return self._json(start_response, 200, document())
         if path == "/v1/keys":

@@ -14,7 +14,7 @@ revocation rule (`revoked_key`) · signature (`bad_signature`) · payload schema
 from __future__ import annotations
 from typing import Any
 
-from .cborutil import summary as _summary
+from companion.wire.cbor import summary as _summary
 
 import json
 import time
@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
-from . import policy
-from .config import Config
-from .errors import REJECTIONS, WireError
-from .event import Event, parse_payload
-from .ids import eui64_bytes, eui64_text, is_mpan
-from .store import DeviceKey, Store, StoredFlag
-from .wire import load_public_key, parse_sign1, verify_sign1
+from companion import policy
+from companion.config import Config
+from companion.errors import REJECTIONS, WireError
+from companion.wire.event import Event, parse_payload
+from companion.ids import eui64_bytes, eui64_text, is_mpan
+from companion.store.core import DeviceKey, Store, StoredFlag
+from companion.wire.cose import load_public_key, parse_sign1, verify_sign1
 
 
 # With a hub clock the device clock is only recorded, never trusted; still, a device time

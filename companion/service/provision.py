@@ -22,9 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .errors import CompanionError
-from .ids import eui64_bytes, eui64_text
-from .pki import Pki, public_point
+from companion.errors import CompanionError
+from companion.ids import eui64_bytes, eui64_text
+from companion.service.pki import Pki, public_point
 
 
 class ProvisionError(CompanionError):

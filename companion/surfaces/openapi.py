@@ -1,11 +1,11 @@
-"""The read API's OpenAPI 3.1 description, served at /openapi.json (companion/api.py).
+"""The read API's OpenAPI 3.1 description, served at /openapi.json (companion/surfaces/api.py).
 tests/test_openapi.py holds the real responses to it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import __version__
+from companion import __version__
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 _NULLABLE_STR = {"type": ["string", "null"]}

@@ -21,9 +21,9 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import dtc
-from .config import Config
-from .errors import CompanionError
+from companion import dtc
+from companion.config import Config
+from companion.errors import CompanionError
 
 # The classes, in the order they are decided; each is documented in docs/reconcile.md.
 CLASSES: dict[str, str] = {
@@ -369,7 +369,7 @@ def _run(duckdb: Any, extract: Path, evidence_rows: Callable[[], tuple[int, Iter
     summary.seconds = time.monotonic() - t0
     facts = _summary_dict(summary, extract, today, correct)
     (out / "summary.json").write_text(json.dumps(facts, indent=1) + "\n")
-    from .report import reconcile_html
+    from companion.render import reconcile_html
 
     (out / "report.html").write_text(reconcile_html(facts))
     return summary

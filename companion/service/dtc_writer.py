@@ -15,9 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import dtc, policy
-from .config import Config
-from .store import Store
+from companion import dtc
+
+from companion import policy
+from companion.config import Config
+from companion.store.core import Store
 
 
 class DtcWriter:

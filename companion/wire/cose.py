@@ -16,15 +16,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from .cborutil import loads_strict, summary
-from .errors import (
+from companion.wire.cbor import loads_strict, summary
+from companion.errors import (
     BadSignatureError,
     MissingKidError,
     NotSign1Error,
     OversizeError,
     WrongAlgError,
 )
-from .event import Event, parse_payload
+from companion.wire.event import Event, parse_payload
 
 MAX_MESSAGE = 4096  # bytes of a whole COSE_Sign1 message (docs/wire.md)
 TAG_SIGN1 = 18

@@ -8,7 +8,7 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Inf
 
 class Metrics:
     def __init__(self, replica: str = "bridge", backend: str = "sqlite") -> None:
-        from . import __version__
+        from companion import __version__
 
         r = self.registry = CollectorRegistry()
         # The process's CPU, memory, descriptors and start time, and the Python runtime.

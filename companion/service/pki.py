@@ -45,8 +45,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .errors import CompanionError
-from .ids import eui64_bytes, eui64_text
+from companion.errors import CompanionError
+from companion.ids import eui64_bytes, eui64_text
 
 ROLES = ("handheld", "bridge", "consumer", "auditor")
 _NAME = re.compile(r"^[a-z][a-z0-9._-]{0,47}$")

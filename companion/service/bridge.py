@@ -25,18 +25,18 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .api import Api
-from .broker import ManagedBroker
-from .config import Config, ConfigError, broker_address, host_port
-from .ids import eui64_bytes
-from .ingest import Incoming, Ingestor, Outcome
-from .metrics import Metrics
-from .outputs import DtcWriter
-from .pki import Pki, PkiError
-from .signing import Signer
-from .db import is_postgres
-from .times import iso
-from .store import Store
+from companion.surfaces.api import Api
+from companion.service.broker import ManagedBroker
+from companion.config import Config, ConfigError, broker_address, host_port
+from companion.ids import eui64_bytes
+from companion.service.ingest import Incoming, Ingestor, Outcome
+from companion.service.metrics import Metrics
+from companion.service.dtc_writer import DtcWriter
+from companion.service.pki import Pki, PkiError
+from companion.wire.signing import Signer
+from companion.store.db import is_postgres
+from companion.times import iso
+from companion.store.core import Store
 
 log = logging.getLogger("companion")
 
@@ -341,7 +341,7 @@ class Bridge:
         c.reconnect_delay_set(1, 30)
         if cfg.username:
             c.username_pw_set(cfg.username, cfg.password)
-        elif cfg.insecure:  # plain TCP: the identity logs in with its password (companion/broker.py)
+        elif cfg.insecure:  # plain TCP: the identity logs in with its password (companion/service/broker.py)
             c.username_pw_set(cfg.name, self.pki.secret(cfg.name))
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from . import policy
-from .config import Config
-from .ids import check_mpxn
-from .store import Store
+from companion import policy
+from companion.config import Config
+from companion.ids import check_mpxn
+from companion.store.core import Store
 
 
 MAX_PAGE = 1000  # events per page of GET /v1/sites/{mpxn}/events
@@ -35,7 +35,7 @@ def _uncursor(text: str) -> tuple[int, int, int, str, bytes]:
     if len(text) > 120 or len(parts) != 5:
         raise ValueError("cursor: not one this API gave out")
     try:
-        from .ids import eui64_bytes, eui64_text
+        from companion.ids import eui64_bytes, eui64_text
 
         return (int(parts[0]), int(parts[1]), int(parts[2]), eui64_text(eui64_bytes(parts[3])),
                 bytes.fromhex(parts[4]))
@@ -47,8 +47,8 @@ def events_page(store: Store, mpxn: str, limit: int = 100, cursor: str | None = 
     """A page of the events behind a meter point, in stored order (survey time, device time,
     counter, device, id), and the cursor of the next page (None: the last). None when nothing
     is known of it; ValueError for a malformed MPxN, limit or cursor."""
-    from .event import parse_payload
-    from .wire import parse_sign1
+    from companion.wire.event import parse_payload
+    from companion.wire.cose import parse_sign1
 
     check_mpxn(mpxn)
     if not 1 <= limit <= MAX_PAGE:

@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from .db import Database, StoreError, sqlite_path
+from companion.store.db import Database, StoreError, sqlite_path
 
 
 def backup(db: Database, dest: Path) -> None:

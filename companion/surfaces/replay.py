@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import policy
-from .ingest import state
-from .store import Store
+from companion import policy
+from companion.service.ingest import state
+from companion.store.core import Store
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import io
 
 import cbor2
 
-from .errors import DuplicateKeyError, MalformedError, NotSign1Error
+from companion.errors import DuplicateKeyError, MalformedError, NotSign1Error
 
 MAX_DEPTH = 16  # the same limit as the firmware decoder (firmware/agent/cbor.py)
 MAX_ITEMS = 4096  # data items in one decode; a 4 KB message has fewer than that

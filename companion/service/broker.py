@@ -1,11 +1,11 @@
 """The bridge's own broker: mosquitto (Debian's package), started as a child process with the
-configuration the project ships (companion.pki.mosquitto_conf): TLS, client certificates,
+configuration the project ships (companion.service.pki.mosquitto_conf): TLS, client certificates,
 CRL, ACL, a packet size limit. It is reloaded (SIGHUP) when `companion pki` changes the CRL
 or the ACL, so a revocation reaches the broker within a second.
 
 `--insecure` gives a plain-TCP broker, for a throwaway trial, announced loudly on every
 start: no encryption, but still no anonymous client. Each identity logs in with its
-password (companion.pki.Pki.secret, where certificates cannot serve), its user name is its
+password (companion.service.pki.Pki.secret, where certificates cannot serve), its user name is its
 client id, and the same ACL applies.
 """
 
@@ -20,8 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-from .config import host_port
-from .pki import Pki, mosquitto_conf
+from companion.config import host_port
+from companion.service.pki import Pki, mosquitto_conf
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -9,14 +9,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .errors import CompanionError, ServiceError, WireError
-from .times import iso
-from .wire import MAX_MESSAGE, verify_event
+from companion import __version__
+from companion.errors import CompanionError, ServiceError, WireError
+from companion.times import iso
+from companion.wire.cose import MAX_MESSAGE, verify_event
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .store import Store
+    from companion.config import Config
+    from companion.store.core import Store
 
 
 def _json_default(o: object) -> object:
@@ -65,9 +65,9 @@ def _store(args: argparse.Namespace, create: bool = False) -> tuple[Config, Stor
     """The configured store. Nothing makes a store but the bridge and `companion db upgrade`:
     a command on a mistyped path must not leave an empty companion.db behind, and no command
     but those two changes a store's schema."""
-    from .config import ConfigError, load
-    from .db import is_postgres, redact
-    from .store import Store
+    from companion.config import ConfigError, load
+    from companion.store.db import is_postgres, redact
+    from companion.store.core import Store
 
     cfg = load(args.config, {"db": args.db})
     if not create and not is_postgres(cfg.db) and not Path(cfg.db_path).exists():
@@ -96,8 +96,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
-    from .bridge import Bridge, setup_logging
-    from .config import load
+    from companion.service.bridge import Bridge, setup_logging
+    from companion.config import load
 
     http = None if args.http == "off" else args.http
     cfg = load(args.config, {"broker": args.broker, "db": args.db, "http": http, "out": args.out,
@@ -114,7 +114,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     try:
         bridge = Bridge(cfg)
     except _db_errors() as exc:
-        from .db import redact
+        from companion.store.db import redact
 
         print(f"companion bridge: cannot open the database {redact(cfg.db)}: {_first_line(exc)}", file=sys.stderr)
         return 1
@@ -139,11 +139,11 @@ def cmd_bridge(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from .store import RegistryError
+    from companion.store.core import RegistryError
 
     if args.action == "add":  # checked before the store is opened: a bad key touches nothing
-        from .store import _device
-        from .wire import load_public_key
+        from companion.store.core import _device
+        from companion.wire.cose import load_public_key
 
         try:
             key = bytes.fromhex(args.public_key)
@@ -177,8 +177,8 @@ def _revocation_pki(args: argparse.Namespace) -> Any:
     """The PKI a revocation reaches: --pki, or `pki` set in the configuration (file or
     FLAGWISE_PKI). Never ./pki by default: a revocation that silently misses the broker leaves
     the handheld able to connect. None with --no-pki."""
-    from .config import ConfigError, load
-    from .pki import Pki
+    from companion.config import ConfigError, load
+    from companion.service.pki import Pki
 
     if args.no_pki:
         return None
@@ -199,8 +199,8 @@ def _revoke_at_broker(pki: Any, device_id: str, at: float | None) -> None:
     does it, so the handheld keeps working until then)."""
     import time as _time
 
-    from .pki import PkiError
-    from .times import iso
+    from companion.service.pki import PkiError
+    from companion.times import iso
 
     if pki is None:
         print("note: --no-pki: revoke the handheld's certificate at your broker as well")
@@ -218,8 +218,8 @@ def _revoke_at_broker(pki: Any, device_id: str, at: float | None) -> None:
 
 
 def cmd_pki(args: argparse.Namespace) -> int:
-    from .config import load
-    from .pki import Pki, mosquitto_conf
+    from companion.config import load
+    from companion.service.pki import Pki, mosquitto_conf
 
     cfg = load(args.config, {"pki": args.pki})
     pki = Pki(cfg.pki, cfg.prefix)
@@ -265,7 +265,7 @@ def cmd_pki(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
-    from .store import RegistryError
+    from companion.store.core import RegistryError
 
     _, store = _store(args)
     try:
@@ -286,7 +286,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 
 
 def cmd_flags_verify(args: argparse.Namespace) -> int:
-    from .signing import FlagVerifier, KeyRing, VersionRegressionError
+    from companion.wire.signing import FlagVerifier, KeyRing, VersionRegressionError
 
     try:
         ring = KeyRing.from_file(args.keys)
@@ -317,7 +317,7 @@ def cmd_flags_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_site(args: argparse.Namespace) -> int:
-    from .site import events_view, format_site, site_view
+    from companion.surfaces.site import events_view, format_site, site_view
 
     cfg, store = _store(args)
     try:
@@ -337,7 +337,7 @@ def cmd_site(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import replay
+    from companion.surfaces.replay import replay
 
     _, store = _store(args)
     n, diffs = replay(store)
@@ -353,9 +353,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     """The store's schema and backups (docs/operations.md)."""
-    from . import backup
-    from .config import load
-    from .db import LATEST, Database, StoreError, is_postgres
+    from companion.store import backup
+    from companion.config import load
+    from companion.store.db import LATEST, Database, StoreError, is_postgres
 
     cfg = load(args.config, {"db": args.db})
     if args.action != "upgrade" and not is_postgres(cfg.db) and args.action != "restore" \
@@ -400,7 +400,7 @@ def cmd_flags_republish(args: argparse.Namespace) -> int:
 
 
 def _time_arg(text: str) -> float:
-    from .times import parse_time
+    from companion.times import parse_time
 
     try:
         return parse_time(text)
@@ -409,7 +409,7 @@ def _time_arg(text: str) -> float:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from .reconcile import CORRECTABLE, reconcile
+    from companion.reconcile.engine import CORRECTABLE, reconcile
 
     cfg, store = _store(args)
     correct = [c.strip() for c in (args.correct or "").split(",") if c.strip()]
