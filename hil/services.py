@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 
 from companion.service.broker import ManagedBroker
-from companion.service.pki import Pki, public_point
+from companion.service.pki import Pki
+from companion.wire.signing import public_point
 
 BIN = Path(sys.executable).parent
 

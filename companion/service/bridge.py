@@ -25,9 +25,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from companion.surfaces.api import Api
 from companion.service.broker import ManagedBroker
-from companion.config import Config, ConfigError, broker_address, host_port
+from companion.config import Config, ConfigError, broker_address
 from companion.ids import eui64_bytes
 from companion.service.ingest import Incoming, Ingestor, Outcome
 from companion.service.metrics import Metrics
@@ -205,7 +204,10 @@ class BrokerRefused(ConnectionError):
 
 
 class Bridge:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, serve_http: Callable[["Bridge"], list[Any]] | None = None):
+        """serve_http: started first in start(), -> the servers stop() closes (the read API,
+        console and admin listener: companion/surfaces/http.py; the service layer never
+        imports the surfaces, which hand it this)."""
         self.config = config
         self.store = Store(config.db, upgrade=config.db_upgrade)
         self.metrics = Metrics(config.mqtt_client_id, self.store.db.kind)
@@ -222,8 +224,8 @@ class Bridge:
         self._connack: tuple[int, bool] | None = None
         self._client: mqtt.Client | None = None
         self._embedded: ManagedBroker | None = None
-        self._http: Any = None  # waitress's server (untyped)
-        self._admin: Any = None  # the admin listener's
+        self._serve_http = serve_http
+        self._servers: list[Any] = []  # waitress's servers (untyped)
         self.pki = prepare_pki(config)
         self._instance: str | None = None  # this run's token in the replicas table
         self.signer = Signer(self.pki.signing_key(config.name))
@@ -252,8 +254,8 @@ class Bridge:
         self._instance = secrets.token_hex(8)
         self.store.claim_replica(cfg.mqtt_client_id, self._instance, socket.gethostname(), os.getpid(), time.time())
         self.dtc.recover()
-        if cfg.http or cfg.admin:
-            self._start_http()  # first: /healthz and /readyz answer while the broker is awaited
+        if (cfg.http or cfg.admin) and self._serve_http:
+            self._servers = self._serve_http(self)  # first: /healthz and /readyz answer while the broker is awaited
         self._await_broker(url, (mqtt.MQTTv5,) if self._embedded else (mqtt.MQTTv5, mqtt.MQTTv311))
         self._spawn("ingest", self._ingest_loop)
         self._spawn("flag-publisher", self._publish_loop)
@@ -290,10 +292,8 @@ class Bridge:
             except Exception:  # a store that is down: the claim goes stale by itself
                 pass
             self._instance = None
-        if self._http is not None:
-            self._http.close()
-        if self._admin is not None:
-            self._admin.close()
+        for server in self._servers:
+            server.close()
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -725,43 +725,6 @@ class Bridge:
                 "broker": self.state.broker_url, "protocol": self.state.protocol, "events": events,
                 "insecure": self.config.insecure, "queue": self._queue.qsize(),
                 "uptime_s": round(time.time() - self.state.started_at, 1)}
-
-    def _start_http(self) -> None:
-        """The read API (and console) on `http`; liveness, readiness and metrics also on `admin`,
-        a listener of its own that the public API's connections cannot starve (a liveness probe
-        must not restart a healthy bridge because 2,000 slow clients hold the public port)."""
-        from waitress.server import create_server  # type: ignore[import-untyped]
-
-        cfg = self.config
-        api = Api(self.store, cfg, self.metrics, self.health, self.pki)
-        proxy = ({"trusted_proxy": cfg.trusted_proxy, "trusted_proxy_headers": {"x-forwarded-proto"},
-                  "trusted_proxy_count": 1} if cfg.trusted_proxy else {})
-        if cfg.http is not None:
-            host, port = host_port(cfg.http, "http")
-            try:
-                # Idle and slow connections cost no worker thread (asyncore), are capped, and time
-                # out; poll() instead of select() lifts the 1,024-descriptor ceiling (slowloris).
-                self._http = create_server(api, host=host, port=port, threads=8, connection_limit=2000,
-                                           channel_timeout=10, cleanup_interval=2, asyncore_use_poll=True,
-                                           max_request_header_size=8192, max_request_body_size=1024,
-                                           ident="flagwise", url_scheme=cfg.url_scheme, **proxy)
-            except OSError as exc:
-                raise OSError(f"cannot serve the read API on {host}:{port}: {exc.strerror}") from None
-            self.state.http_url = f"http://{host}:{self._http.effective_port}"
-            # Not joined on stop: closing the server's sockets is what ends it.
-            threading.Thread(target=self._http.run, name="http", daemon=True).start()
-        if cfg.admin is not None:
-            host, port = host_port(cfg.admin, "admin")
-            try:
-                self._admin = create_server(api.admin, host=host, port=port, threads=2, connection_limit=64,
-                                            channel_timeout=5, cleanup_interval=2, asyncore_use_poll=True,
-                                            max_request_header_size=4096, max_request_body_size=0,
-                                            ident="flagwise-admin")
-            except OSError as exc:
-                raise OSError(f"cannot serve the admin listener on {host}:{port}: {exc.strerror}") from None
-            self.state.admin_url = f"http://{host}:{self._admin.effective_port}"
-            threading.Thread(target=self._admin.run, name="admin", daemon=True).start()
-
 
 def _discard(c: mqtt.Client) -> None:
     """A client that will not be used: stop its loop and close its socket (no leak)."""

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from companion.errors import CompanionError
+from companion.wire.signing import key_id, public_point
 from companion.ids import eui64_bytes, eui64_text
 
 ROLES = ("handheld", "bridge", "consumer", "auditor")
@@ -71,19 +72,6 @@ class Identity:
 
 
 ROLLOVER_DAYS = 30  # how long a rolled-over bridge signing key stays published, by default
-
-
-def key_id(public_point: bytes) -> bytes:
-    """A bridge signing key's COSE kid: the first 8 bytes of SHA-256 of its SEC1 point."""
-    import hashlib
-
-    return hashlib.sha256(public_point).digest()[:8]
-
-
-def public_point(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) -> bytes:
-    pub = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
-    return pub.public_bytes(serialization.Encoding.X962,
-                            serialization.PublicFormat.UncompressedPoint)
 
 
 def check_name(role: str, name: str) -> str:

@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from companion.errors import CompanionError
 from companion.ids import eui64_bytes, eui64_text
-from companion.service.pki import Pki, public_point
+from companion.service.pki import Pki
+from companion.wire.signing import public_point
 
 
 class ProvisionError(CompanionError):

@@ -112,7 +112,9 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         cfg.http = None
     setup_logging(cfg.log_level)
     try:
-        bridge = Bridge(cfg)
+        from companion.surfaces.http import serve
+
+        bridge = Bridge(cfg, serve_http=serve)
     except _db_errors() as exc:
         from companion.store.db import redact
 

@@ -3,7 +3,7 @@
 Acks and rejections (<prefix>/acks/<device>, <prefix>/rejected/<device>) and flag updates
 (<prefix>/flags/<mpxn>) are COSE_Sign1 messages (RFC 9052 §4.2, ES256, RFC 6979
 deterministic nonces) made with a bridge signing key; the protected header carries
-`kid` = the first 8 bytes of SHA-256 of the bridge's public key (companion.service.pki.key_id),
+`kid` = the first 8 bytes of SHA-256 of the bridge's public key (key_id, below),
 so that during a key rollover a receiver picks the right one of several keys.
 
 Ack / rejection payload, a CBOR map bound to the device, the event and the outcome:
@@ -30,8 +30,20 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from companion.wire.cbor import loads_strict
 from companion.errors import BadSignatureError, CompanionError, NotSign1Error
-from companion.service.pki import key_id, public_point
+from cryptography.hazmat.primitives import serialization
 from companion.wire.cose import ALG_ES256, HDR_ALG, HDR_KID, TAG_SIGN1, load_public_key, parse_sign1, verify_sign1
+
+def key_id(public_point: bytes) -> bytes:
+    """A bridge signing key's COSE kid: the first 8 bytes of SHA-256 of its SEC1 point."""
+    import hashlib
+
+    return hashlib.sha256(public_point).digest()[:8]
+
+
+def public_point(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) -> bytes:
+    pub = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
+    return pub.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
 
 ACK_VERSION = 1
 HDR_CONTENT_TYPE = 3
