@@ -600,7 +600,7 @@ class Bridge:
                                 break  # another replica is publishing; look again on the next wake
                             # Marking rows sent need not wait for the disk: lost in a crash, they
                             # are published again at the same version (consumers keep the highest).
-                            db.execute("SET LOCAL synchronous_commit = off")
+                            store.db.relax_commit(db)
                             rows, sent = self._publish_rows(client, store.pending_mqtt(db=db))
                             if sent:
                                 store.mark_mqtt_done(sent, db)

@@ -35,9 +35,7 @@ class DtcWriter:
 
     def recover(self) -> list[Path]:
         """Write the files that were assigned but not yet written (a crash in between)."""
-        rows = self.store.conn().execute(
-            "SELECT file_id FROM dtc_files WHERE state='pending' ORDER BY file_id").fetchall()
-        return [p for p in (self._write(r[0]) for r in rows) if p is not None]
+        return [p for p in (self._write(f) for f in self.store.dtc_pending_files()) if p is not None]
 
     def tick(self, now: float | None = None, force: bool = False) -> list[Path]:
         """Write the files assigned but not yet written (a failed write, a crash), then close
@@ -72,22 +70,18 @@ class DtcWriter:
     def oldest_pending(self, now: float | None = None) -> float:
         """Seconds since the oldest change not yet in a written file was made (0: none): the
         age /readyz and flagwise_dtc_oldest_pending_seconds report."""
-        row = self.store.conn().execute(
-            "SELECT min(o.created_at) FROM outbox o LEFT JOIN dtc_files f ON o.dtc_file = f.file_id "
-            "WHERE o.dtc_file IS NULL OR f.state = 'pending'").fetchone()
-        return 0.0 if row is None or row[0] is None else max(0.0, (time.time() if now is None else now) - row[0])
+        oldest = self.store.dtc_oldest_unwritten()
+        return 0.0 if oldest is None else max(0.0, (time.time() if now is None else now) - oldest)
 
     def pending_files(self) -> int:
-        return int(self.store.conn().execute("SELECT count(*) FROM dtc_files WHERE state='pending'").fetchone()[0])
+        return len(self.store.dtc_pending_files())
 
     def _assign(self, flow: dtc.Flow, now: float, force: bool) -> str | None:
         cfg = self.config
         with self.store.tx() as db:
             if not self.store.db.try_lock(db, "dtc"):
                 return None  # another replica is assigning: it takes these rows
-            rows = db.execute(
-                "SELECT seq, created_at FROM outbox WHERE flow=? AND dtc_file IS NULL ORDER BY seq LIMIT ?",
-                (flow.name, cfg.dtc_batch_size)).fetchall()
+            rows = self.store.dtc_unassigned(db, flow.name, cfg.dtc_batch_size)
             if not rows:
                 return None
             full = len(rows) >= cfg.dtc_batch_size
@@ -98,8 +92,7 @@ class DtcWriter:
             file_id = f"FW{n:08d}"
             created = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%d%H%M%S")
             name = f"{flow.flow_version}_{file_id}.dtc"
-            db.execute("INSERT INTO dtc_files VALUES (?, ?, ?, ?, 'pending')", (file_id, flow.name, created, name))
-            db.executemany("UPDATE outbox SET dtc_file=? WHERE seq=?", [(file_id, r[0]) for r in rows])
+            self.store.dtc_assign(db, file_id, flow.name, created, name, [r[0] for r in rows])
         return file_id
 
     def _write(self, file_id: str) -> Path | None:
@@ -107,23 +100,19 @@ class DtcWriter:
         # folders may differ); None when another replica has it or has written it.
         if self.store.db.kind == "postgres":
             with self.store.tx() as db:
-                row = db.execute("SELECT file_id FROM dtc_files WHERE file_id=? AND state='pending' "
-                                 "FOR UPDATE SKIP LOCKED", (file_id,)).fetchone()
-                if row is None:
+                if not self.store.dtc_claim(db, file_id):
                     return None
                 path = self._render(db, file_id)
-                db.execute("UPDATE dtc_files SET state='written' WHERE file_id=?", (file_id,))
+                self.store.dtc_written(db, file_id)
             return path
         path = self._render(self.store.conn(), file_id)
         with self.store.tx() as db:
-            db.execute("UPDATE dtc_files SET state='written' WHERE file_id=?", (file_id,))
+            self.store.dtc_written(db, file_id)
         return path
 
     def _render(self, c: Any, file_id: str) -> Path:
-        flow_name, created, name = c.execute(
-            "SELECT flow, created, name FROM dtc_files WHERE file_id=?", (file_id,)).fetchone()
-        changes = [json.loads(r[0]) for r in c.execute(
-            "SELECT body FROM outbox WHERE dtc_file=? ORDER BY seq", (file_id,))]
+        flow_name, created, name, bodies = self.store.dtc_file(c, file_id)
+        changes = [json.loads(b) for b in bodies]
         if self.config.legacy_flags:
             for ch in changes:
                 ch["flag"] = policy.legacy(ch["flag"], self.config.legacy_mapping)

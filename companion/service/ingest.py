@@ -311,30 +311,18 @@ class Ingestor:
         # The flag state is the whole flag: a new deciding event, reason or override is a new
         # version too (an override must never go silent), not only a new value or date.
         if old is not None and state(old) == state(new):
-            db.execute("UPDATE flags SET event_ids=?, updated_at=?, last_key=?, event_count=? WHERE mpxn=?",
-                       (tail, now, last, count, mpxn))
+            self.store.touch_flag(db, mpxn, tail, now, last, count)
             return None, (old.flag, old.effective_from, old.code)
         if old is None and new.flag is None:
             # Events, but none with smart evidence for this point: nothing to send yet.
-            db.execute("INSERT INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
-                       "updated_at, code, last_key, event_count) "
-                       "VALUES (?, NULL, NULL, ?, NULL, ?, NULL, 0, ?, ?, ?, ?)",
-                       (mpxn, new.reason, tail, now, new.code, last, count))
+            self.store.put_flag(db, (mpxn, None, None, new.reason, None, tail, None, 0, now, new.code, last, count))
             return None, (None, None, new.code)
         version = 1 if old is None else old.version + 1
-        db.execute(
-            "INSERT INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
-            "updated_at, code, last_key, event_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (mpxn) DO UPDATE SET "
-            "flag=excluded.flag, effective_from=excluded.effective_from, reason=excluded.reason, "
-            "event_id=excluded.event_id, event_ids=excluded.event_ids, override=excluded.override, "
-            "version=excluded.version, updated_at=excluded.updated_at, code=excluded.code, "
-            "last_key=excluded.last_key, event_count=excluded.event_count",
-            (mpxn, new.flag, new.effective_from, new.reason, new.event_id, tail,
-             new.override, version, now, new.code, last, count))
+        self.store.put_flag(db, (mpxn, new.flag, new.effective_from, new.reason, new.event_id, tail,
+                                 new.override, version, now, new.code, last, count))
         body = flag_message(new, version, self.config, count)
-        db.execute("INSERT INTO outbox (mpxn, version, flow, body, created_at) VALUES (?, ?, ?, ?, ?)",
-                   (mpxn, version, "electricity" if is_mpan(mpxn) else "gas", json.dumps(body, sort_keys=True), now))
+        self.store.queue_change(db, mpxn, version, "electricity" if is_mpan(mpxn) else "gas",
+                                json.dumps(body, sort_keys=True), now)
         return body, (new.flag, new.effective_from, new.code)
 
 

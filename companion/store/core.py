@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from companion.store.db import Database
@@ -296,6 +296,32 @@ class Store:
         row = (db or self.conn()).execute(f"SELECT {self._FLAG_COLUMNS} FROM flags WHERE mpxn=?", (mpxn,)).fetchone()
         return None if row is None else self._stored_flag(row)
 
+    # flag writes, in the ingest's transaction (db)
+    @staticmethod
+    def touch_flag(db: Any, mpxn: str, event_ids: str, now: float, last_key: str, event_count: int) -> None:
+        """The flag unchanged: only its latest event ids, time, last key and count."""
+        db.execute("UPDATE flags SET event_ids=?, updated_at=?, last_key=?, event_count=? WHERE mpxn=?",
+                   (event_ids, now, last_key, event_count, mpxn))
+
+    @staticmethod
+    def put_flag(db: Any, row: tuple[Any, ...]) -> None:
+        """Insert or replace a meter point's flag: (mpxn, flag, effective_from, reason, event_id,
+        event_ids JSON, override, version, updated_at, code, last_key, event_count)."""
+        db.execute(
+            "INSERT INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
+            "updated_at, code, last_key, event_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (mpxn) DO UPDATE SET "
+            "flag=excluded.flag, effective_from=excluded.effective_from, reason=excluded.reason, "
+            "event_id=excluded.event_id, event_ids=excluded.event_ids, override=excluded.override, "
+            "version=excluded.version, updated_at=excluded.updated_at, code=excluded.code, "
+            "last_key=excluded.last_key, event_count=excluded.event_count", row)
+
+    @staticmethod
+    def queue_change(db: Any, mpxn: str, version: int, flow: str, body: str, now: float) -> None:
+        """A flag update into the outbox, in the same transaction as the flag."""
+        db.execute("INSERT INTO outbox (mpxn, version, flow, body, created_at) VALUES (?, ?, ?, ?, ?)",
+                   (mpxn, version, flow, body, now))
+
     # --- replicas: one running bridge per MQTT client id ------------------------------------
     REPLICA_STALE = 15.0  # s without a heartbeat after which a replica's client id is free again
 
@@ -377,6 +403,50 @@ class Store:
         db.execute("INSERT INTO sequences VALUES (?, 0) ON CONFLICT DO NOTHING", (name,))
         db.execute("UPDATE sequences SET value = value + 1 WHERE name=?", (name,))
         return int(db.execute("SELECT value FROM sequences WHERE name=?", (name,)).fetchone()[0])
+
+    # --- DTC files: each change assigned to one file before the file is written -------------
+    def dtc_pending_files(self) -> list[str]:
+        """Files assigned but not yet written (a crash or a failed write in between)."""
+        return [r[0] for r in self.conn().execute(
+            "SELECT file_id FROM dtc_files WHERE state='pending' ORDER BY file_id").fetchall()]
+
+    def dtc_oldest_unwritten(self) -> float | None:
+        """When the oldest change not yet in a written file was made (None: none)."""
+        row = self.conn().execute(
+            "SELECT min(o.created_at) FROM outbox o LEFT JOIN dtc_files f ON o.dtc_file = f.file_id "
+            "WHERE o.dtc_file IS NULL OR f.state = 'pending'").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    @staticmethod
+    def dtc_unassigned(db: Any, flow: str, limit: int) -> list[tuple[int, float]]:
+        """The flow's changes in no file yet, oldest first: (seq, created at)."""
+        return [(int(r[0]), float(r[1])) for r in db.execute(
+            "SELECT seq, created_at FROM outbox WHERE flow=? AND dtc_file IS NULL ORDER BY seq LIMIT ?",
+            (flow, limit)).fetchall()]
+
+    @staticmethod
+    def dtc_assign(db: Any, file_id: str, flow: str, created: str, name: str, seqs: list[int]) -> None:
+        db.execute("INSERT INTO dtc_files VALUES (?, ?, ?, ?, 'pending')", (file_id, flow, created, name))
+        db.executemany("UPDATE outbox SET dtc_file=? WHERE seq=?", [(file_id, s) for s in seqs])
+
+    @staticmethod
+    def dtc_claim(db: Any, file_id: str) -> bool:
+        """Hold a pending file's row for this transaction (PostgreSQL replicas: another one
+        that holds it, or has written it, makes this False)."""
+        return db.execute("SELECT file_id FROM dtc_files WHERE file_id=? AND state='pending' "
+                          "FOR UPDATE SKIP LOCKED", (file_id,)).fetchone() is not None
+
+    @staticmethod
+    def dtc_written(db: Any, file_id: str) -> None:
+        db.execute("UPDATE dtc_files SET state='written' WHERE file_id=?", (file_id,))
+
+    @staticmethod
+    def dtc_file(c: Any, file_id: str) -> tuple[str, str, str, list[str]]:
+        """(flow, created, name, each change's JSON body in order) of an assigned file."""
+        flow, created, name = c.execute("SELECT flow, created, name FROM dtc_files WHERE file_id=?",
+                                        (file_id,)).fetchone()
+        bodies = [r[0] for r in c.execute("SELECT body FROM outbox WHERE dtc_file=? ORDER BY seq", (file_id,))]
+        return flow, created, name, bodies
 
     REJECTIONS_KEPT = 10000  # detailed rows; older ones live on only in rejection_counts
 
@@ -467,6 +537,33 @@ class Store:
 
         with self.tx() as db:
             db.execute("DELETE FROM console_sessions WHERE session_hash=?", (hashlib.sha256(sid.encode()).digest(),))
+
+    # --- reads for the surfaces and reconcile ----------------------------------------------
+    def flag_changes(self, mpxn: str) -> list[tuple[int, str, float]]:
+        """A meter point's flag updates as sent: (version, JSON body, created at), oldest first."""
+        rows: list[tuple[int, str, float]] = self.conn().execute(
+            "SELECT version, body, created_at FROM outbox WHERE mpxn=? ORDER BY version", (mpxn,)).fetchall()
+        return rows
+
+    def recent_rejections(self, limit: int) -> list[tuple[Any, ...]]:
+        """The latest rejections: (device id, reason, detail, size, received at), newest first."""
+        return [tuple(r) for r in self.conn().execute(
+            "SELECT device_id, reason, detail, size, received_at FROM rejections ORDER BY id DESC LIMIT ?",
+            (limit,)).fetchall()]
+
+    def last_event_times(self) -> dict[str, float]:
+        """Each handheld's latest event, by when it was received."""
+        return dict(self.conn().execute("SELECT device_id, max(received_at) FROM events GROUP BY device_id"))
+
+    def evidence_count(self) -> int:
+        """Meter points with a flag (the evidence reconcile holds an extract against)."""
+        return int(self.conn().execute("SELECT count(*) FROM flags WHERE flag IS NOT NULL").fetchone()[0])
+
+    def evidence_rows(self) -> Iterator[tuple[Any, ...]]:
+        """(mpxn, flag, effective_from, event_id, reason, code) of every flagged meter point,
+        streamed (never all in memory)."""
+        return self.db.stream("SELECT mpxn, flag, effective_from, event_id, reason, code FROM flags "
+                              "WHERE flag IS NOT NULL")
 
     def ping(self) -> None:
         """Raises if the database cannot be read (for /healthz)."""

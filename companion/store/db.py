@@ -317,6 +317,12 @@ class Database:
             db.execute("SELECT pg_advisory_xact_lock(hashtextextended('device:' || d, 0)) "
                        "FROM (SELECT d FROM unnest(?::text[]) AS d ORDER BY d) AS ordered", (sorted(set(device_ids)),))
 
+    def relax_commit(self, db: Any) -> None:
+        """This transaction's commit need not wait for the disk (PostgreSQL): for work that is
+        redone harmlessly if lost in a crash (marking flag updates published)."""
+        if self.kind == "postgres":
+            db.execute("SET LOCAL synchronous_commit = off")
+
     _LOCKS = {"publish": 0x666C6701, "dtc": 0x666C6702, "replicas": 0x666C6703}
 
     def try_lock(self, db: Any, name: str) -> bool:

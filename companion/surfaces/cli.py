@@ -426,11 +426,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         except ValueError:
             print(f"companion reconcile: --today {args.today[:30]!r}: YYYY-MM-DD", file=sys.stderr)
             return 2
-    sql = "SELECT mpxn, flag, effective_from, event_id, reason, code FROM flags WHERE flag IS NOT NULL"
-
     def evidence() -> tuple[int, Any]:
-        total = int(store.conn().execute("SELECT count(*) FROM flags WHERE flag IS NOT NULL").fetchone()[0])
-        return total, store.db.stream(sql)
+        return store.evidence_count(), store.evidence_rows()
 
     out = Path(args.out) if args.out else Path(Path(args.extract).stem + "-reconciled")
     def file_number() -> int:  # correction file ids never repeat across runs (kept in the store)

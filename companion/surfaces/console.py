@@ -179,22 +179,18 @@ class Console:
         if view is None:
             return self._page(start_response, 404, "console_home.html", who=who, rejections=self._rejections(10),
                               error=f"Nothing is known of {mpxn}: no event names it.", mpxn=mpxn)
-        changes = [{**json.loads(body), "version": version, "sent": _iso(at)} for version, body, at in
-                   self.store.conn().execute("SELECT version, body, created_at FROM outbox WHERE mpxn=? "
-                                             "ORDER BY version", (mpxn,)).fetchall()]
+        changes = [{**json.loads(body), "version": version, "sent": _iso(at)}
+                   for version, body, at in self.store.flag_changes(mpxn)]
         return self._page(start_response, 200, "console_site.html", who=who, view=view, changes=changes,
                           chart=timeline(changes), mpxn=mpxn)
 
     def _rejections(self, limit: int) -> list[dict[str, Any]]:
-        rows = self.store.conn().execute(
-            "SELECT device_id, reason, detail, size, received_at FROM rejections ORDER BY id DESC LIMIT ?",
-            (limit,)).fetchall()
+        rows = self.store.recent_rejections(limit)
         return [{"device_id": r[0] or "unknown", "reason": r[1], "detail": r[2], "size": r[3], "at": _iso(r[4])}
                 for r in rows]
 
     def _keys(self) -> list[dict[str, Any]]:
-        last = dict(self.store.conn().execute(
-            "SELECT device_id, max(received_at) FROM events GROUP BY device_id").fetchall())
+        last = self.store.last_event_times()
         now = time.time()
         out = []
         for k in self.store.keys():
