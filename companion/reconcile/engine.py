@@ -241,128 +241,22 @@ def _run(duckdb: Any, extract: Path, evidence_rows: Callable[[], tuple[int, Iter
         rel, extra = _source(con, extract)
         quoted = [_ident(c) for c in extra]
         extra_sel = "".join(", " + c for c in quoted)
-        # 1. The extract, each row judged: its line, its values, and what is wrong with it.
-        mp = "trim(mpxn)"
-        con.execute(f"""
-            CREATE TABLE rows AS
-            SELECT line, {mp} AS mpxn, upper(trim(coalesce(flag, ''))) AS flag,
-                   trim(coalesce(effective_from, '')) AS raw_from,
-                   coalesce(try_strptime(trim(effective_from), '%Y-%m-%d'),
-                            try_strptime(trim(effective_from), '%Y%m%d'))::DATE AS registered_from
-                   {extra_sel}
-            FROM {rel}""")
-        # Rows the CSV reader could not split, with their line (one error a line). The rows
-        # it read are numbered in order; each unreadable line before a row moves it one on.
-        rejects = []
-        try:
-            rejects = con.execute("SELECT line, min(error_message) FROM reject_errors GROUP BY line "
-                                  "ORDER BY line").fetchall()
-        except duckdb.Error:
-            pass
-        if rejects:
-            con.execute("CREATE TEMP TABLE shifts AS SELECT unnest(?::BIGINT[]) AS t",
-                        [[int(r) - j for j, (r, _) in enumerate(rejects, 1)]])
-            con.execute("UPDATE rows SET line = line + (SELECT count(*) FROM shifts WHERE t <= rows.line - 1)")
+        rejects = _read_extract(duckdb, con, rel, extra_sel)
         bar.advance(stage)
-        # Duplicates are counted among valid rows only: a valid row after a bad one for the same
-        # meter point is that meter point's first (every input row ends up exactly once: in the
-        # reconciliation, as a duplicate, or as a bad row).
-        con.execute(f"""
-            CREATE TABLE judged AS
-            WITH p AS (
-              SELECT *,
-                CASE
-                  WHEN mpxn IS NULL OR mpxn = '' THEN 'no mpxn'
-                  WHEN NOT regexp_full_match(mpxn, '[0-9]{{13}}|[0-9]{{6,10}}')
-                    THEN 'mpxn is not an MPAN core (13 digits) or an MPRN (6 to 10 digits)'
-                  WHEN flag NOT IN ('A', 'S', 'W', 'I', 'N', '') THEN 'flag must be one of A S W I N or blank'
-                  WHEN raw_from <> '' AND registered_from IS NULL THEN 'effective_from must be YYYY-MM-DD or YYYYMMDD'
-                  WHEN flag <> '' AND raw_from = '' THEN 'a flag needs its effective_from'
-                END AS problem
-              FROM rows)
-            SELECT *,
-              length(mpxn) = 13 AND regexp_full_match(mpxn, '[0-9]{{13}}') AND NOT ({_check_digit_sql('mpxn')})
-                AS bad_check,
-              CASE WHEN problem IS NULL
-                   THEN row_number() OVER (PARTITION BY mpxn, problem IS NULL ORDER BY line) END AS nth
-            FROM p""")
-        con.execute("DROP TABLE rows")
+        _judge(con)
         bar.advance(stage)
         # 2. The evidence.
         total, rows_iter = evidence_rows()
         summary.evidence = _load_evidence(con, rows_iter, total, bar)
         bar.advance(stage)
-        # 3. Every valid first row of a meter point, classified.
-        con.execute(f"""
-            CREATE TABLE discrepancies AS
-            WITH j AS (
-              SELECT r.line, r.mpxn, r.flag AS registered_flag, r.registered_from, r.bad_check
-                     {"".join(", r." + c for c in quoted)},
-                     e.flag AS evidence_flag, CAST(e.effective_from AS DATE) AS evidence_from, e.event_id,
-                     e.reason, e.code
-              FROM judged r LEFT JOIN evidence e ON e.mpxn = r.mpxn
-              WHERE r.problem IS NULL AND r.nth = 1),
-            c AS (
-              SELECT *, CASE
-                WHEN bad_check THEN 'wrong_check_digit'
-                WHEN evidence_flag IS NULL THEN 'no_evidence'
-                WHEN registered_flag IN ('S', 'W') THEN 'legacy_value'
-                WHEN registered_flag = 'A' AND evidence_flag = 'N' AND code LIKE 'removed%' THEN 'active_after_removal'
-                WHEN registered_flag = 'A' AND evidence_flag IN ('I', 'N') THEN 'active_not_commissioned'
-                WHEN registered_flag = '' AND evidence_flag IN ('I', 'A') THEN 'blank_after_install'
-                WHEN registered_flag IN ('', 'I') AND evidence_flag = 'N' THEN 'non_active_not_propagated'
-                WHEN registered_flag IN ('I', 'N') AND evidence_flag = 'A' THEN 'commissioned_not_propagated'
-                WHEN registered_flag = 'N' AND evidence_flag = 'I' THEN 'installed_not_propagated'
-                WHEN registered_flag = evidence_flag AND registered_from IS DISTINCT FROM evidence_from
-                  THEN 'wrong_effective_date'
-              END AS class
-              FROM j)
-            SELECT line, mpxn, registered_flag, registered_from, evidence_flag, evidence_from, class,
-                   CASE WHEN class IN ('wrong_check_digit', 'no_evidence') THEN NULL ELSE event_id END AS event_id,
-                   CASE WHEN class = 'wrong_check_digit' THEN 'MPAN core check digit mismatch'
-                        WHEN class = 'no_evidence' THEN 'no signed event names this meter point'
-                        ELSE reason END AS reason
-                   {extra_sel}
-            FROM c WHERE class IS NOT NULL ORDER BY line""")
+        # 2b. Every valid first row of a meter point, classified.
+        _classify(con, quoted, extra_sel)
         bar.advance(stage)
-        counts = con.execute("SELECT count(*), count(*) FILTER (WHERE problem IS NULL AND nth = 1), "
-                             "count(*) FILTER (WHERE problem IS NOT NULL), "
-                             "count(*) FILTER (WHERE problem IS NULL AND nth > 1) FROM judged").fetchone()
-        summary.rows = int(counts[0]) + len(rejects)
-        summary.reconciled, summary.bad_rows, summary.duplicates = int(counts[1]), int(counts[2]) + len(rejects), \
-            int(counts[3])
-        # 4. The outputs: discrepancies (CSV, Parquet), bad rows, corrections, the report.
-        con.execute(f"COPY (SELECT * EXCLUDE (line) FROM discrepancies) TO '{q(out / 'discrepancies.csv')}' "
-                    "(HEADER, DELIMITER ',')")
-        con.execute(f"COPY (SELECT * EXCLUDE (line) FROM discrepancies) TO '{q(out / 'discrepancies.parquet')}' "
-                    "(FORMAT parquet)")
-        con.execute("CREATE TABLE bad AS "
-                    "SELECT line, left(mpxn, 20) AS mpxn, problem FROM judged WHERE problem IS NOT NULL "
-                    "UNION ALL SELECT d.line, left(d.mpxn, 20), 'duplicate of line ' || f.line "
-                    "FROM judged d JOIN judged f ON f.mpxn = d.mpxn AND f.nth = 1 "
-                    "WHERE d.problem IS NULL AND d.nth > 1 AND f.problem IS NULL")
-        if rejects:
-            con.executemany("INSERT INTO bad VALUES (?, NULL, ?)",
-                            [(int(ln), "unreadable row: " + str(msg)[:200]) for ln, msg in rejects])
-        con.execute(f"COPY (SELECT * FROM bad ORDER BY line) TO '{q(out / 'bad_rows.csv')}' (HEADER, DELIMITER ',')")
+        _count(con, summary, rejects)
+        # 3. The outputs: discrepancies (CSV, Parquet), bad rows, corrections, the report.
+        _write_rows(con, out, rejects)
         bar.advance(stage)
-        summary.classes = {c: n for c, n in con.execute(
-            "SELECT class, count(*) FROM discrepancies GROUP BY class").fetchall()}
-        summary.classes = {c: summary.classes.get(c, 0) for c in CLASSES}
-        for region, cls, n in con.execute(
-                "SELECT CASE WHEN length(mpxn) = 13 THEN left(mpxn, 2) ELSE 'gas' END, class, count(*) "
-                "FROM discrepancies GROUP BY ALL ORDER BY 1").fetchall():
-            summary.regions.setdefault(region, {})[cls] = int(n)
-        buckets = [(0, 30, "under 30 days"), (30, 90, "30-89 days"), (90, 365, "90-364 days"),
-                   (365, 365 * 3, "1-3 years"), (365 * 3, 10**6, "3 years or more")]
-        case = " ".join(f"WHEN age < {hi} THEN '{label}'" for lo, hi, label in buckets)
-        ages = dict(con.execute(
-            f"SELECT CASE WHEN age IS NULL THEN 'unknown' {case} END, count(*) FROM ("
-            f"SELECT date_diff('day', evidence_from, DATE '{today.isoformat()}') AS age FROM discrepancies "
-            f"WHERE class NOT IN ('wrong_check_digit', 'no_evidence')) GROUP BY 1").fetchall())
-        summary.ages = {label: int(ages.get(label, 0)) for _, _, label in buckets}
-        if ages.get("unknown"):
-            summary.ages["unknown"] = int(ages["unknown"])
+        _tally(con, summary, today)
         summary.files = _corrections(con, out, correct, config, summary, file_number)
         bar.advance(stage)
     con.close()
@@ -373,6 +267,143 @@ def _run(duckdb: Any, extract: Path, evidence_rows: Callable[[], tuple[int, Iter
 
     (out / "report.html").write_text(reconcile_html(facts))
     return summary
+
+
+def _read_extract(duckdb: Any, con: Any, rel: str, extra_sel: str) -> list[Any]:
+    """The extract as table `rows`; -> the lines the CSV reader could not split."""
+    # 1. The extract, each row judged: its line, its values, and what is wrong with it.
+    mp = "trim(mpxn)"
+    con.execute(f"""
+        CREATE TABLE rows AS
+        SELECT line, {mp} AS mpxn, upper(trim(coalesce(flag, ''))) AS flag,
+               trim(coalesce(effective_from, '')) AS raw_from,
+               coalesce(try_strptime(trim(effective_from), '%Y-%m-%d'),
+                        try_strptime(trim(effective_from), '%Y%m%d'))::DATE AS registered_from
+               {extra_sel}
+        FROM {rel}""")
+    # Rows the CSV reader could not split, with their line (one error a line). The rows
+    # it read are numbered in order; each unreadable line before a row moves it one on.
+    rejects = []
+    try:
+        rejects = con.execute("SELECT line, min(error_message) FROM reject_errors GROUP BY line "
+                              "ORDER BY line").fetchall()
+    except duckdb.Error:
+        pass
+    if rejects:
+        con.execute("CREATE TEMP TABLE shifts AS SELECT unnest(?::BIGINT[]) AS t",
+                    [[int(r) - j for j, (r, _) in enumerate(rejects, 1)]])
+        con.execute("UPDATE rows SET line = line + (SELECT count(*) FROM shifts WHERE t <= rows.line - 1)")
+    return rejects
+
+
+def _judge(con: Any) -> None:
+    """Table `judged`: each row with its problem, check digit and rank among valid rows."""
+    # Duplicates are counted among valid rows only: a valid row after a bad one for the same
+    # meter point is that meter point's first (every input row ends up exactly once: in the
+    # reconciliation, as a duplicate, or as a bad row).
+    con.execute(f"""
+        CREATE TABLE judged AS
+        WITH p AS (
+          SELECT *,
+            CASE
+              WHEN mpxn IS NULL OR mpxn = '' THEN 'no mpxn'
+              WHEN NOT regexp_full_match(mpxn, '[0-9]{{13}}|[0-9]{{6,10}}')
+                THEN 'mpxn is not an MPAN core (13 digits) or an MPRN (6 to 10 digits)'
+              WHEN flag NOT IN ('A', 'S', 'W', 'I', 'N', '') THEN 'flag must be one of A S W I N or blank'
+              WHEN raw_from <> '' AND registered_from IS NULL THEN 'effective_from must be YYYY-MM-DD or YYYYMMDD'
+              WHEN flag <> '' AND raw_from = '' THEN 'a flag needs its effective_from'
+            END AS problem
+          FROM rows)
+        SELECT *,
+          length(mpxn) = 13 AND regexp_full_match(mpxn, '[0-9]{{13}}') AND NOT ({_check_digit_sql('mpxn')})
+            AS bad_check,
+          CASE WHEN problem IS NULL
+               THEN row_number() OVER (PARTITION BY mpxn, problem IS NULL ORDER BY line) END AS nth
+        FROM p""")
+    con.execute("DROP TABLE rows")
+
+
+def _classify(con: Any, quoted: list[str], extra_sel: str) -> None:
+    """Table `discrepancies`: every valid first row of a meter point, classified."""
+    # 3. Every valid first row of a meter point, classified.
+    con.execute(f"""
+        CREATE TABLE discrepancies AS
+        WITH j AS (
+          SELECT r.line, r.mpxn, r.flag AS registered_flag, r.registered_from, r.bad_check
+                 {"".join(", r." + c for c in quoted)},
+                 e.flag AS evidence_flag, CAST(e.effective_from AS DATE) AS evidence_from, e.event_id,
+                 e.reason, e.code
+          FROM judged r LEFT JOIN evidence e ON e.mpxn = r.mpxn
+          WHERE r.problem IS NULL AND r.nth = 1),
+        c AS (
+          SELECT *, CASE
+            WHEN bad_check THEN 'wrong_check_digit'
+            WHEN evidence_flag IS NULL THEN 'no_evidence'
+            WHEN registered_flag IN ('S', 'W') THEN 'legacy_value'
+            WHEN registered_flag = 'A' AND evidence_flag = 'N' AND code LIKE 'removed%' THEN 'active_after_removal'
+            WHEN registered_flag = 'A' AND evidence_flag IN ('I', 'N') THEN 'active_not_commissioned'
+            WHEN registered_flag = '' AND evidence_flag IN ('I', 'A') THEN 'blank_after_install'
+            WHEN registered_flag IN ('', 'I') AND evidence_flag = 'N' THEN 'non_active_not_propagated'
+            WHEN registered_flag IN ('I', 'N') AND evidence_flag = 'A' THEN 'commissioned_not_propagated'
+            WHEN registered_flag = 'N' AND evidence_flag = 'I' THEN 'installed_not_propagated'
+            WHEN registered_flag = evidence_flag AND registered_from IS DISTINCT FROM evidence_from
+              THEN 'wrong_effective_date'
+          END AS class
+          FROM j)
+        SELECT line, mpxn, registered_flag, registered_from, evidence_flag, evidence_from, class,
+               CASE WHEN class IN ('wrong_check_digit', 'no_evidence') THEN NULL ELSE event_id END AS event_id,
+               CASE WHEN class = 'wrong_check_digit' THEN 'MPAN core check digit mismatch'
+                    WHEN class = 'no_evidence' THEN 'no signed event names this meter point'
+                    ELSE reason END AS reason
+               {extra_sel}
+        FROM c WHERE class IS NOT NULL ORDER BY line""")
+
+
+def _count(con: Any, summary: Summary, rejects: list[Any]) -> None:
+    counts = con.execute("SELECT count(*), count(*) FILTER (WHERE problem IS NULL AND nth = 1), "
+                         "count(*) FILTER (WHERE problem IS NOT NULL), "
+                         "count(*) FILTER (WHERE problem IS NULL AND nth > 1) FROM judged").fetchone()
+    summary.rows = int(counts[0]) + len(rejects)
+    summary.reconciled, summary.bad_rows, summary.duplicates = int(counts[1]), int(counts[2]) + len(rejects), \
+        int(counts[3])
+
+
+def _write_rows(con: Any, out: Path, rejects: list[Any]) -> None:
+    # 4. The outputs: discrepancies (CSV, Parquet), bad rows, corrections, the report.
+    con.execute(f"COPY (SELECT * EXCLUDE (line) FROM discrepancies) TO '{q(out / 'discrepancies.csv')}' "
+                "(HEADER, DELIMITER ',')")
+    con.execute(f"COPY (SELECT * EXCLUDE (line) FROM discrepancies) TO '{q(out / 'discrepancies.parquet')}' "
+                "(FORMAT parquet)")
+    con.execute("CREATE TABLE bad AS "
+                "SELECT line, left(mpxn, 20) AS mpxn, problem FROM judged WHERE problem IS NOT NULL "
+                "UNION ALL SELECT d.line, left(d.mpxn, 20), 'duplicate of line ' || f.line "
+                "FROM judged d JOIN judged f ON f.mpxn = d.mpxn AND f.nth = 1 "
+                "WHERE d.problem IS NULL AND d.nth > 1 AND f.problem IS NULL")
+    if rejects:
+        con.executemany("INSERT INTO bad VALUES (?, NULL, ?)",
+                        [(int(ln), "unreadable row: " + str(msg)[:200]) for ln, msg in rejects])
+    con.execute(f"COPY (SELECT * FROM bad ORDER BY line) TO '{q(out / 'bad_rows.csv')}' (HEADER, DELIMITER ',')")
+
+
+def _tally(con: Any, summary: Summary, today: date) -> None:
+    """Counts by class, region and age of the wrongness."""
+    summary.classes = {c: n for c, n in con.execute(
+        "SELECT class, count(*) FROM discrepancies GROUP BY class").fetchall()}
+    summary.classes = {c: summary.classes.get(c, 0) for c in CLASSES}
+    for region, cls, n in con.execute(
+            "SELECT CASE WHEN length(mpxn) = 13 THEN left(mpxn, 2) ELSE 'gas' END, class, count(*) "
+            "FROM discrepancies GROUP BY ALL ORDER BY 1").fetchall():
+        summary.regions.setdefault(region, {})[cls] = int(n)
+    buckets = [(0, 30, "under 30 days"), (30, 90, "30-89 days"), (90, 365, "90-364 days"),
+               (365, 365 * 3, "1-3 years"), (365 * 3, 10**6, "3 years or more")]
+    case = " ".join(f"WHEN age < {hi} THEN '{label}'" for lo, hi, label in buckets)
+    ages = dict(con.execute(
+        f"SELECT CASE WHEN age IS NULL THEN 'unknown' {case} END, count(*) FROM ("
+        f"SELECT date_diff('day', evidence_from, DATE '{today.isoformat()}') AS age FROM discrepancies "
+        f"WHERE class NOT IN ('wrong_check_digit', 'no_evidence')) GROUP BY 1").fetchall())
+    summary.ages = {label: int(ages.get(label, 0)) for _, _, label in buckets}
+    if ages.get("unknown"):
+        summary.ages["unknown"] = int(ages["unknown"])
 
 
 def _corrections(con: Any, out: Path, correct: list[str], config: Config, summary: Summary,

@@ -168,6 +168,35 @@ class Ingestor:
 
     # --- a batch, one transaction ------------------------------------------------------
     def handle_batch(self, batch: list[Incoming]) -> list[Outcome]:
+        """Verify a batch, then store it and derive its flags in one transaction."""
+        outcomes, accepted, keys = self._verify(batch)
+        with self.store.db.tx(pipeline=True) as db:
+            # Replicas: the batch's devices are locked first, then their keys read again inside
+            # the transaction (a revocation committed since the read above is seen), then the
+            # counters checked (another replica's events of the device, committed, are seen).
+            self.store.db.lock_devices(db, [out.device_id or "" for out, _, _ in accepted])
+            accepted = self._recheck_keys(db, accepted, keys)
+            stored = self._store_events(db, accepted)
+            touched, fresh = self._note_skews(db, stored)
+            known = {(out.device_id or "", ev.id): ev for out, ev, _ in accepted}
+            self.store.db.lock_mpxns(db, list(touched))  # one writer per meter point (replicas)
+            # Read after the locks: what another replica committed before them is seen. The
+            # meter points of repeats (duplicates) are read with them, for their acks.
+            repeats = {m for out in outcomes if out.status == "duplicate" and out.event is not None
+                       for m in out.event.mpxns if m not in touched}
+            stored_flags = self.store.flags_for([*touched, *repeats], db)
+            now_flags: dict[str, tuple[Any, ...]] = {}  # what _rederive just wrote: no second read for the acks
+            for mpxn, out in sorted(touched.items()):
+                change, now_flags[mpxn] = self._rederive(db, mpxn, known, fresh[mpxn], stored_flags.get(mpxn))
+                if change:
+                    out.changes.append(change)
+            self._answer(db, outcomes, now_flags, stored_flags)
+        return outcomes
+
+    def _verify(self, batch: list[Incoming]) -> tuple[list[Outcome], list[tuple[Outcome, Event, bytes]],
+                                                      dict[str, DeviceKey]]:
+        """Each message checked outside the transaction: -> (every outcome, the accepted ones
+        with their event and signed content, the batch's keys as first read)."""
         outcomes: list[Outcome] = []
         accepted: list[tuple[Outcome, Event, bytes]] = []
         devices: list[str | Rejected] = []
@@ -189,79 +218,76 @@ class Ingestor:
             out = Outcome(msg, "stored", device_id, ev.id.hex(), event=ev)
             outcomes.append(out)
             accepted.append((out, ev, signed))
-        with self.store.db.tx(pipeline=True) as db:
-            touched: dict[str, Outcome] = {}
-            fresh: dict[str, list[Event]] = {}  # the events this batch stored, per meter point
-            # Replicas: the batch's devices are locked first, then their keys read again inside
-            # the transaction (a revocation committed since the read above is seen), then the
-            # counters checked (another replica's events of the device, committed, are seen).
-            self.store.db.lock_devices(db, [out.device_id or "" for out, _, _ in accepted])
-            accepted = self._recheck_keys(db, accepted, keys)
-            # A batch's statements whose results are read go as one each (a round trip each
-            # on PostgreSQL): the inserts, the counter checks, the flags.
-            prior = self.store.counter_anomalies(db, [(out.device_id or "", ev) for out, ev, _ in accepted])
-            statuses = self.store.insert_events(
-                db, [(out.device_id or "", ev, signed, out.incoming.received_at) for out, ev, signed in accepted])
-            stored: list[tuple[Outcome, Event]] = []
-            earlier: dict[str, list[Event]] = {}  # each device's events stored so far in this batch
-            for (out, ev, signed), status, found in zip(accepted, statuses, prior):
-                assert out.device_id is not None  # accepted: its topic named a device
-                if status == "conflict":
-                    # Never hand out the event id here: the stored copy is the genuine one, and
-                    # the handheld must not set its own copy aside on an impostor's account.
-                    out.status, out.reason, out.event_id = "rejected", "id_conflict", None
-                    out.detail = f"event id {ev.id.hex()} already stored with different signed content"
-                    continue
-                out.status = status
-                if status != "stored":
-                    continue
-                # As if stored one at a time: the batch's earlier events of the device count too.
-                for e in earlier.get(out.device_id, ()):
-                    if e.counter == ev.counter:
-                        found.setdefault("counter_reused", (e.id, e.counter, e.time))
-                    elif (e.counter > ev.counter and e.time < ev.time) or (e.counter < ev.counter and e.time > ev.time):
-                        found.setdefault("counter_backwards", (e.id, e.counter, e.time))
-                earlier.setdefault(out.device_id, []).append(ev)
-                out.suspicious = self.store.record_counter_anomalies(db, out.device_id, ev, found,
-                                                                     out.incoming.received_at)
-                stored.append((out, ev))
-            for out, ev in stored:
-                assert out.device_id is not None
-                skew = ev.evidence.clock_skew
-                if skew is not None and abs(skew) > self.config.clock_tolerance:
-                    self.store.record_suspicious(
-                        db, ev.id, out.device_id, "clock_skew",
-                        f"handheld clock {_span(skew)} {'ahead of' if skew > 0 else 'behind'} its hub "
-                        f"at the survey (tolerance {self.config.clock_tolerance} s)", out.incoming.received_at)
-                    out.suspicious.append("clock_skew")
-                for m in ev.mpxns:
-                    touched[m] = out
-                    fresh.setdefault(m, []).append(ev)
-            known = {(out.device_id or '', ev.id): ev for out, ev, _ in accepted}
-            self.store.db.lock_mpxns(db, list(touched))  # one writer per meter point (replicas)
-            # Read after the locks: what another replica committed before them is seen. The
-            # meter points of repeats (duplicates) are read with them, for their acks.
-            repeats = {m for out in outcomes if out.status == "duplicate" and out.event is not None
-                       for m in out.event.mpxns if m not in touched}
-            stored_flags = self.store.flags_for([*touched, *repeats], db)
-            now_flags: dict[str, tuple[Any, ...]] = {}  # what _rederive just wrote: no second read for the acks
-            for mpxn, out in sorted(touched.items()):
-                change, now_flags[mpxn] = self._rederive(db, mpxn, known, fresh[mpxn], stored_flags.get(mpxn))
-                if change:
-                    out.changes.append(change)
-            for out in outcomes:
-                if out.status in ("stored", "duplicate") and out.event is not None:
-                    # What the handheld is told: each meter point's flag as it now stands.
-                    for m in out.event.mpxns:
-                        if m in now_flags:
-                            out.flags.append((m, *now_flags[m]))
-                            continue
-                        f = stored_flags.get(m)
-                        out.flags.append((m, f.flag, f.effective_from, f.code) if f else (m, None, None, "none"))
-                if out.status == "rejected":
-                    self.store.record_rejection(out.device_id, out.reason or "", out.detail or "",
-                                                len(out.incoming.payload), out.incoming.received_at, db)
-        return outcomes
+        return outcomes, accepted, keys
+
+    def _store_events(self, db: Any, accepted: list[tuple[Outcome, Event, bytes]]) -> list[tuple[Outcome, Event]]:
+        """Insert the accepted events (one statement), judge each as stored, duplicate or
+        id_conflict, and record counter anomalies: -> the events stored now."""
+        # A batch's statements whose results are read go as one each (a round trip each on
+        # PostgreSQL): the counter checks, the inserts.
+        prior = self.store.counter_anomalies(db, [(out.device_id or "", ev) for out, ev, _ in accepted])
+        statuses = self.store.insert_events(
+            db, [(out.device_id or "", ev, signed, out.incoming.received_at) for out, ev, signed in accepted])
+        stored: list[tuple[Outcome, Event]] = []
+        earlier: dict[str, list[Event]] = {}  # each device's events stored so far in this batch
+        for (out, ev, _), status, found in zip(accepted, statuses, prior):
+            assert out.device_id is not None  # accepted: its topic named a device
+            if status == "conflict":
+                # Never hand out the event id here: the stored copy is the genuine one, and
+                # the handheld must not set its own copy aside on an impostor's account.
+                out.status, out.reason, out.event_id = "rejected", "id_conflict", None
+                out.detail = f"event id {ev.id.hex()} already stored with different signed content"
+                continue
+            out.status = status
+            if status != "stored":
+                continue
+            # As if stored one at a time: the batch's earlier events of the device count too.
+            for e in earlier.get(out.device_id, ()):
+                if e.counter == ev.counter:
+                    found.setdefault("counter_reused", (e.id, e.counter, e.time))
+                elif (e.counter > ev.counter and e.time < ev.time) or (e.counter < ev.counter and e.time > ev.time):
+                    found.setdefault("counter_backwards", (e.id, e.counter, e.time))
+            earlier.setdefault(out.device_id, []).append(ev)
+            out.suspicious = self.store.record_counter_anomalies(db, out.device_id, ev, found,
+                                                                 out.incoming.received_at)
+            stored.append((out, ev))
+        return stored
+
+    def _note_skews(self, db: Any, stored: list[tuple[Outcome, Event]]
+                    ) -> tuple[dict[str, Outcome], dict[str, list[Event]]]:
+        """Record handheld clocks far from their hub's; -> (each meter point touched, with the
+        outcome that touched it last; the events this batch stored, per meter point)."""
+        touched: dict[str, Outcome] = {}
+        fresh: dict[str, list[Event]] = {}
+        for out, ev in stored:
+            assert out.device_id is not None
+            skew = ev.evidence.clock_skew
+            if skew is not None and abs(skew) > self.config.clock_tolerance:
+                self.store.record_suspicious(
+                    db, ev.id, out.device_id, "clock_skew",
+                    f"handheld clock {_span(skew)} {'ahead of' if skew > 0 else 'behind'} its hub "
+                    f"at the survey (tolerance {self.config.clock_tolerance} s)", out.incoming.received_at)
+                out.suspicious.append("clock_skew")
+            for m in ev.mpxns:
+                touched[m] = out
+                fresh.setdefault(m, []).append(ev)
+        return touched, fresh
+
+    def _answer(self, db: Any, outcomes: list[Outcome], now_flags: dict[str, tuple[Any, ...]],
+                stored_flags: dict[str, StoredFlag]) -> None:
+        """What each handheld is told: each meter point's flag as it now stands; rejections
+        recorded."""
+        for out in outcomes:
+            if out.status in ("stored", "duplicate") and out.event is not None:
+                for m in out.event.mpxns:
+                    if m in now_flags:
+                        out.flags.append((m, *now_flags[m]))
+                        continue
+                    f = stored_flags.get(m)
+                    out.flags.append((m, f.flag, f.effective_from, f.code) if f else (m, None, None, "none"))
+            if out.status == "rejected":
+                self.store.record_rejection(out.device_id, out.reason or "", out.detail or "",
+                                            len(out.incoming.payload), out.incoming.received_at, db)
 
     def _recheck_keys(self, db: Any, accepted: list[tuple[Outcome, Event, bytes]],
                       before: dict[str, DeviceKey]) -> list[tuple[Outcome, Event, bytes]]:

@@ -449,25 +449,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="companion", description="Back-office bridge for handheld events.")
-    ap.add_argument("--version", action="version", version=f"companion {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("verify", help="decode and verify one event message (COSE_Sign1)")
-    v.add_argument("file", help="message file, or - for standard input")
-    v.add_argument("--key", required=True, help="device public key, hex (65-byte SEC1)")
-    v.add_argument("--hex", action="store_true", help="the input is hex text, not raw bytes")
-    v.add_argument("--max-size", type=int, default=MAX_MESSAGE, help="bytes (default %(default)s)")
-    v.add_argument("--pretty", action="store_true", help="indent the JSON output")
-    v.set_defaults(func=cmd_verify)
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", help="SQLite file, or postgresql://USER:PASSWORD@HOST/DB (default companion.db, "
+                                "or the config file's)")
+    p.add_argument("--config", help="TOML configuration file (docs/bridge.md)")
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--db", help="SQLite file, or postgresql://USER:PASSWORD@HOST/DB (default companion.db, "
-                                    "or the config file's)")
-        p.add_argument("--config", help="TOML configuration file (docs/bridge.md)")
-
+def _add_bridge(sub: Any) -> None:
     b = sub.add_parser("bridge", help="run the bridge service")
-    common(b)
+    _common(b)
     b.add_argument("--broker", help="mqtts://HOST:PORT of your broker (default: the bridge runs its own "
                                     "mosquitto, secured as shipped)")
     b.add_argument("--listen",
@@ -485,6 +474,8 @@ def parser() -> argparse.ArgumentParser:
                    help="INSECURE: plain TCP, identities by password in clear, for a throwaway trial only")
     b.set_defaults(func=cmd_bridge)
 
+
+def _add_pki(sub: Any) -> None:
     pk = sub.add_parser("pki", help="identities at the broker: CA, certificates, revocation (docs/security.md)")
     pks = pk.add_subparsers(dest="action", required=True)
     pi = pks.add_parser("init", help="make the CA, the broker certificate, the CRL and the ACL")
@@ -511,6 +502,8 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="TOML configuration file (docs/bridge.md)")
     pk.set_defaults(func=cmd_pki)
 
+
+def _add_tokens_and_flags(sub: Any) -> None:
     t = sub.add_parser("tokens", help="bearer tokens for the read API")
     ts = t.add_subparsers(dest="action", required=True)
     ta = ts.add_parser("add", help="make a token (printed once)")
@@ -519,7 +512,7 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("name")
     tl = ts.add_parser("list", help="list tokens")
     for p in (ta, tr, tl):
-        common(p)
+        _common(p)
     t.set_defaults(func=cmd_tokens)
 
     fl = sub.add_parser("flags", help="flag updates, for consumers")
@@ -533,9 +526,11 @@ def parser() -> argparse.ArgumentParser:
     fv.set_defaults(func=cmd_flags_verify)
     fr = fls.add_parser("republish", help="queue every meter point's current flag for publishing again "
                                           "(retained flags lost by the broker)")
-    common(fr)
+    _common(fr)
     fr.set_defaults(func=cmd_flags_republish)
 
+
+def _add_db_and_keys(sub: Any) -> None:
     d = sub.add_parser("db", help="the store: schema version, upgrade, backup and restore (docs/operations.md)")
     ds = d.add_subparsers(dest="action", required=True)
     ds.add_parser("status", help="schema version, and the migrations still to apply (exit 1 if any)")
@@ -545,7 +540,7 @@ def parser() -> argparse.ArgumentParser:
     drs = ds.add_parser("restore", help="restore a backup into a new store (a missing file, or an empty database)")
     drs.add_argument("file", help="a file made by `companion db backup`")
     for p in ds.choices.values():
-        common(p)
+        _common(p)
     d.set_defaults(func=cmd_db)
 
     k = sub.add_parser("keys", help="the device key registry")
@@ -560,25 +555,27 @@ def parser() -> argparse.ArgumentParser:
     kr.add_argument("--hard", action="store_true", help="reject every event, even those made before --at")
     kl = ksub.add_parser("list", help="list registered keys")
     for p in (ka, kr, kl):
-        common(p)
+        _common(p)
     kr.add_argument("--pki", help="PKI folder whose CRL and ACL the revocation reaches (or `pki` in --config)")
     kr.add_argument("--no-pki", action="store_true",
                     help="the handheld's certificate is at a broker this companion does not manage: revoke it there")
     k.set_defaults(func=cmd_keys)
 
+
+def _add_reads(sub: Any) -> None:
     s = sub.add_parser("site", help="what is at this meter point, and why")
-    common(s)
+    _common(s)
     s.add_argument("mpxn")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_site)
 
     r = sub.add_parser("replay", help="re-derive every flag from stored events; report differences")
-    common(r)
+    _common(r)
     r.set_defaults(func=cmd_replay)
 
     rc = sub.add_parser("reconcile", help="hold a registration extract against the evidence: discrepancies, "
                                           "corrections, a report (docs/reconcile.md)")
-    common(rc)
+    _common(rc)
     rc.add_argument("extract", help="CSV or Parquet: mpxn,flag,effective_from (other columns kept through)")
     rc.add_argument("--out", help="a new folder for the outputs (default: EXTRACT's name + -reconciled)")
     rc.add_argument("--correct", metavar="CLASS,...",
@@ -589,6 +586,24 @@ def parser() -> argparse.ArgumentParser:
     rc.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                     help="a progress bar (default: when stderr is a terminal)")
     rc.set_defaults(func=cmd_reconcile)
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="companion", description="Back-office bridge for handheld events.")
+    ap.add_argument("--version", action="version", version=f"companion {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("verify", help="decode and verify one event message (COSE_Sign1)")
+    v.add_argument("file", help="message file, or - for standard input")
+    v.add_argument("--key", required=True, help="device public key, hex (65-byte SEC1)")
+    v.add_argument("--hex", action="store_true", help="the input is hex text, not raw bytes")
+    v.add_argument("--max-size", type=int, default=MAX_MESSAGE, help="bytes (default %(default)s)")
+    v.add_argument("--pretty", action="store_true", help="indent the JSON output")
+    v.set_defaults(func=cmd_verify)
+
+    _add_bridge(sub)
+    _add_pki(sub)
+    _add_tokens_and_flags(sub)
+    _add_db_and_keys(sub)
+    _add_reads(sub)
     return ap
 
 

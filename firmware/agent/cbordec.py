@@ -96,28 +96,7 @@ def _item(data, pos, depth):
             out.append(v)
         return out, pos
     if major == 5:
-        out = {}
-        if ai == 31:
-            n = -1
-        else:
-            n, pos = _argument(data, pos, ai)
-            if 2 * n > len(data) - pos:
-                raise DecodeError("cbor: truncated map at offset %d" % pos)
-        while n != 0:
-            if n < 0:
-                _need(data, pos, 1)
-                if data[pos] == _BREAK:
-                    return out, pos + 1
-            kpos = pos
-            k, pos = _item(data, pos, depth + 1)
-            if isinstance(k, (list, dict, Tag)):
-                raise DecodeError("cbor: unsupported map key type at offset %d" % kpos)
-            if k in out:
-                raise DecodeError("cbor: duplicate map key %r at offset %d" % (k, kpos))
-            v, pos = _item(data, pos, depth + 1)
-            out[k] = v
-            n -= 1
-        return out, pos
+        return _map(data, pos, ai, depth)
     if major == 6:
         if ai == 31:
             raise DecodeError("cbor: indefinite length on a tag at offset %d" % (pos - 1))
@@ -150,6 +129,32 @@ def _item(data, pos, depth):
     if ai in (28, 29, 30):
         raise DecodeError("cbor: reserved additional information %d at offset %d" % (ai, pos - 1))
     raise DecodeError("cbor: unsupported simple value at offset %d" % (pos - 1))
+
+
+def _map(data, pos, ai, depth):
+    # A map (major type 5) after its initial byte: keys must be scalars, never repeated.
+    out = {}
+    if ai == 31:
+        n = -1
+    else:
+        n, pos = _argument(data, pos, ai)
+        if 2 * n > len(data) - pos:
+            raise DecodeError("cbor: truncated map at offset %d" % pos)
+    while n != 0:
+        if n < 0:
+            _need(data, pos, 1)
+            if data[pos] == _BREAK:
+                return out, pos + 1
+        kpos = pos
+        k, pos = _item(data, pos, depth + 1)
+        if isinstance(k, (list, dict, Tag)):
+            raise DecodeError("cbor: unsupported map key type at offset %d" % kpos)
+        if k in out:
+            raise DecodeError("cbor: duplicate map key %r at offset %d" % (k, kpos))
+        v, pos = _item(data, pos, depth + 1)
+        out[k] = v
+        n -= 1
+    return out, pos
 
 
 def loads(data):
