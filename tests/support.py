@@ -16,6 +16,12 @@ from hil import micropython
 TESTS = Path(__file__).resolve().parent
 VECTORS = TESTS / "vectors"
 MPY_HELPERS = TESTS / "mpy"
+MPY_HELPERS_BUILT = TESTS.parent / "build" / "tests-mpy"  # the same, compiled (tools/build_firmware.py)
+
+
+def _helpers(mpy: bool) -> list[Path]:
+    # Compiled with the firmware when it runs compiled: a 16 KiB heap has no room to compile source.
+    return [MPY_HELPERS_BUILT] if mpy else [MPY_HELPERS]
 
 
 class MicroPythonRunner:
@@ -24,13 +30,13 @@ class MicroPythonRunner:
 
     def __call__(self, code: str, *, heapsize: str | None = None, mpy: bool = False,
                  timeout: float = 60) -> str:
-        return micropython.run(code, heapsize=heapsize, mpy=mpy, path=[MPY_HELPERS],
+        return micropython.run(code, heapsize=heapsize, mpy=mpy, path=_helpers(mpy),
                                timeout=timeout).stdout
 
     def script(self, script: Path, *args: str, heapsize: str | None = None,
                mpy: bool = False) -> str:
         return micropython.run(script=script, args=list(args), heapsize=heapsize, mpy=mpy,
-                               path=[MPY_HELPERS]).stdout
+                               path=_helpers(mpy)).stdout
 
     def session(self, script: Path, **kw) -> micropython.Session:
         return micropython.Session(script, path=[MPY_HELPERS], **kw)

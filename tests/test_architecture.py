@@ -119,3 +119,23 @@ def test_the_guards_see_what_they_guard():
     assert _layer("companion.policy") == (0, "core")
     tree = ast.parse("from companion.surfaces.api import Api\n")
     assert "companion.surfaces.api.Api" in _imports(tree)
+
+
+def test_the_firmware_build_is_exactly_the_manifest():
+    """firmware/manifest.py says what ships; the build holds those modules and no other, and
+    the test-only modules live under tests/."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_firmware", ROOT / "tools" / "build_firmware.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    listed = {Path(f).with_suffix("").as_posix() for f in tool.manifest()["files"]}
+    tool.build(ROOT / "build" / "firmware")
+    built = {p.relative_to(ROOT / "build" / "firmware").with_suffix("").as_posix()
+             for p in (ROOT / "build" / "firmware" / "agent").glob("*.mpy")}
+    assert built == listed
+    sources = {p.relative_to(ROOT / "firmware").with_suffix("").as_posix()
+               for p in (ROOT / "firmware" / "agent").glob("*.py")}
+    assert sources == listed, sources ^ listed  # nothing in firmware/agent that does not ship
+    assert "umqtt.simple" in tool.manifest()["require"]

@@ -56,7 +56,7 @@ def test_event_ids_are_random_and_sixteen_bytes(mpy):
 def test_override_is_carried_and_checked(mpy):
     out = mpy(EVENT + """
 ev["override"] = {"reason": "meter answers: neighbour's hub", "checks": ["meter_answers"]}
-from agent import eventread
+import eventread
 o = eventread.parse(event.build(ev))["override"]
 print(o["reason"], o["checks"])
 for bad in ({"reason": "", "checks": ["x"]}, {"reason": "r", "checks": []}, {"why": "r"}):

@@ -7,7 +7,7 @@
 #
 # It runs in a tight heap, so it reads CBOR with agent.cborlite (definite lengths; integers,
 # strings, arrays, maps, true/false/null; no tags but the outer 18, no floats) instead of
-# loading agent.cbor and agent.cbordec.
+# loading agent.cbor and the decoder (tests/mpy/cbordec.py).
 import hashlib
 
 from micropython import const

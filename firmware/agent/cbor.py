@@ -121,9 +121,10 @@ def dumps(obj):
     return bytes(buf)
 
 
-# --- decoder (agent/cbordec.py, loaded on first use: the handheld mostly encodes) ---
+# --- decoder: the bench's and the tests' (tests/mpy/cbordec.py). The handheld only encodes;
+# its one reader, of the bridge's acks, is agent.cborlite. Not shipped (firmware/manifest.py).
 
 def loads(data):
-    from agent import cbordec
+    import cbordec
 
     return cbordec.loads(data)

@@ -2,7 +2,7 @@
 # lengths; unsigned and negative integers, byte and text strings, arrays, maps (no repeated
 # keys), true, false and null; nothing else (no tags, floats or indefinite lengths) and at
 # most a few levels deep. Anything else is a ValueError. Much smaller in the heap than
-# agent.cbordec, which reads any well-formed CBOR.
+# the tests' decoder (tests/mpy/cbordec.py), which reads any well-formed CBOR.
 from micropython import const
 
 _DEPTH = const(6)

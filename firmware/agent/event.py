@@ -2,7 +2,7 @@
 # the way in, encoded as a deterministic CBOR map with small integer keys.
 #
 # build(ev) -> payload bytes        ev: dict with the names of docs/wire.md
-# agent.eventread.parse(payload)    the inverse, for screens and self-checks
+# eventread.parse(payload)          the inverse, for the tests (tests/mpy/eventread.py)
 # new_id() -> 16 random bytes       an event id; kept with the event so re-sends reuse it
 from micropython import const
 

@@ -23,7 +23,7 @@ _OOM = "ERROR Out of memory: type it again."  # made at load: saying it allocate
 
 # Every module a stage may load, directly or through another (cbor's decoder, ids).
 _STAGE = ("agent.survey", "agent.link", "agent.uart", "agent.frame", "agent.jobs", "agent.event",
-          "agent.cose", "agent.ecdsa", "agent.cbor", "agent.cbordec", "agent.ids", "agent.console",
+          "agent.cose", "agent.ecdsa", "agent.cbor", "cbordec", "agent.ids", "agent.console",
           "agent.delivery", "agent.ackcheck", "agent.cborlite", "agent.ecverify", "agent.ecpoint",
           "agent.predict", "agent.words", "agent.clock", "agent.kinds", "umqtt.simple", "umqtt", "ssl", "ussl")
 

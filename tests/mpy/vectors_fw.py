@@ -5,7 +5,8 @@ import binascii
 import json
 import sys
 
-from agent import cbor, cose, ecdsa, event, eventread
+from agent import cbor, cose, ecdsa, event
+import eventread
 
 import vecjson
 

@@ -1,5 +1,5 @@
-# The inverse of agent.event.build(), for screens and self-checks (not needed to make
-# events, so apart from the builder to keep it small).
+# The inverse of agent.event.build(), for the tests (tests/mpy: never shipped to a handheld,
+# firmware/manifest.py).
 from agent import cbor
 from agent import ids
 from micropython import const

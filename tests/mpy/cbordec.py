@@ -1,4 +1,5 @@
-# The CBOR decoder of agent.cbor (RFC 8949), apart so that encoding alone stays small.
+# The CBOR decoder of agent.cbor (RFC 8949), for the bench and the tests: never shipped to a
+# handheld (firmware/manifest.py), which only encodes.
 # Accepts any well-formed item of the supported types; raises DecodeError (a ValueError).
 from micropython import const
 
