@@ -158,6 +158,9 @@ class Board:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
         self.pump()
+        if self._partial:  # a line cut off by the power: it ends here, never joined to the next boot's
+            self.lines.append(self._partial)
+            self._partial = ""
 
     def shutdown(self) -> None:
         if self.running:
