@@ -151,8 +151,7 @@ class Bench:
             return list(self._rejected.get(device_id, []))
 
     def stored_ids(self, ids: set[str]) -> set[str]:
-        rows = self.store.conn().execute("SELECT event_id FROM events").fetchall()
-        return {bytes(r[0]).hex() for r in rows} & ids
+        return self.store.event_ids() & ids
 
     def dtc_groups(self, flow: str) -> list[list[str]]:
         prefix = {"D0350": "D0350001", "GAS": "DXIE4601"}.get(flow.upper(), flow)
@@ -169,13 +168,11 @@ class Bench:
         published on this one's topic: `kid_mismatch`), `replay` (this device's latest stored
         event published `count` more times: duplicates). -> what was done."""
         if kind == "replay":
-            row = self.store.conn().execute(
-                "SELECT message FROM events WHERE device_id=? ORDER BY received_at DESC LIMIT 1",
-                (device_id,)).fetchone()
-            if row is None:
+            latest = self.store.latest_message(device_id)
+            if latest is None:
                 raise AssertionError(f"forge replay: no stored event of {device_id} to send again")
             for _ in range(count):
-                self._publish_as(device_id, bytes(row[0]))
+                self._publish_as(device_id, latest)
             return f"its latest event sent {count} more times"
         if kind == "unregistered":
             stranger = "70-B3-D5-F1-0E-" + os.urandom(3).hex("-").upper()

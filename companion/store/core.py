@@ -267,6 +267,16 @@ class Store:
         return (c.execute("SELECT 1 FROM event_mpxns WHERE mpxn=? LIMIT 1", (mpxn,)).fetchone() is not None
                 or c.execute("SELECT 1 FROM flags WHERE mpxn=?", (mpxn,)).fetchone() is not None)
 
+    def event_ids(self) -> set[str]:
+        """Every stored event's id, hex (the bench's check that what was told saved arrived)."""
+        return {bytes(r[0]).hex() for r in self.conn().execute("SELECT event_id FROM events")}
+
+    def latest_message(self, device_id: str) -> bytes | None:
+        """A handheld's latest stored event, the signed message as received."""
+        row = self.conn().execute("SELECT message FROM events WHERE device_id=? ORDER BY received_at DESC LIMIT 1",
+                                  (device_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
     def mpxns(self) -> list[str]:
         return [r[0] for r in self.conn().execute("SELECT DISTINCT mpxn FROM event_mpxns ORDER BY mpxn")]
 
