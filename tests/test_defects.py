@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from companion import dtc
-from companion.service.bridge import JsonLogFormatter
+from companion.service.logs import JsonLogFormatter
 from hil.services import BIN
 
 from .bridge_support import DEVICE_ID, MV, PUBLIC_KEY, evidence, make_event
@@ -646,7 +646,7 @@ def test_liveness_answers_while_the_public_api_is_exhausted(tmp_path, broker, st
 def test_each_received_message_is_acknowledged_once():
     """Defect 9: a message still queued and its redelivery (the same packet id) both got a
     PUBACK; the second could acknowledge a newer message reusing the id before it was stored."""
-    from companion.service.bridge import AckLedger
+    from companion.service.flow import AckLedger
 
     ledger = AckLedger()
     first = ledger.receive(5, 1)

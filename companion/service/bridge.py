@@ -9,11 +9,9 @@ so a bridge killed mid-batch gets the message again from its persistent session.
 from __future__ import annotations
 
 import json
-import logging
 import queue
 import socket
 import ssl
-import sys
 import threading
 import time
 from typing import Any, Callable
@@ -34,65 +32,9 @@ from companion.service.dtc_writer import DtcWriter
 from companion.service.pki import Pki, PkiError
 from companion.wire.signing import Signer
 from companion.store.db import is_postgres
-from companion.times import iso
 from companion.store.core import Store
-
-log = logging.getLogger("companion")
-
-
-class JsonLogFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": iso(record.created, ms=True), "level": record.levelname.lower(), "msg": record.getMessage()}
-        out.update(getattr(record, "fields", {}))
-        if record.exc_info:  # an internal error: the traceback is what on-call needs
-            out["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
-
-
-class RepeatFilter(logging.Filter):
-    """Repeated lines go quiet: a rejection (per device and reason) or a warning or error
-    (per message) is logged `burst` times a `window` seconds at most; the rest are counted,
-    and the first line of the next window says how many were left out ("suppressed"). One
-    handheld flooding garbage cannot grow the log by megabytes (stored events are never held
-    back: each is a different event)."""
-
-    def __init__(self, burst: int = 20, window: float = 10.0) -> None:
-        super().__init__()
-        self.burst, self.window = burst, window
-        self._seen: dict[tuple[Any, ...], list[float]] = {}  # key -> [window start, lines, suppressed]
-        self._lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        fields = getattr(record, "fields", None) or {}
-        if fields.get("status") == "rejected":
-            key: tuple[Any, ...] = ("rejected", fields.get("device"), fields.get("reason"))
-        elif record.levelno >= logging.WARNING:
-            key = (record.levelno, record.msg)
-        else:
-            return True
-        now = time.monotonic()
-        with self._lock:
-            if len(self._seen) > 10_000:  # bounded whatever the keys an attacker can make
-                self._seen.clear()
-            w = self._seen.setdefault(key, [now, 0, 0])
-            if now - w[0] >= self.window:
-                if w[2]:
-                    record.fields = {**fields, "suppressed": int(w[2]), "suppressed_window_s": self.window}
-                w[:] = [now, 0, 0]
-            w[1] += 1
-            if w[1] > self.burst:
-                w[2] += 1
-                return False
-        return True
-
-
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter())
-    handler.addFilter(RepeatFilter())
-    log.handlers[:] = [handler]
-    log.setLevel(level.upper())
-    log.propagate = False
+from companion.service.flow import AckLedger, TopicRates
+from companion.service.logs import log
 
 
 def prepare_pki(config: Config) -> Pki:
@@ -118,72 +60,6 @@ def _device_bytes(device_id: str | None) -> bytes:
         return eui64_bytes(device_id) if device_id else bytes(8)
     except ValueError:
         return bytes(8)
-
-
-class AckLedger:
-    """PUBACK exactly once per received message (MQTT 5 §4.3.2). A QoS 1 message redelivered
-    while its first copy is still queued carries the same packet id: the copy is merged into the
-    held one, never queued to be acknowledged twice, for a second PUBACK of that id could
-    acknowledge a newer message that reuses it before that one is stored. A new session (CONNACK
-    without session_present) starts a new generation: acks for messages held from the old one
-    are meaningless there and are not sent (the broker delivers those messages again)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._held: dict[int, int] = {}  # packet id -> the serial of the copy that holds it
-        self._serial = 0
-        self.generation = 0
-
-    def new_session(self) -> None:
-        with self._lock:
-            self.generation += 1
-            self._held.clear()
-
-    def receive(self, mid: int, qos: int) -> tuple[int, int, int, int] | None:
-        """The token to queue with the message, or None for a redelivery of a held one."""
-        with self._lock:
-            self._serial += 1
-            if qos > 0:
-                if mid in self._held:
-                    return None
-                self._held[mid] = self._serial
-            return (mid, qos, self.generation, self._serial)
-
-    def release(self, token: object) -> tuple[int, int] | None:
-        """(mid, qos) to acknowledge now, once; None when there is nothing (left) to send."""
-        if not isinstance(token, tuple) or len(token) != 4:
-            return None
-        mid, qos, generation, serial = token
-        with self._lock:
-            if qos == 0 or generation != self.generation or self._held.get(mid) != serial:
-                return None
-            del self._held[mid]
-            return mid, qos
-
-
-class TopicRates:
-    """A token bucket per publishing topic (one a handheld: <prefix>/events/<device id>):
-    `rate` messages a second, bursts of `burst`. Bounded: at most MAX_TOPICS buckets."""
-
-    MAX_TOPICS = 100_000
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self._buckets: dict[str, list[float]] = {}
-
-    def take(self, topic: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        b = self._buckets.get(topic)
-        if b is None:
-            if len(self._buckets) >= self.MAX_TOPICS:
-                self._buckets.clear()
-            b = self._buckets[topic[:200]] = [float(self.burst), now]
-        b[0] = min(self.burst, b[0] + (now - b[1]) * self.rate)
-        b[1] = now
-        if b[0] < 1:
-            return False
-        b[0] -= 1
-        return True
 
 
 @dataclass

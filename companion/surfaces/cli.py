@@ -96,7 +96,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
-    from companion.service.bridge import Bridge, setup_logging
+    from companion.service.bridge import Bridge
+    from companion.service.logs import setup_logging
     from companion.config import load
 
     http = None if args.http == "off" else args.http
