@@ -765,7 +765,7 @@ def test_open_endpoints_cost_little_whatever_the_rate(tmp_path, monkeypatch):
     assert counted["n"] == 1  # one read for fifty scrapes
 
     decoded = {"n": 0}
-    import companion.wire.event as event_mod
+    import companion.store.core as event_mod  # where stored events are decoded (Store._event)
 
     real = event_mod.parse_payload
 

@@ -60,11 +60,12 @@ class TopicRates:
 
     def take(self, topic: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        b = self._buckets.get(topic)
+        key = topic[:200]  # the same bounded key to find a bucket and to make one
+        b = self._buckets.get(key)
         if b is None:
             if len(self._buckets) >= self.MAX_TOPICS:
                 self._buckets.clear()
-            b = self._buckets[topic[:200]] = [float(self.burst), now]
+            b = self._buckets[key] = [float(self.burst), now]
         b[0] = min(self.burst, b[0] + (now - b[1]) * self.rate)
         b[1] = now
         if b[0] < 1:

@@ -317,14 +317,19 @@ class Pki:
         with self._locked():
             return self._revoke_locked(name)
 
-    def _revoke_locked(self, name: str) -> Identity:
-        inv = self._load_inventory()
+    def _issued(self, inv: dict[str, dict[str, Any]], name: str) -> str:
+        """The inventory's name for `name` (a device id in any spelling), or PkiError."""
         try:
             name = check_name("handheld", name)
         except PkiError:
             pass
         if name not in inv:
             raise PkiError(f"no identity {name} was issued from {self.root}")
+        return name
+
+    def _revoke_locked(self, name: str) -> Identity:
+        inv = self._load_inventory()
+        name = self._issued(inv, name)
         inv[name]["revoked"] = True
         inv[name]["revoked_at"] = _now().isoformat()
         self._save_inventory(inv)
@@ -340,12 +345,7 @@ class Pki:
         bridge with this PKI does it (Bridge._revocations_due); until then it connects."""
         with self._locked():
             inv = self._load_inventory()
-            try:
-                name = check_name("handheld", name)
-            except PkiError:
-                pass
-            if name not in inv:
-                raise PkiError(f"no identity {name} was issued from {self.root}")
+            name = self._issued(inv, name)
             inv[name]["revoke_at"] = float(at)
             self._save_inventory(inv)
 

@@ -242,14 +242,14 @@ class Store:
             "SELECT e.event_id, e.device_id, e.received_at, e.message FROM event_mpxns m "
             "JOIN events e ON e.device_id = m.device_id AND e.event_id = m.event_id WHERE m.mpxn=?",
             (mpxn,)).fetchall()
-        return [(r[1], r[2], known.get((r[1], bytes(r[0])))
-                 or parse_payload(parse_sign1(bytes(r[3]), 1 << 20).payload)) for r in rows]
+        return [(r[1], r[2], known.get((r[1], bytes(r[0]))) or _event(r[3])) for r in rows]
 
     def events_page(self, mpxn: str, limit: int, after: tuple[int, int, int, str, bytes] | None = None
-                    ) -> list[tuple[str, float, bytes, tuple[int, int, int, str, bytes]]]:
+                    ) -> tuple[list[tuple[str, float, Event, tuple[int, int, int, str, bytes]]], bool]:
         """One page of a meter point's events in stored order (survey time, device time,
-        counter, device, id), after the key `after`: (device id, received at, signed message,
-        the row's key). Only the page is read and decoded, whatever the history's length."""
+        counter, device, id), after the key `after`: ([(device id, received at, event, the
+        row's key)], whether more follow). Only the page is read and decoded, whatever the
+        history's length (one row more is read, not decoded, to know whether more follow)."""
         sql = ("SELECT e.device_id, e.received_at, e.message, e.read_time, e.device_time, e.counter, e.event_id "
                "FROM event_mpxns m JOIN events e ON e.device_id = m.device_id AND e.event_id = m.event_id "
                "WHERE m.mpxn=?")
@@ -258,8 +258,9 @@ class Store:
             sql += " AND (e.read_time, e.device_time, e.counter, e.device_id, e.event_id) > (?, ?, ?, ?, ?)"
             args += after
         sql += " ORDER BY e.read_time, e.device_time, e.counter, e.device_id, e.event_id LIMIT ?"
-        rows = self.conn().execute(sql, args + (limit,)).fetchall()
-        return [(r[0], r[1], bytes(r[2]), (r[3], r[4], r[5], r[0], bytes(r[6]))) for r in rows]
+        rows = self.conn().execute(sql, args + (limit + 1,)).fetchall()
+        return [(r[0], r[1], _event(r[2]), (r[3], r[4], r[5], r[0], bytes(r[6]))) for r in rows[:limit]], \
+            len(rows) > limit
 
     def knows(self, mpxn: str) -> bool:
         """Is anything known of this meter point (an event names it, or it has a flag)?"""
@@ -578,6 +579,11 @@ class Store:
     def ping(self) -> None:
         """Raises if the database cannot be read (for /healthz)."""
         self.conn().execute("SELECT count(*) FROM sequences").fetchone()
+
+
+def _event(message: Any) -> Event:
+    """A stored event's payload, decoded (its signature was verified when it was stored)."""
+    return parse_payload(parse_sign1(bytes(message), 1 << 20).payload)
 
 
 def _device(device_id: str) -> str:

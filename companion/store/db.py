@@ -305,17 +305,19 @@ class Database:
     def lock_mpxns(self, db: Any, mpxns: list[str]) -> None:
         """Serialise derivation per meter point across writers (replicas), in a fixed order so
         that two batches never wait on each other. SQLite has one writer at a time already."""
-        if self.kind == "postgres" and mpxns:
-            db.execute("SELECT pg_advisory_xact_lock(hashtextextended(m, 0)) "
-                       "FROM (SELECT m FROM unnest(?::text[]) AS m ORDER BY m) AS ordered", (sorted(set(mpxns)),))
+        self._xact_locks(db, "", mpxns)
 
     def lock_devices(self, db: Any, device_ids: list[str]) -> None:
         """Serialise a device's events across writers (replicas), so that each batch's counter
         checks see every event of the device committed before it. Taken before lock_mpxns, in
         a fixed order, in a key space of its own: two batches never wait on each other."""
-        if self.kind == "postgres" and device_ids:
-            db.execute("SELECT pg_advisory_xact_lock(hashtextextended('device:' || d, 0)) "
-                       "FROM (SELECT d FROM unnest(?::text[]) AS d ORDER BY d) AS ordered", (sorted(set(device_ids)),))
+        self._xact_locks(db, "device:", device_ids)
+
+    def _xact_locks(self, db: Any, space: str, keys: list[str]) -> None:
+        # PostgreSQL transaction-level advisory locks on hash(space || key), taken in key order.
+        if self.kind == "postgres" and keys:
+            db.execute("SELECT pg_advisory_xact_lock(hashtextextended(? || k, 0)) "
+                       "FROM (SELECT k FROM unnest(?::text[]) AS k ORDER BY k) AS ordered", (space, sorted(set(keys))))
 
     def relax_commit(self, db: Any) -> None:
         """This transaction's commit need not wait for the disk (PostgreSQL): for work that is

@@ -138,11 +138,10 @@ class Api:
         return self._json(start_response, 200, page)
 
     def _authorised(self, environ: dict[str, Any]) -> bool:
-        auth = environ.get("HTTP_AUTHORIZATION", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token or len(token) > 200:
-            return False
-        return self.store.token_name(token.strip()) is not None  # storage failing: a 503 (__call__)
+        from companion.surfaces.console import bearer
+
+        _, token = bearer(environ)
+        return token is not None and self.store.token_name(token) is not None  # storage failing: a 503
 
     @staticmethod
     def _json(start_response: Callable[..., Any], status: int, body: dict[str, Any],

@@ -73,6 +73,14 @@ def timeline(changes: list[dict[str, Any]], width: int = 640, height: int = 150)
             "ticks": [{"flag": f, "y": y(f)} for f in ("A", "I", "N")]}
 
 
+def bearer(environ: dict[str, Any]) -> tuple[bool, str | None]:
+    """(whether the request uses Bearer authorisation, its token if one of a sane length)."""
+    scheme, _, token = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False, None
+    return True, token.strip() if len(token) <= 200 else None
+
+
 class Console:
     def __init__(self, store: Store, config: Config):
         self.store, self.config = store, config
@@ -89,10 +97,9 @@ class Console:
     def _who(self, environ: dict[str, Any]) -> str | None:
         """The token name behind the request: a bearer token (API clients), or the session in
         the cookie. Storage failing raises: the API answers 503."""
-        auth: str = environ.get("HTTP_AUTHORIZATION", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token:
-            return self.store.token_name(token.strip()) if len(token) <= 200 else None
+        scheme, token = bearer(environ)
+        if scheme:
+            return self.store.token_name(token) if token else None
         sid = self._cookie_value(environ)
         if not sid or len(sid) > 100:
             return None

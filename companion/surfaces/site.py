@@ -7,14 +7,15 @@ from typing import Any
 
 from companion import policy
 from companion.config import Config
-from companion.ids import check_mpxn
+from companion.ids import check_mpxn, eui64_bytes, eui64_text
 from companion.store.core import Store
+from companion.wire.event import Event
 
 
 MAX_PAGE = 1000  # events per page of GET /v1/sites/{mpxn}/events
 
 
-def _event_dict(mpxn: str, device: str, received: float, ev: Any) -> dict[str, Any]:
+def _event_dict(mpxn: str, device: str, received: float, ev: Event) -> dict[str, Any]:
     return {
         "event_id": ev.id.hex(), "type": ev.type, "device_id": device, "counter": ev.counter,
         "time": ev.time, "read_time": ev.evidence.read_time,
@@ -35,8 +36,6 @@ def _uncursor(text: str) -> tuple[int, int, int, str, bytes]:
     if len(text) > 120 or len(parts) != 5:
         raise ValueError("cursor: not one this API gave out")
     try:
-        from companion.ids import eui64_bytes, eui64_text
-
         return (int(parts[0]), int(parts[1]), int(parts[2]), eui64_text(eui64_bytes(parts[3])),
                 bytes.fromhex(parts[4]))
     except ValueError:
@@ -47,34 +46,21 @@ def events_page(store: Store, mpxn: str, limit: int = 100, cursor: str | None = 
     """A page of the events behind a meter point, in stored order (survey time, device time,
     counter, device, id), and the cursor of the next page (None: the last). None when nothing
     is known of it; ValueError for a malformed MPxN, limit or cursor."""
-    from companion.wire.event import parse_payload
-    from companion.wire.cose import parse_sign1
-
     check_mpxn(mpxn)
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit: 1 to {MAX_PAGE}")
     after = _uncursor(cursor) if cursor else None
-    rows = store.events_page(mpxn, limit + 1, after)
+    rows, more = store.events_page(mpxn, limit, after)
     if not rows and after is None and not store.knows(mpxn):
         return None
-    more = len(rows) > limit
-    rows = rows[:limit]
-    events = [_event_dict(mpxn, device, received, parse_payload(parse_sign1(message, 1 << 20).payload))
-              for device, received, message, _ in rows]
+    events = [_event_dict(mpxn, device, received, ev) for device, received, ev, _ in rows]
     return {"mpxn": mpxn, "events": events, "next": _cursor(rows[-1][3]) if more else None}
 
 
 def events_view(store: Store, mpxn: str) -> list[dict[str, Any]]:
     check_mpxn(mpxn)
     rows = sorted(store.events_for(mpxn), key=lambda r: policy.order_key(r[2]))
-    return [{
-        "event_id": ev.id.hex(), "type": ev.type, "device_id": device, "counter": ev.counter,
-        "time": ev.time, "read_time": ev.evidence.read_time,
-        "hub_time": ev.evidence.hub_time, "version": ev.version, "received_at": round(received, 3),
-        "job": ev.job, "installer": ev.installer, "mpans": list(ev.mpans), "mprns": list(ev.mprns),
-        "override": asdict(ev.override) if ev.override else None,
-        "observation": asdict(policy.observe(ev, mpxn)),
-    } for device, received, ev in rows]
+    return [_event_dict(mpxn, device, received, ev) for device, received, ev in rows]
 
 
 def site_view(store: Store, mpxn: str, config: Config) -> dict[str, Any] | None:
