@@ -164,7 +164,7 @@ def test_a_discarded_mqtt_client_closes_its_socket():
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from companion.service.bridge import _discard
+    from companion.service.mqtt_link import _discard
 
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))

@@ -195,7 +195,7 @@ def test_a_worker_that_fails_is_started_again_and_counted(tmp_path):
         if len(runs) == 1:
             raise RuntimeError("a bad moment")
         done.set()
-        b._stop.wait()
+        b.stopping.wait()
 
     b._spawn("flaky", flaky)
     try:
@@ -203,5 +203,5 @@ def test_a_worker_that_fails_is_started_again_and_counted(tmp_path):
         assert b.metrics.worker_restarts.labels("flaky")._value.get() == 1
         assert b.health()["status"] == "ok"
     finally:
-        b._stop.set()
+        b.stopping.set()
         b._threads[-1].join(5)

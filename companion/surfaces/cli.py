@@ -133,7 +133,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     print(f"db: {bridge.store.db}  out: {cfg.out}  prefix: {cfg.prefix}", flush=True)
     import signal
 
-    signal.signal(signal.SIGTERM, lambda *_: bridge._stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: bridge.stopping.set())
     bridge.run_forever()
     if bridge.state.fatal:
         print(f"companion bridge: {bridge.state.fatal}", file=sys.stderr)
