@@ -65,6 +65,11 @@ class Config:
     dtc_gas_to: str = "XOSV"  # assumed recipient id
     legacy_flags: bool = False  # DTC files carry A/""/W (pre-MP077) instead of A/I/N
     legacy_mapping: dict[str, str] = field(default_factory=lambda: {"A": "A", "I": "", "N": "W"})
+    # -- the DCC's side (DUIS; docs/duis.md) ---------------------------------------------
+    duis_certs: str | None = None  # PEM file or folder: the DCC certificates whose signatures are believed
+    duis_user_eui: str | None = None  # the supplier's DCC user id (EUI-64): first part of a RequestID
+    duis_dcc_eui: str | None = None  # the DCC's EUI-64: the recipient of non-device requests (CommandVariant 8)
+    install_and_leave_days: int = 90  # days installed with no SM WAN before it is a conflict (MP121's target)
     # -- read API --------------------------------------------------------------------
     http: str | None = "127.0.0.1:8080"  # HOST:PORT for the read API; None: off
     admin: str | None = "127.0.0.1:8081"  # HOST:PORT for /healthz, /readyz, /metrics alone; None: off
@@ -153,6 +158,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "dtc_batch_size": (1, 99_999),
     "dtc_batch_age": (0.01, 86400),
     "dtc_alarm_age": (1, 7 * 86400),
+    "install_and_leave_days": (1, 3650),
 }
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

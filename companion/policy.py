@@ -117,6 +117,11 @@ def _meter(ev: Event, mpxn: str) -> Device | None:
     return min(found, key=lambda d: meter_rank(d.status, d.answered))  # min keeps log order on ties
 
 
+def meter_of(ev: Event, mpxn: str) -> Device | None:
+    """The meter the event's evidence shows for the meter point (see the module docstring)."""
+    return _meter(ev, mpxn)
+
+
 def stale_devices(ev: Event, mpxn: str) -> list[Device]:
     """Devices the log lists for the meter point beside its meter (shown as stale)."""
     meter = _meter(ev, mpxn)

@@ -10,7 +10,8 @@ require("umqtt.simple")  # micropython-lib, fetched by tools/fetch_mplib.py into
 package("agent", files=(
     "__init__.py",
     # the resident core and its boot
-    "main.py", "stage.py", "start.py", "config.py", "flash.py", "identity.py", "outbox.py", "clock.py", "words.py", "kinds.py",
+    "main.py", "stage.py", "start.py", "config.py", "flash.py", "identity.py", "outbox.py", "clock.py", "words.py",
+    "kinds.py",
     # the console and a job's stages
     "console.py", "jobrun.py", "jobs.py", "predict.py", "saving.py",
     # the HAN link and the survey

@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
-from companion import policy
+from companion import policy, sources
 from companion.config import Config
 from companion.errors import REJECTIONS, WireError
 from companion.wire.event import Event, parse_payload
 from companion.ids import eui64_bytes, eui64_text, is_mpan
 from companion.store.core import DeviceKey, Store, StoredFlag
+from companion.store.smi import Inventory
 from companion.wire.cose import load_public_key, parse_sign1, verify_sign1
 
 
@@ -77,6 +78,7 @@ class Rejected(Exception):
 
 class Ingestor:
     def __init__(self, store: Store, config: Config):
+        self.inventory = Inventory(store)
         self.store = store
         self.config = config
         # device id -> (raw key, loaded public key): a cache
@@ -319,7 +321,20 @@ class Ingestor:
         # The flags row keeps the latest MAX_FLAG_EVENT_IDS event ids and a count, so that neither
         # grows with the history either (the read API lists them all from the events).
         last = max(policy.order_text(e) for e in fresh)
-        if (old is not None and old.last_key is not None and old.event_count is not None
+        dcc = self.inventory.for_mpxn(mpxn, db)
+        extra: dict[str, Any] = {}
+        if dcc:
+            # The DCC has said something of this meter point: both sources, from the whole history
+            # (companion/sources.py).
+            events = [e for _, _, e in self.store.events_for(mpxn, db, known)]
+            field_flag = policy.derive(mpxn, events)
+            combined = sources.combine(mpxn, field_flag, events, facts(dcc), int(time.time()),
+                                       self.config.install_and_leave_days)
+            new = combined.flag
+            last = max(policy.order_text(e) for e in events)
+            count = len(field_flag.event_ids)
+            extra = {"sources": list(combined.sources), "conflicts": sorted({c.cls for c in combined.conflicts})}
+        elif (old is not None and old.last_key is not None and old.event_count is not None
                 and min(policy.order_text(e) for e in fresh) > old.last_key):
             base = policy.Flag(mpxn, old.flag, old.effective_from, old.reason, old.event_id, old.event_ids,
                                old.override, old.code)
@@ -347,6 +362,7 @@ class Ingestor:
         self.store.put_flag(db, (mpxn, new.flag, new.effective_from, new.reason, new.event_id, tail,
                                  new.override, version, now, new.code, last, count))
         body = flag_message(new, version, self.config, count)
+        body.update(extra)
         self.store.queue_change(db, mpxn, version, "electricity" if is_mpan(mpxn) else "gas",
                                 json.dumps(body, sort_keys=True), now)
         return body, (new.flag, new.effective_from, new.code)
@@ -386,3 +402,9 @@ def flag_message(flag: policy.Flag, version: int, config: Config, event_count: i
         "code": flag.code,
         "version": version,
     }
+
+
+def facts(rows: list[Any]) -> list[sources.SmiFact]:
+    """The store's inventory rows (companion/store/smi.py) as the policy's facts."""
+    return [sources.SmiFact(r.device_id, r.device_type, r.status, r.since, r.at, r.mpxns, r.chf,
+                            r.response_id or f"#{r.message_seq}", r.message_seq) for r in rows]

@@ -194,6 +194,27 @@ MIGRATIONS.append(
         "sqlite": _statements(_V5, _SQLITE_TYPES),
         "postgres": _statements(_V5, _PG_TYPES),
     }))
+_V6 = """
+CREATE TABLE duis_messages (
+    seq {serial}, digest TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, service TEXT, change TEXT,
+    response_id TEXT, request_id TEXT, response_code TEXT NOT NULL, at {int} NOT NULL, signer TEXT NOT NULL,
+    source TEXT NOT NULL, received_at {real} NOT NULL, message {blob} NOT NULL);
+CREATE TABLE smi_status (
+    device_id TEXT NOT NULL, message_seq {int} NOT NULL, device_type TEXT NOT NULL, status TEXT,
+    since {int} NOT NULL, at {int} NOT NULL, mpxns TEXT NOT NULL, chf TEXT, manufacturer TEXT, model TEXT,
+    PRIMARY KEY (device_id, message_seq));
+CREATE TABLE smi_mpxns (mpxn TEXT NOT NULL, device_id TEXT NOT NULL, PRIMARY KEY (mpxn, device_id)){norowid};
+CREATE INDEX smi_mpxns_device ON smi_mpxns (device_id);
+CREATE TABLE duis_refused (
+    id {serial}, digest TEXT NOT NULL, source TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
+    size {int} NOT NULL, received_at {real} NOT NULL, head {blob} NOT NULL)
+"""
+MIGRATIONS.append(
+    (6, "the DCC's side: DUIS messages as received, refused ones with their reason, and the Smart "
+        "Metering Inventory per device with its history and meter points", {
+        "sqlite": _statements(_V6, _SQLITE_TYPES),
+        "postgres": _statements(_V6, _PG_TYPES),
+    }))
 LATEST = MIGRATIONS[-1][0]
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "

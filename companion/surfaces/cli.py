@@ -605,6 +605,9 @@ def parser() -> argparse.ArgumentParser:
     _add_tokens_and_flags(sub)
     _add_db_and_keys(sub)
     _add_reads(sub)
+    from companion.surfaces.cli_dcc import add_parsers
+
+    add_parsers(sub, _common)
     return ap
 
 

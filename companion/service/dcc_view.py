@@ -1,0 +1,100 @@
+"""The field and the DCC side by side (docs/duis.md): each meter point's flag from both sources,
+its conflicts, and the DUIS requests drafted to correct the DCC. The rules are pure
+(companion/sources.py); this reads the store for them and writes what they decide."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from companion import policy, sources
+from companion.config import Config
+from companion.errors import CompanionError
+from companion.ids import is_mpan
+from companion.store.core import Store
+from companion.service.ingest import MAX_FLAG_EVENT_IDS, facts, flag_message, state
+from companion.store.smi import Inventory
+from companion.wire.duis_request import draft, request_id
+
+
+def site(store: Store, inv: Inventory, config: Config, mpxn: str, now: float | None = None,
+         db: Any | None = None) -> sources.Combined:
+    events = [e for _, _, e in store.events_for(mpxn, db)]
+    field = policy.derive(mpxn, events)
+    rows = inv.for_mpxn(mpxn, db)
+    if events:  # and what the DCC says of the devices on the wall, wherever it places them
+        last = max(events, key=policy.order_key).evidence
+        wall = [d.eui for d in last.devices] + ([last.hub.chf] if last.hub else [])
+        seen = {(r.device_id, r.message_seq) for r in rows}
+        rows += [r for r in inv.for_devices(wall, db) if (r.device_id, r.message_seq) not in seen]
+    return sources.combine(mpxn, field, events, facts(rows), int(now or time.time()), config.install_and_leave_days)
+
+
+def conflicts(store: Store, config: Config, cls: str | None = None, now: float | None = None
+              ) -> list[sources.Conflict]:
+    """Every conflict in the store, by meter point, then class."""
+    if cls is not None and cls not in sources.CLASSES:
+        raise CompanionError(f"unknown conflict class {cls!r}: one of {', '.join(sources.CLASSES)}")
+    inv = Inventory(store)
+    out: list[sources.Conflict] = []
+    for mpxn in sorted(set(inv.mpxns()) | set(store.mpxns())):
+        out.extend(c for c in site(store, inv, config, mpxn, now).conflicts if cls is None or c.cls == cls)
+    return out
+
+
+def write_requests(store: Store, config: Config, found: list[sources.Conflict], out: Path) -> list[Path]:
+    """One unsigned DUIS request file per conflict that has one; each with a counter never used
+    before (the store's `duis_request` sequence)."""
+    if not config.duis_user_eui or not config.duis_dcc_eui:
+        raise CompanionError("drafting requests needs duis_user_eui (your DCC user id) and duis_dcc_eui "
+                             "(the DCC's EUI-64) in the configuration (docs/duis.md)")
+    request_id(config.duis_user_eui, config.duis_dcc_eui, 0)  # both EUIs checked before a counter is spent
+    inv = Inventory(store)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    index = []
+    for c in found:
+        if c.request is None or "DeviceID" not in c.request_body:
+            continue
+        counter = inv.next_request_counter()
+        rid = request_id(config.duis_user_eui, config.duis_dcc_eui, counter)
+        data = draft(c.request, c.request_body, rid)
+        path = out / f"{counter:06d}-{c.request}-{c.cls}-{c.device_id}.xml"
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        written.append(path)
+        index.append({"file": path.name, "request_id": rid, "service": c.request, **c.as_dict()})
+    if index:
+        (out / "requests.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+    return written
+
+
+def rederive(store: Store, config: Config, mpxns: set[str]) -> list[dict[str, Any]]:
+    """The flags of these meter points derived again from both sources, after a DUIS message
+    changed what the DCC says of them; a changed flag goes to the outbox (MQTT and DTC) as a
+    new version, in the same transaction."""
+    inv = Inventory(store)
+    changes = []
+    for mpxn in sorted(mpxns):
+        with store.tx() as db:
+            store.db.lock_mpxns(db, [mpxn])
+            combined = site(store, inv, config, mpxn, db=db)
+            new = combined.flag
+            old = store.flag(mpxn, db)
+            if (old is not None and state(old) == state(new)) or (old is None and new.flag is None):
+                continue
+            now = time.time()
+            version = 1 if old is None else old.version + 1
+            tail = json.dumps(list(new.event_ids)[-MAX_FLAG_EVENT_IDS:])
+            store.put_flag(db, (mpxn, new.flag, new.effective_from, new.reason, new.event_id, tail, new.override,
+                                version, now, new.code, None, len(new.event_ids)))
+            body = flag_message(new, version, config, len(new.event_ids))
+            body["sources"] = list(combined.sources)
+            body["conflicts"] = sorted({c.cls for c in combined.conflicts})
+            store.queue_change(db, mpxn, version, "electricity" if is_mpan(mpxn) else "gas",
+                               json.dumps(body, sort_keys=True), now)
+            changes.append(body)
+    return changes

@@ -1,0 +1,97 @@
+"""The DCC's side on the command line (docs/duis.md): `companion duis import` and
+`companion conflicts`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _certs(cfg: Any) -> list[Any]:
+    from companion.config import ConfigError
+    from companion.wire.duis import load_certs
+
+    if not cfg.duis_certs:
+        raise ConfigError("no DCC certificates: set duis_certs (a PEM file or folder) in the configuration or "
+                          "FLAGWISE_DUIS_CERTS, or --certs; unsigned or unverifiable DUIS is never stored")
+    return load_certs([cfg.duis_certs])
+
+
+def cmd_duis_import(args: argparse.Namespace) -> int:
+    from companion.service.dcc_view import rederive
+    from companion.service.duis_import import DuisIntake, ImportSummary, files, import_files
+    from companion.store.smi import Inventory
+    from companion.surfaces.cli import _store
+
+    cfg, store = _store(args)
+    if args.certs:
+        cfg.set("duis_certs", args.certs, "--certs")
+    certs = _certs(cfg)
+    found, missing = files(args.paths)
+    for m in missing:
+        print(f"companion duis import: no such file or folder: {m}", file=sys.stderr)
+    summary = ImportSummary()
+    import_files(DuisIntake(Inventory(store), certs), found, summary)
+    changes = rederive(store, cfg, summary.mpxns) if summary.mpxns else []
+    for source, reason, detail in summary.refusals:
+        print(f"refused {source}: {reason}: {detail[:200]}")
+    refused = ", ".join(f"{n} {r}" for r, n in sorted(summary.refused.items()))
+    print(f"duis import: {len(found)} files: {summary.stored} stored, {summary.already} already stored, "
+          f"{summary.refused_total} refused{f' ({refused})' if refused else ''}; {summary.devices} device "
+          f"statements, {len(summary.mpxns)} meter points, {len(changes)} flags changed")
+    return 1 if summary.refused_total or missing else 0
+
+
+def cmd_conflicts(args: argparse.Namespace) -> int:
+    from companion.service.dcc_view import conflicts, write_requests
+    from companion.surfaces.cli import _store
+
+    cfg, store = _store(args)
+    found = conflicts(store, cfg, args.cls)
+    written: list[Path] = []
+    if args.requests:
+        written = write_requests(store, cfg, found, Path(args.requests))
+    if args.json:
+        print(json.dumps({"conflicts": [c.as_dict() for c in found],
+                          "requests": [str(p) for p in written]}, indent=1))
+        return 0
+    for c in found:
+        req = f"  -> {c.request}" if c.request else ""
+        print(f"{c.mpxn}  {c.cls}  {c.device_id or '-'}  since {c.since}{req}")
+        print(f"    field: {_side(c.field)}")
+        print(f"    dcc:   {_side(c.dcc)}")
+        print(f"    fix:   {c.fix}")
+    by: dict[str, int] = {}
+    for c in found:
+        by[c.cls] = by.get(c.cls, 0) + 1
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(by.items()))
+    print(f"conflicts: {len(found)}{f' ({counts})' if counts else ''}"
+          + (f"; {len(written)} requests drafted in {args.requests}" if args.requests else ""))
+    return 0
+
+
+def _side(d: dict[str, Any]) -> str:
+    if not d:
+        return "-"
+    return ", ".join(f"{k}={v}" for k, v in d.items() if v not in (None, [], "") and k != "message_seq")
+
+
+def add_parsers(sub: Any, common: Any) -> None:
+    d = sub.add_parser("duis", help="the DCC's side: signed DUIS messages (docs/duis.md)")
+    ds = d.add_subparsers(dest="action", required=True)
+    di = ds.add_parser("import", help="import DUIS messages (8.2 inventory responses, DCC alerts) from files or "
+                                      "folders; each verified against duis_certs; exit 1 if any was refused")
+    common(di)
+    di.add_argument("paths", nargs="+", metavar="PATH")
+    di.add_argument("--certs", help="PEM file or folder of the DCC's certificates (default: duis_certs)")
+    di.set_defaults(func=cmd_duis_import)
+
+    c = sub.add_parser("conflicts", help="where the field and the DCC's inventory disagree, and the fix")
+    common(c)
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--class", dest="cls", metavar="CLASS", help="only this class")
+    c.add_argument("--requests", metavar="DIR", help="draft the corrective DUIS requests into DIR (unsigned)")
+    c.set_defaults(func=cmd_conflicts)
