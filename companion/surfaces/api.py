@@ -2,6 +2,7 @@
 
 GET /v1/sites/{mpxn}         flag, since, reason, devices, event ids   (400 bad MPxN, 404 unknown)
 GET /v1/sites/{mpxn}/events  the events behind it, a page at a time (limit, cursor)
+GET /v1/conflicts            where the field and the DCC's inventory disagree (?class=C)
 GET /v1/keys                 the bridge public keys that sign acks and flag updates (open)
 GET /healthz                 liveness: {"status": "ok", ...} while the process can work (open; 503 if not)
 GET /readyz                  readiness: also the broker link and the store up (open; 503 if not)
@@ -105,6 +106,8 @@ class Api:
             return self._json(start_response, 401, {"error": "a valid bearer token is required "
                                                              "(companion tokens add NAME)"},
                               [("WWW-Authenticate", 'Bearer realm="flagwise"')])
+        if path == "/v1/conflicts":
+            return self._conflicts(start_response, environ.get("QUERY_STRING", ""))
         parts = path.strip("/").split("/")
         if len(parts) == 4 and parts[:2] == ["v1", "sites"] and parts[3] == "events":
             return self._events(start_response, parts[2], environ.get("QUERY_STRING", ""))
@@ -118,6 +121,20 @@ class Api:
                 return self._json(start_response, 404, {"error": f"nothing known of {mpxn[:20]}"})
             return self._json(start_response, 200, view)
         return self._json(start_response, 404, {"error": f"no such resource {path[:80]}"})
+
+    def _conflicts(self, start_response: Callable[..., Any], query: str) -> Iterable[bytes]:
+        from urllib.parse import parse_qs
+
+        from companion.errors import CompanionError
+        from companion.service.dcc_view import conflicts
+
+        wanted = parse_qs(query[:200]).get("class")
+        cls = wanted[0] if wanted else None
+        try:
+            found = conflicts(self.store, self.config, cls)
+        except CompanionError as exc:
+            return self._json(start_response, 400, {"error": str(exc)[:300]})
+        return self._json(start_response, 200, {"conflicts": [c.as_dict() for c in found]})
 
     def _events(self, start_response: Callable[..., Any], mpxn: str, query: str) -> Iterable[bytes]:
         """A page of the events (limit, cursor): only that page is read and decoded."""

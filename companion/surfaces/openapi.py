@@ -68,6 +68,15 @@ def document() -> dict[str, Any]:
                     "the events"), "400": _json(_ERROR, "not an MPAN core or an MPRN, or a bad limit or cursor"),
                     "401": unauthorised,
                     "404": _json(_ERROR, "no event names this meter point")}}},
+            "/v1/conflicts": {"get": {
+                "summary": "where the field and the DCC's inventory disagree, each with both sides and its fix",
+                "security": secured,
+                "parameters": [{"name": "class", "in": "query", "required": False,
+                                "description": "only this conflict class",
+                                "schema": {"type": "string", "maxLength": 60}}],
+                "responses": {"200": _json({"type": "object", "required": ["conflicts"], "properties": {
+                    "conflicts": {"type": "array", "items": {"type": "object"}}}}, "the conflicts"),
+                    "400": _json(_ERROR, "an unknown conflict class"), "401": unauthorised}}},
             "/v1/keys": {"get": {"summary": "the bridge public keys that sign acks and flag updates", "security": [],
                                  "responses": {"200": _json({"type": "object", "required": ["keys"], "properties": {
                                      "keys": {"type": "array", "items": {"type": "object"}}}}, "the keys")}}},

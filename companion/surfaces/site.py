@@ -90,7 +90,32 @@ def site_view(store: Store, mpxn: str, config: Config) -> dict[str, Any] | None:
         # Handhelds behind these events whose counter repeated or went backwards, or whose
         # clock disagreed with the hub's.
         "suspicious": store.suspicious(sorted({r[0] for r in rows})),
+        "dcc": dcc_side(store, mpxn, config),
     }
+
+
+def dcc_side(store: Store, mpxn: str, config: Config) -> dict[str, Any]:
+    """The DCC's side beside the field's (docs/duis.md): each device the DCC's inventory ties to
+    the meter point (or to a device on the wall), as it last stated it; the flag's sources; the
+    conflicts."""
+    from companion import sources
+    from companion.service.dcc_view import site
+    from companion.store.smi import Inventory
+
+    combined = site(store, Inventory(store), config, mpxn)
+    facts = sources.latest(_facts_of(store, mpxn, config))
+    return {"sources": list(combined.sources),
+            "devices": [{"device_id": f.device_id, "type": f.device_type, "status": f.status,
+                         "since": sources._day(f.since), "mpxns": list(f.mpxns), "chf": f.chf, "message": f.message}
+                        for f in sorted(facts.values(), key=lambda f: f.device_id)],
+            "conflicts": [c.as_dict() for c in combined.conflicts]}
+
+
+def _facts_of(store: Store, mpxn: str, config: Config) -> list[Any]:
+    from companion.service.ingest import facts
+    from companion.store.smi import Inventory
+
+    return facts(Inventory(store).for_mpxn(mpxn))
 
 
 def format_site(view: dict[str, Any], events: list[dict[str, Any]]) -> str:
@@ -108,6 +133,12 @@ def format_site(view: dict[str, Any], events: list[dict[str, Any]]) -> str:
                    f" answered={d['answered']}")
     for s in view.get("suspicious", []):
         out.append(f"  SUSPICIOUS handheld {s['device_id']}: {s['kind']} ({s['detail']})")
+    dcc = view.get("dcc") or {}
+    for d in dcc.get("devices", []):
+        out.append(f"  DCC inventory: {d['device_id']} {d['type'] or '-'} {d['status'] or '-'} since {d['since']}"
+                   f" mpxn={','.join(d['mpxns']) or '-'} ({d['message']})")
+    for c in dcc.get("conflicts", []):
+        out.append(f"  CONFLICT {c['class']}: {c['device_id'] or '-'} since {c['since']}: {c['fix']}")
     out.append(f"  events ({len(events)}):")
     for e in events:
         out.append(f"    {e['event_id'][:16]} {e['type']:<17} device {e['device_id']} #{e['counter']}"
