@@ -32,6 +32,7 @@ from companion.service.pki import Pki
 from companion.wire.signing import KeyRing, verify_bridge_message
 from companion.store.core import Store
 
+from .dcc import Dcc
 from .services import BridgeProcess, Mosquitto, free_port, identity_files, mqtt_client
 
 
@@ -69,8 +70,14 @@ class Bench:
         self.kind = broker
         self.say = say
         self.dir.mkdir(parents=True, exist_ok=True)
-        cfg = self.dir / "bridge.toml"
-        cfg.write_text("dtc_batch_age = 1.0\ndtc_batch_size = 200\n")
+        cfg = self.cfg = self.dir / "bridge.toml"
+        # The bench's DCC (hil/dcc.py): the bridge believes its signature; requests are drafted
+        # from the bench's DCC user id to the DCC (DCC Boxed's EUI).
+        self.dcc = Dcc()
+        pem = self.dcc.pem(self.dir / "dcc.pem")
+        cfg.write_text("dtc_batch_age = 1.0\ndtc_batch_size = 200\n"
+                       f'duis_certs = "{pem}"\nduis_user_eui = "90-B3-D5-1F-30-01-00-00"\n'
+                       'duis_dcc_eui = "90-B3-D5-1F-30-00-00-02"\n')
         self.mosquitto: Mosquitto | None = None
         self.listen_port = free_port()
         self.pki = Pki(self.dir / "pki")
@@ -93,6 +100,7 @@ class Bench:
         self._lock = threading.Lock()
         self.t0 = time.monotonic()
         self._watch()
+        self._adaptor: Any = None
 
     # --- watching flags -------------------------------------------------------------------
     def _watch(self) -> None:
@@ -233,6 +241,45 @@ class Bench:
             payload = payload.replace(b"FORGED", b"FORGEd")
         return cbor2.dumps(cbor2.CBORTag(18, [prot, {}, payload, sig]))
 
+    # --- the DCC's side ---------------------------------------------------------------------
+    def duis(self, message: bytes, timeout: float = 30.0) -> str:
+        """Publish a DUIS message as the supplier's DCC adaptor (its own identity, role
+        dcc-adaptor) and wait until the bridge has stored or refused it: -> "stored" or
+        "refused <reason>". Sent again until then (a new identity waits for the broker's ACL
+        reload; the same bytes twice are one message)."""
+        import hashlib
+
+        from companion.store.smi import Inventory
+
+        digest = hashlib.sha256(message).hexdigest()
+        inv = Inventory(self.store)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._adaptor is None:
+                self._adaptor = mqtt_client(self.pki, "dcc-adaptor", "dcc-adaptor")
+                self._adaptor.connect(*self.broker_address)
+                self._adaptor.loop_start()
+            self._adaptor.publish("flagwise/duis/in", message, qos=1)
+            end = min(deadline, time.monotonic() + 2.0)
+            while time.monotonic() < end:
+                got = inv.outcome(digest)
+                if got is not None:
+                    return got
+                time.sleep(0.1)
+        raise RuntimeError(f"the bridge did not take the DUIS message within {timeout:g} s")
+
+    def conflicts(self) -> list[dict[str, Any]]:
+        got = http_json(f"{self.bridge.http}/v1/conflicts", self.bridge.token) or {}
+        return list(got.get("conflicts", []))
+
+    def draft_requests(self, into: Path) -> list[dict[str, Any]]:
+        """`companion conflicts --requests DIR`, as a supplier runs it: the index of the drafts."""
+        p = self.bridge.companion("conflicts", "--json", "--requests", str(into), "--config", str(self.cfg))
+        if p.returncode != 0:
+            raise RuntimeError(f"companion conflicts failed: {p.stderr[-400:]}")
+        index = into / "requests.json"
+        return list(json.loads(index.read_text())) if index.exists() else []
+
     def restart_broker(self, down: float = 1.0) -> None:
         if self.mosquitto:
             self.mosquitto.stop()
@@ -245,6 +292,9 @@ class Bench:
         self._client.reconnect()
 
     def close(self) -> None:
+        if self._adaptor is not None:
+            self._adaptor.loop_stop()
+            self._adaptor.disconnect()
         self._client.loop_stop()
         self._client.disconnect()
         self.bridge.stop()

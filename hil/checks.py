@@ -15,7 +15,8 @@ from .steps import ScenarioError, check_mpxn, poll_until
 if TYPE_CHECKING:
     from .scenario import Run
 
-EXPECT_KEYS = {"flags", "rejected", "dtc", "no_event_lost", "converge", "settle", "undelivered_ok"}
+EXPECT_KEYS = {"flags", "rejected", "dtc", "no_event_lost", "converge", "settle", "undelivered_ok", "conflicts",
+               "requests"}
 FLAG_KEYS = {"flag", "since", "override", "history", "reason", "devices", "dtc"}
 FLAGS = ("A", "I", "N")
 
@@ -72,6 +73,10 @@ def validate(where: str, exp: object, handhelds: dict[str, Any]) -> None:
     for handheld, reasons in rejected.items():
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
             raise ScenarioError(f"{where}.rejected.{handheld}: a list of rejection reasons")
+    for key, what in (("conflicts", "CLASS:DEVICE"), ("requests", "SERVICE:DEVICE")):
+        specs = exp.get(key, [])
+        if not isinstance(specs, list) or not all(isinstance(x, str) and x.count(":") == 1 for x in specs):
+            raise ScenarioError(f"{where}.{key}: a list of {what}")
     for spec in exp.get("dtc", []):
         parts = str(spec).split(":")
         if len(parts) != 3 or parts[2] not in FLAGS:
@@ -163,6 +168,7 @@ def verify(run: Run) -> list[Check]:
 
         ok, _ = poll_until(in_dtc, deadline - time.monotonic(), 0.3)
         checks.append(Check(f"dtc {spec}", ok, "in a DTC file" if ok else "not found in any DTC file"))
+    checks += _dcc_checks(run, exp, deadline)
     if exp.get("no_event_lost", True):
         told = {i for ids in run.saved.values() for i in ids}
         _, missing = poll_until(lambda: (not (m := told - run.bench.stored_ids(told)), m),
@@ -170,3 +176,25 @@ def verify(run: Run) -> list[Check]:
         checks.append(Check("no event lost", not missing, f"{len(told)} saved, {len(told) - len(missing)} stored"
                             + (f"; missing {sorted(missing)[:3]}" if missing else "")))
     return checks
+
+
+def _dcc_checks(run: Run, exp: dict[str, Any], deadline: float) -> list[Check]:
+    """The conflicts at this scenario's meter points (CLASS:DEVICE, the exact set), and the
+    requests `companion conflicts --requests` drafts for them (SERVICE:DEVICE)."""
+    out: list[Check] = []
+    mine = set(run.sc.mpxn_premises())
+    if "conflicts" in exp:
+        want = sorted(set(exp["conflicts"]))
+
+        def seen() -> tuple[bool, list[str]]:
+            got = sorted({f"{c['class']}:{c['device_id']}" for c in run.bench.conflicts() if c["mpxn"] in mine})
+            return got == want, got
+
+        ok, got = poll_until(seen, deadline - time.monotonic(), 0.5)
+        out.append(Check("conflicts", ok, f"want {want}, got {got}"))
+    if "requests" in exp:
+        want = sorted(set(exp["requests"]))
+        index = run.bench.draft_requests(run.dir / "requests")
+        got = sorted({f"{r['service']}:{r['device_id']}" for r in index if r["mpxn"] in mine})
+        out.append(Check("requests", got == want, f"want {want}, got {got} (in {run.dir / 'requests'})"))
+    return out

@@ -19,6 +19,7 @@ STATUSES = (
     "Decommissioned", "Withdrawn", "Suspended", "Recovery", "Recovered",
 )
 NO_STATUS = ("IHD", "CAD")  # Type 2 devices have no inventory status
+SMI_STATUSES = STATUSES  # the DCC's inventory statuses (DUIS DeviceStatus)
 
 
 class PremisesError(ValueError):
@@ -67,6 +68,36 @@ class Premises:
     response_delay_ms: tuple[int, int] = (10, 40)
     notes: str = ""
     legacy_meters: list[dict] = field(default_factory=list)  # on site, invisible to the link
+    # The DCC's Smart Metering Inventory for the premises (`[premises.X.smi]`): device EUI ->
+    # status, or "unknown" (not in the inventory). Published by the bench's DCC adaptor at the
+    # start of a run and on every `smi` step (docs/scenarios.md).
+    smi: dict[str, str] = field(default_factory=dict)
+
+    def smi_devices(self) -> list[dict]:
+        """The premises' inventory as 8.2 Device records (hil/dcc.py), unknown devices left out."""
+        out = []
+        for eui, status in self.smi.items():
+            if status == "unknown":
+                continue
+            kind, mpxn = self.smi_type(eui)
+            rec = {"DeviceID": eui.upper(), "DeviceType": kind, "DeviceStatus": status}
+            if mpxn:
+                rec["ImportMPxN"] = mpxn
+            out.append(rec)
+        return out
+
+    def smi_type(self, eui: str) -> tuple[str, str | None]:
+        if self.hub is not None and self.hub.chf.upper() == eui.upper():
+            return "CHF", None
+        if self.hub is not None and (self.hub.gpf or "").upper() == eui.upper():
+            return "GPF", None
+        for d in self.devices:
+            if d.eui.upper() == eui.upper():
+                return d.type, d.mpxn
+        for lm in self.legacy_meters:
+            if str(lm.get("eui", "")).upper() == eui.upper():
+                return str(lm.get("type", "ESME")), lm.get("mpxn")
+        raise PremisesError(f"{self.name}: smi: {eui} is not the hub, its GPF or a device of the premises")
 
     def copy(self) -> "Premises":
         return copy.deepcopy(self)
@@ -125,11 +156,21 @@ def from_dict(data: dict, name: str = "premises") -> Premises:
     for d in devices:
         _check_device(name, d)
     delay = data.get("response_delay_ms", [10, 40])
-    return Premises(
+    smi = data.get("smi", {})
+    if not isinstance(smi, dict) or not all(isinstance(v, str) for v in smi.values()):
+        raise PremisesError(f"{name}: smi must be a table of device EUI = status")
+    for eui, status in smi.items():
+        if status not in (*SMI_STATUSES, "unknown"):
+            raise PremisesError(f"{name}: smi: {eui}: status must be one of {', '.join(SMI_STATUSES)} or unknown")
+    p = Premises(
         name=data.get("name", name), hub=hub, wan=wan, devices=devices,
         baud=int(data.get("baud", 19200)), response_delay_ms=(int(delay[0]), int(delay[1])),
         notes=data.get("notes", ""), legacy_meters=list(data.get("legacy_meters", [])),
+        smi={str(k).upper(): v for k, v in smi.items()},
     )
+    for eui in p.smi:
+        p.smi_type(eui)  # the SMI speaks of the premises' own devices only
+    return p
 
 
 def read_toml(path: str | Path, library_dir: Path, what: str, error: type[ValueError]) -> tuple[Path, dict]:

@@ -177,6 +177,13 @@ class Run:
             self.boards[name] = b
             self.saved[name] = []
             b.boot()
+        # The DCC's view before anyone visits: each premises' inventory, from the DCC adaptor.
+        from hil.dcc import duis_now
+
+        for name, p in self.sc.premises.items():
+            if p.smi_devices():
+                got = self.bench.duis(self.bench.dcc.inventory(p.smi_devices(), at=duis_now()))
+                self.log(f"DCC inventory for {name}: {got}")
 
     def _teardown(self) -> None:
         for name, b in self.boards.items():

@@ -295,3 +295,62 @@ def _check_revoke(where: str, st: dict[str, Any]) -> None:
 def _revoke(run: Run, st: dict[str, Any]) -> None:
     at = revocation_time(st["at"]) if "at" in st else None
     run.bench.revoke(run.sc.handhelds[st["handheld"]].device_id, bool(st.get("hard", False)), at)
+
+
+# --- the DCC's side (docs/scenarios.md "The bench's DCC") ------------------------------------------
+def _smi_premises(run: Run, st: dict[str, Any]) -> Any:
+    eui = str(st["device"]).upper()
+    if "premises" in st:
+        return run.sc.premises[st["premises"]]
+    for p in run.sc.premises.values():
+        if eui in p.smi:
+            return p
+    for p in run.sc.premises.values():
+        try:
+            p.smi_type(eui)
+            return p
+        except ValueError:
+            continue
+    raise ScenarioError(f"smi: no premises has the device {eui}")
+
+
+def _check_smi(where: str, st: dict[str, Any]) -> None:
+    from hil.premises import SMI_STATUSES
+
+    _one_of(where, "status", st.get("status"), (*SMI_STATUSES, "unknown"))
+
+
+@step("smi", ("device", "status"), ("premises",), check=_check_smi)
+def _smi(run: Run, st: dict[str, Any]) -> None:
+    """The DCC's inventory changes; the DCC adaptor publishes the premises' 8.2 response."""
+    from hil.dcc import duis_now
+
+    p = _smi_premises(run, st)
+    p.smi_type(str(st["device"]))  # a device of the premises
+    p.smi[str(st["device"]).upper()] = st["status"]
+    devices = p.smi_devices()
+    if not devices:
+        run.log("  DCC inventory: every device unknown; nothing to send")
+        return
+    run.log(f"  DCC inventory for {p.name}: {run.bench.duis(run.bench.dcc.inventory(devices, at=duis_now()))}")
+
+
+def _check_smi_alert(where: str, st: dict[str, Any]) -> None:
+    from hil.dcc import ALERTS
+
+    _one_of(where, "kind", st.get("kind"), tuple(ALERTS))
+
+
+@step("smi_alert", ("device", "kind"), ("premises",), check=_check_smi_alert)
+def _smi_alert(run: Run, st: dict[str, Any]) -> None:
+    """A DCC alert (DeviceStatusChangeEvent) about the device, published by the DCC adaptor."""
+    from hil.dcc import ALERTS, duis_now
+
+    p = _smi_premises(run, st)
+    eui = str(st["device"]).upper()
+    _, mpxn = p.smi_type(eui)
+    change, status = ALERTS[st["kind"]]
+    msg = run.bench.dcc.alert(eui, change, mpxn, at=duis_now())
+    if status is not None:
+        p.smi[eui] = status
+    run.log(f"  DCC alert {change} for {eui}: {run.bench.duis(msg)}")

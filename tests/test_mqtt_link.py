@@ -87,7 +87,7 @@ def test_the_link_logs_in_keeps_its_session_subscribes_and_publishes_the_keys(ri
     hello = broker.expect(CONNECT)
     assert hello.fields["username"] == "bridge" and hello.fields["password"], "never anonymous"
     assert hello.fields["client_id"] == "bridge" and not hello.fields["clean_start"], "a persistent session"
-    assert broker.expect(SUBSCRIBE).fields["topics"] == [("flagwise/events/+", 1)]
+    assert broker.expect(SUBSCRIBE).fields["topics"] == [("flagwise/events/+", 1), ("flagwise/duis/in", 1)]
     keys = broker.expect(PUBLISH, topic="flagwise/keys")
     assert keys.fields["retain"] and keys.fields["qos"] == 1 and b'"keys"' in keys.fields["payload"]
     assert r.state.connected and r.state.protocol == "MQTT 5" and r.woken.is_set()
@@ -178,3 +178,29 @@ def test_a_session_taken_over_stops_the_bridge_and_says_why(rig, broker):
     broker.disconnect(0x8E)  # MQTT 5 §3.14.2.1: session taken over
     assert r.stop.wait(5)
     assert "client id" in (r.state.fatal or "") and not r.state.connected
+
+
+def test_a_duis_message_from_the_adaptor_is_stored_or_refused_then_acked(rig, broker, tmp_path):
+    """DUIS on <prefix>/duis/in goes to the DUIS worker, not the event ingest: a good message is
+    stored (and its flag derived), a forged one refused and counted; both are PUBACKed after."""
+    from companion.service.duis_worker import DuisWorker
+    from companion.store.smi import Inventory
+
+    from .duis_support import Dcc
+
+    dcc = Dcc()
+    r = rig(duis_certs=str(dcc.pem(tmp_path / "dcc.pem"))).connect()
+    woken: list[int] = []
+    worker = DuisWorker(r.config, r.store, r.link, r.metrics, r.state, r.stop, wake=lambda: woken.append(1))
+    threading.Thread(target=worker.run, daemon=True).start()
+    good = dcc.inventory([{"DeviceID": "00-1B-C5-0C-00-00-00-10", "DeviceType": "ESME",
+                           "DeviceStatus": "Commissioned", "ImportMPxN": "1312345678907"}])
+    broker.publish("flagwise/duis/in", good, pid=11)
+    broker.expect(PUBACK, pid=11)
+    broker.publish("flagwise/duis/in", Dcc(cn="Z9", serial=99).inventory([{"DeviceID": "00-1B-C5-0C-00-00-00-10",
+                                                         "DeviceType": "ESME"}]), pid=12)
+    broker.expect(PUBACK, pid=12)
+    assert Inventory(r.store).counts() == {"messages_inventory": 1, "refused": 1, "devices": 1}
+    assert r.store.flag("1312345678907").flag == "A" and woken
+    assert r.metrics.duis.labels("unknown_certificate")._value.get() == 1
+    assert r.link.inbox.empty(), "DUIS never reaches the event ingest"

@@ -5,6 +5,7 @@
   (service/ingest.py) -> signed acks -> PUBACKs;
 - FlagPublisher (service/flag_publisher.py): the flag outbox -> retained MQTT messages;
 - Housekeeper (service/housekeeping.py): DTC files, the replica heartbeat, due revocations;
+- DuisWorker (service/duis_worker.py): DUIS messages from the DCC adaptor (docs/duis.md);
 - the HTTP surfaces, handed in by the caller (surfaces/http.py).
 """
 
@@ -23,6 +24,7 @@ import paho.mqtt.client as mqtt
 from companion.config import Config, ConfigError
 from companion.service.broker import ManagedBroker
 from companion.service.dtc_writer import DtcWriter
+from companion.service.duis_worker import DuisWorker
 from companion.service.flag_publisher import FlagPublisher
 from companion.service.housekeeping import Housekeeper
 from companion.service.ingest_worker import IngestWorker
@@ -82,6 +84,7 @@ class Bridge:
         self.publisher = FlagPublisher(config, self.store, self.link, self.signer, self.metrics, self.state, s)
         self.ingest = IngestWorker(config, self.store, self.link, self.signer, self.metrics, self.state, s,
                                    stored=self.publisher.wake)
+        self.duis = DuisWorker(config, self.store, self.link, self.metrics, self.state, s, wake=self.publisher.wake)
         self.housekeeper = Housekeeper(config, self.store, self.dtc, self.pki, self.metrics, self.state, s)
 
     # --- life cycle ----------------------------------------------------------------------
@@ -112,6 +115,7 @@ class Bridge:
         self._spawn("ingest", self.ingest.run)
         self._spawn("flag-publisher", self.publisher.run)
         self._spawn("dtc", self.housekeeper.run)
+        self._spawn("duis", self.duis.run)
         return self
 
     def stop(self) -> None:

@@ -32,6 +32,8 @@ class Metrics:
                                            "still held, merged into it (one PUBACK each)", registry=r)
         self.shed = Counter("flagwise_events_shed", "Messages of a handheld over its rate (device_rate), "
                             "PUBACKed and set aside unread", registry=r)
+        self.duis = Counter("flagwise_duis_messages", "DUIS messages from the DCC adaptor, by outcome (stored, "
+                            "already, or the refusal's reason)", ["outcome"], registry=r)
         self.received = Counter("flagwise_events_received", "Event messages received", registry=r)
         self.verified = Counter("flagwise_events_verified", "Event messages that passed every check", registry=r)
         self.rejected = Counter("flagwise_events_rejected", "Event messages rejected", ["reason"], registry=r)

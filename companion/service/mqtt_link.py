@@ -41,6 +41,8 @@ class MqttLink:
         self.metrics = metrics
         self.state = state
         self.inbox: queue.Queue[Incoming] = queue.Queue(maxsize=10000)
+        self.duis_inbox: queue.Queue[Incoming] = queue.Queue(maxsize=1000)  # DUIS from the DCC adaptor
+        self.duis_topic = f"{config.prefix}/duis/in"
         self._stop = stop
         self._on_connected = on_connected  # e.g. wake the flag publisher
         self._acks = AckLedger()
@@ -163,10 +165,11 @@ class MqttLink:
         if rc == 0 and not self._connack[1]:
             self._acks.new_session()
         if rc == 0:
-            topic = f"{self.config.prefix}/events/+"
+            topics = [f"{self.config.prefix}/events/+", self.duis_topic]
             if self.config.share_group:
-                topic = f"$share/{self.config.share_group}/{topic}"
-            client.subscribe(topic, qos=1)
+                topics = [f"$share/{self.config.share_group}/{t}" for t in topics]
+            client.subscribe([(t, 1) for t in topics])
+            topic = ", ".join(topics)
             keys = json.dumps({"keys": self.pki.bridge_public_keys()}, sort_keys=True)
             client.publish(f"{self.config.prefix}/keys", keys, qos=1, retain=True)
             self.state.connected = True
@@ -178,6 +181,11 @@ class MqttLink:
         # A refused subscription (ACL) would leave the bridge connected and deaf: say so loudly,
         # fail /readyz, and try again.
         codes = [rc.value if hasattr(rc, "value") else int(rc) for rc in reason_codes]
+        if len(codes) > 1 and codes[1] >= 0x80:
+            # A broker whose ACL predates the DCC adaptor: events still flow; say what is missing.
+            log.warning("the broker refused our subscription to DUIS messages (duis/in): the DCC adaptor's "
+                        "messages will not arrive (docs/duis.md)", extra={"fields": {"reason_codes": codes}})
+            codes = codes[:1]
         if any(c >= 0x80 for c in codes):
             self.state.subscribed = False
             log.error("the broker refused our subscription to events (check the ACL; docs/security.md)",
@@ -230,7 +238,8 @@ class MqttLink:
             log.warning("a handheld is over its message rate; its messages are set aside unread",
                         extra={"fields": {"topic": message.topic[:80], "rate": self.config.device_rate}})
             return
-        self.inbox.put(Incoming(message.topic, bytes(message.payload), time.time(), token))
+        box = self.duis_inbox if message.topic == self.duis_topic else self.inbox
+        box.put(Incoming(message.topic, bytes(message.payload), time.time(), token))
 
     # --- for the workers ----------------------------------------------------------------
     def settle(self, token: Any) -> None:

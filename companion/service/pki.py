@@ -10,6 +10,7 @@ as its user name and client id (mosquitto `use_identity_as_username`,
 | bridge   | bridge name                 | acks/+, rejected/+, flags/+, keys| events/+                     |
 | consumer | consumer name               | -                                | flags/#, keys                |
 | auditor  | auditor name (bench, ops)   | -                                | everything under the prefix  |
+| dcc-adaptor | adaptor name (the supplier's DUIS gateway) | <prefix>/duis/in (signed DUIS XML) | -      |
 
 Layout of the folder (`pki` config key; `companion pki init` makes it):
 
@@ -49,7 +50,7 @@ from companion.errors import CompanionError
 from companion.wire.signing import key_id, public_point
 from companion.ids import eui64_bytes, eui64_text
 
-ROLES = ("handheld", "bridge", "consumer", "auditor")
+ROLES = ("handheld", "bridge", "consumer", "auditor", "dcc-adaptor")
 _NAME = re.compile(r"^[a-z][a-z0-9._-]{0,47}$")
 CA_DAYS = 3650
 CERT_DAYS = 825
@@ -503,11 +504,14 @@ def acl_text(identities: list[Identity], prefix: str) -> str:
                       f"topic read {p}/keys"]
         elif ident.role == "bridge":
             lines += [f"topic read {p}/events/+", f"topic write {p}/acks/+", f"topic write {p}/rejected/+",
-                      f"topic write {p}/flags/+", f"topic write {p}/keys"]
+                      f"topic write {p}/flags/+", f"topic write {p}/keys", f"topic read {p}/duis/in"]
         elif ident.role == "consumer":
             lines += [f"topic read {p}/flags/#", f"topic read {p}/keys"]
         elif ident.role == "auditor":
             lines += [f"topic read {p}/#"]
+        elif ident.role == "dcc-adaptor":
+            # It only lets DUIS in: what it publishes is believed through the DCC's own signature.
+            lines += [f"topic write {p}/duis/in"]
         lines.append("")
     return "\n".join(lines)
 

@@ -40,6 +40,14 @@ class Inventory:
     def __init__(self, store: Store):
         self.store = store
 
+    def outcome(self, digest: str) -> str | None:
+        """"stored", "refused <reason>" (the latest refusal), or None: not seen."""
+        if self.has(digest):
+            return "stored"
+        r = self.store.conn().execute("SELECT reason FROM duis_refused WHERE digest=? ORDER BY id DESC LIMIT 1",
+                                      (digest,)).fetchone()
+        return f"refused {r[0]}" if r else None
+
     def has(self, digest: str) -> bool:
         return self.store.conn().execute("SELECT 1 FROM duis_messages WHERE digest=?", (digest,)).fetchone() is not None
 
