@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "out" / "test-artifacts" / "console"
 T0 = 1793491200
 PAGES = ["/console", "/console/", "/console/site?mpxn=" + MV.MPAN, "/console/rejections", "/console/keys",
-         "/console/reports", "/console/reports/x", "/console/nowhere"]
+         "/console/reports", "/console/reports/x", "/console/conflicts", "/console/nowhere"]
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -115,6 +115,32 @@ def test_no_page_with_data_is_served_without_a_live_token(console):
     revoked = console.companion("tokens", "revoke", console.companion("tokens", "list").stdout.split()[0])
     assert revoked.returncode == 0
     assert fetch(base + "/console", headers=jar)[0] == 303  # a revoked token's session opens nothing
+
+
+def test_the_console_shows_the_dccs_side_and_the_conflicts(console, tmp_path):
+    """A DUIS 8.2 response that says the commissioned meter is InstalledNotCommissioned: the site
+    page shows the DCC's inventory beside the survey and the conflict; the conflicts page lists it."""
+    from .duis_support import Dcc
+
+    dcc = Dcc()
+    meter = evidence()["devices"][0]["eui"]
+    msg = tmp_path / "inventory.xml"
+    msg.write_bytes(dcc.inventory([{"DeviceID": meter, "DeviceType": "ESME", "DeviceStatus": "InstalledNotCommissioned",
+                                    "ImportMPxN": MV.MPAN}]))
+    p = console.companion("duis", "import", str(msg), "--certs", str(dcc.pem(tmp_path / "dcc.pem")))
+    assert p.returncode == 0, p.stdout + p.stderr
+    base = console.http
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Origin": base}
+    _, headers, _ = fetch(base + "/console/login", ("token=" + urllib.parse.quote(console.token)).encode(), form)
+    jar = {"Cookie": headers["Set-Cookie"].split(";")[0]}
+    status, _, body = fetch(base + "/console/site?mpxn=" + MV.MPAN, headers=jar)
+    assert status == 200 and 'id="dcc-devices"' in body and "InstalledNotCommissioned" in body
+    assert "smi_not_commissioned_but_field_commissioned" in body and ">I<" in body
+    status, _, body = fetch(base + "/console/conflicts", headers=jar)
+    assert status == 200 and "smi_not_commissioned_but_field_commissioned" in body and meter in body
+    status, _, body = fetch(base + "/console/conflicts?class=mpxn_mismatch", headers=jar)
+    assert status == 200 and "No conflict." in body
+    assert fetch(base + "/console/conflicts?class=nonsense", headers=jar)[0] == 400
 
 
 def _chromium() -> str | None:

@@ -9,6 +9,7 @@ the bridge's HTTP server behind the read API's authentication.
                                    a timeline of its flag changes
     GET  /console/rejections       recent rejections, with their reasons
     GET  /console/keys             the handheld keys, their status and their last event
+    GET  /console/conflicts        where the field and the DCC's inventory disagree (?class=C)
     GET  /console/reports          reconciliation reports (config `reports`); /console/reports/NAME
 
 A request is authenticated by `Authorization: Bearer <token>` or by the cookie the sign-in
@@ -148,6 +149,8 @@ class Console:
                               rejections=self._rejections(200), counts=self.store.rejection_counts())
         if path == "/console/keys":
             return self._page(start_response, 200, "console_keys.html", who=who, keys=self._keys())
+        if path == "/console/conflicts":
+            return self._conflicts(start_response, who, (query.get("class") or [""])[0].strip()[:60])
         if path == "/console/reports" or path.startswith("/console/reports/"):
             return self._reports(start_response, who, path[len("/console/reports"):].strip("/"))
         return self._page(start_response, 404, "console_error.html", who=who, message="No such page.")
@@ -190,6 +193,20 @@ class Console:
                    for version, body, at in self.store.flag_changes(mpxn)]
         return self._page(start_response, 200, "console_site.html", who=who, view=view, changes=changes,
                           chart=timeline(changes), mpxn=mpxn)
+
+    def _conflicts(self, start_response: Callable[..., Any], who: str, chosen: str) -> Iterable[bytes]:
+        from companion.service.dcc_view import conflicts
+        from companion.sources import CLASSES
+
+        if chosen and chosen not in CLASSES:
+            return self._page(start_response, 400, "console_error.html", who=who,
+                              message=f"No conflict class {chosen!r}.")
+        found = [c.as_dict() for c in conflicts(self.store, self.config, chosen or None)]
+        counts: dict[str, int] = {}
+        for c in found:
+            counts[c["class"]] = counts.get(c["class"], 0) + 1
+        return self._page(start_response, 200, "console_conflicts.html", who=who, conflicts=found, counts=counts,
+                          classes=CLASSES, chosen=chosen)
 
     def _rejections(self, limit: int) -> list[dict[str, Any]]:
         rows = self.store.recent_rejections(limit)
