@@ -72,29 +72,38 @@ def write_requests(store: Store, config: Config, found: list[sources.Conflict], 
     return written
 
 
-def rederive(store: Store, config: Config, mpxns: set[str]) -> list[dict[str, Any]]:
-    """The flags of these meter points derived again from both sources, after a DUIS message
+def rederive(store: Store, config: Config, mpxns: set[str], batch: int = 500) -> list[dict[str, Any]]:
+    """The flags of these meter points derived again from both sources, after DUIS messages
     changed what the DCC says of them; a changed flag goes to the outbox (MQTT and DTC) as a
-    new version, in the same transaction."""
+    new version, in the same transaction (`batch` meter points a transaction)."""
     inv = Inventory(store)
-    changes = []
-    for mpxn in sorted(mpxns):
+    changes: list[dict[str, Any]] = []
+    todo = sorted(mpxns)
+    for i in range(0, len(todo), batch):
+        part = todo[i:i + batch]
         with store.tx() as db:
-            store.db.lock_mpxns(db, [mpxn])
-            combined = site(store, inv, config, mpxn, db=db)
-            new = combined.flag
-            old = store.flag(mpxn, db)
-            if (old is not None and state(old) == state(new)) or (old is None and new.flag is None):
-                continue
-            now = time.time()
-            version = 1 if old is None else old.version + 1
-            tail = json.dumps(list(new.event_ids)[-MAX_FLAG_EVENT_IDS:])
-            store.put_flag(db, (mpxn, new.flag, new.effective_from, new.reason, new.event_id, tail, new.override,
-                                version, now, new.code, None, len(new.event_ids)))
-            body = flag_message(new, version, config, len(new.event_ids))
-            body["sources"] = list(combined.sources)
-            body["conflicts"] = sorted({c.cls for c in combined.conflicts})
-            store.queue_change(db, mpxn, version, "electricity" if is_mpan(mpxn) else "gas",
-                               json.dumps(body, sort_keys=True), now)
-            changes.append(body)
+            store.db.lock_mpxns(db, part)
+            for mpxn in part:
+                change = _rederive_one(store, inv, config, mpxn, db)
+                if change is not None:
+                    changes.append(change)
     return changes
+
+
+def _rederive_one(store: Store, inv: Inventory, config: Config, mpxn: str, db: Any) -> dict[str, Any] | None:
+    combined = site(store, inv, config, mpxn, db=db)
+    new = combined.flag
+    old = store.flag(mpxn, db)
+    if (old is not None and state(old) == state(new)) or (old is None and new.flag is None):
+        return None
+    now = time.time()
+    version = 1 if old is None else old.version + 1
+    tail = json.dumps(list(new.event_ids)[-MAX_FLAG_EVENT_IDS:])
+    store.put_flag(db, (mpxn, new.flag, new.effective_from, new.reason, new.event_id, tail, new.override,
+                        version, now, new.code, None, len(new.event_ids)))
+    body = flag_message(new, version, config, len(new.event_ids))
+    body["sources"] = list(combined.sources)
+    body["conflicts"] = sorted({c.cls for c in combined.conflicts})
+    store.queue_change(db, mpxn, version, "electricity" if is_mpan(mpxn) else "gas",
+                       json.dumps(body, sort_keys=True), now)
+    return body

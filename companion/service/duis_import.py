@@ -31,17 +31,27 @@ class ImportSummary:
 
 
 class DuisIntake:
-    """One message at a time, whatever its source; `changed(mpxns)` is told the meter points a
-    newly stored message names (the bridge derives their flags again)."""
+    """One message at a time, whatever its source (`take`), or many in a batch (`check` each,
+    then `commit`: one transaction for the lot, as a file import does). `changed(mpxns)` is told
+    the meter points newly stored messages name (the bridge derives their flags again)."""
 
     def __init__(self, inventory: Inventory, certs: list[DccCert],
                  changed: Callable[[set[str]], None] | None = None):
         self.inventory = inventory
         self.certs = certs
         self.changed = changed
+        self._ok: list[tuple[DuisMessage, bytes, str]] = []
+        self._refused: list[tuple[str, str, str, str, bytes, int]] = []
 
     def take(self, raw: bytes, source: str, summary: ImportSummary, size: int | None = None,
              now: float | None = None) -> DuisMessage | None:
+        msg = self.check(raw, source, summary, size, now)
+        stored = self.commit(summary)
+        return msg if msg is not None and stored else None
+
+    def check(self, raw: bytes, source: str, summary: ImportSummary, size: int | None = None,
+              now: float | None = None) -> DuisMessage | None:
+        """Read and verify one message; held for `commit` (stored or refused there)."""
         size = len(raw) if size is None else size
         digest = hashlib.sha256(raw).hexdigest()
         try:
@@ -54,18 +64,34 @@ class DuisIntake:
         except DuisError as exc:
             summary.refused[exc.reason] += 1
             summary.refusals.append((source, exc.reason, str(exc)))
-            self.inventory.refuse(digest, source, exc.reason, str(exc), raw, size)
+            self._refused.append((digest, source, exc.reason, str(exc), raw, size))
             return None
-        if not self.inventory.add(msg, raw, source):
-            summary.already += 1
-            return None
-        summary.stored += 1
-        summary.devices += len(msg.devices)
-        names = {m for d in msg.devices for m in d.mpxns}
+        self._ok.append((msg, raw, source))
+        return msg
+
+    def commit(self, summary: ImportSummary) -> int:
+        """Store what `check` held, in one transaction each for the stored and the refused;
+        -> how many were newly stored."""
+        ok, self._ok = self._ok, []
+        refused, self._refused = self._refused, []
+        if refused:
+            self.inventory.refuse_many(refused)
+        if not ok:
+            return 0
+        names: set[str] = set()
+        new = 0
+        for (msg, _, _), stored in zip(ok, self.inventory.add_many(ok)):
+            if not stored:
+                summary.already += 1
+                continue
+            new += 1
+            summary.stored += 1
+            summary.devices += len(msg.devices)
+            names |= {m for d in msg.devices for m in d.mpxns}
         summary.mpxns |= names
         if names and self.changed is not None:
             self.changed(names)
-        return msg
+        return new
 
 
 def files(paths: list[str]) -> tuple[list[Path], list[str]]:
@@ -83,8 +109,11 @@ def files(paths: list[str]) -> tuple[list[Path], list[str]]:
     return out, missing
 
 
-def import_files(intake: DuisIntake, paths: list[Path], summary: ImportSummary) -> None:
-    for f in paths:
+def import_files(intake: DuisIntake, paths: list[Path], summary: ImportSummary, batch: int = 200) -> None:
+    """Each file read (bounded), checked, and stored with `batch` others in one transaction."""
+    for i, f in enumerate(paths, 1):
+        if i % batch == 0:
+            intake.commit(summary)
         try:
             size = f.stat().st_size
             with f.open("rb") as fh:
@@ -93,4 +122,5 @@ def import_files(intake: DuisIntake, paths: list[Path], summary: ImportSummary) 
             summary.refused["unreadable"] += 1
             summary.refusals.append((str(f), "unreadable", str(exc)[:200]))
             continue
-        intake.take(raw, str(f), summary, size=max(size, len(raw)))
+        intake.check(raw, str(f), summary, size=max(size, len(raw)))
+    intake.commit(summary)

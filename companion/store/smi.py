@@ -53,16 +53,24 @@ class Inventory:
 
     def add(self, msg: DuisMessage, raw: bytes, source: str) -> bool:
         """Store one verified message and what it states; False when it was stored before."""
+        return self.add_many([(msg, raw, source)])[0]
+
+    def add_many(self, items: list[tuple[DuisMessage, bytes, str]]) -> list[bool]:
+        """Store verified messages in one transaction; for each, False when it was stored before
+        (by an earlier import, or earlier in this batch)."""
         with self.store.tx() as db:
-            if db.execute("SELECT 1 FROM duis_messages WHERE digest=?", (msg.digest,)).fetchone():
-                return False
-            db.execute("INSERT INTO duis_messages (digest, kind, service, change, response_id, request_id, "
-                       "response_code, at, signer, source, received_at, message) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (msg.digest, msg.kind, msg.service, msg.change, msg.response_id, msg.request_id,
-                        msg.response_code, msg.at, msg.signer, source[:300], time.time(), raw))
-            seq = int(db.execute("SELECT seq FROM duis_messages WHERE digest=?", (msg.digest,)).fetchone()[0])
-            for d in msg.devices:
-                self._add_device(db, d, seq)
+            return [self._add(db, msg, raw, source) for msg, raw, source in items]
+
+    def _add(self, db: Any, msg: DuisMessage, raw: bytes, source: str) -> bool:
+        if db.execute("SELECT 1 FROM duis_messages WHERE digest=?", (msg.digest,)).fetchone():
+            return False
+        db.execute("INSERT INTO duis_messages (digest, kind, service, change, response_id, request_id, "
+                   "response_code, at, signer, source, received_at, message) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (msg.digest, msg.kind, msg.service, msg.change, msg.response_id, msg.request_id,
+                    msg.response_code, msg.at, msg.signer, source[:300], time.time(), raw))
+        seq = int(db.execute("SELECT seq FROM duis_messages WHERE digest=?", (msg.digest,)).fetchone()[0])
+        for d in msg.devices:
+            self._add_device(db, d, seq)
         return True
 
     def _add_device(self, db: Any, d: SmiDevice, seq: int) -> None:
@@ -79,10 +87,15 @@ class Inventory:
                            (m, d.chf))
 
     def refuse(self, digest: str, source: str, reason: str, detail: str, raw: bytes, size: int) -> None:
+        self.refuse_many([(digest, source, reason, detail, raw, size)])
+
+    def refuse_many(self, items: list[tuple[str, str, str, str, bytes, int]]) -> None:
+        """Refusals, each with its reason, the first HEAD bytes kept (one transaction)."""
         with self.store.tx() as db:
-            db.execute("INSERT INTO duis_refused (digest, source, reason, detail, size, received_at, head) "
-                       "VALUES (?,?,?,?,?,?,?)", (digest, source[:300], reason, detail[:500], size, time.time(),
-                                                  raw[:HEAD]))
+            for digest, source, reason, detail, raw, size in items:
+                db.execute("INSERT INTO duis_refused (digest, source, reason, detail, size, received_at, head) "
+                           "VALUES (?,?,?,?,?,?,?)", (digest, source[:300], reason, detail[:500], size, time.time(),
+                                                      raw[:HEAD]))
 
     # --- reading ------------------------------------------------------------------------------
     _ROW = ("SELECT s.device_id, s.device_type, s.status, s.since, s.at, s.mpxns, s.chf, s.model, s.message_seq, "

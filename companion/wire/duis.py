@@ -314,24 +314,33 @@ def _inventory(inv: etree._Element, at: int, now: float) -> tuple[SmiDevice, ...
     if len(devices) > MAX_DEVICES:
         raise DuisError("too_many_devices", f"DSPInventory lists {len(devices)} devices, at most {MAX_DEVICES}")
     rows: list[dict[str, Any]] = []
+    ns = f"{{{NS}}}"
     for i, d in enumerate(devices, 1):
         where = f"Device {i}"
-        eui = _eui(_text(d, "DeviceID"), where)
-        dtype = _text(d, "DeviceType")
+        # One pass over the record's children (in the schema's order; each at most once).
+        f = {c.tag[len(ns):]: (c.text or "").strip() for c in d if isinstance(c.tag, str) and c.tag.startswith(ns)}
+        eui = _eui(f.get("DeviceID"), where)
+        dtype = f.get("DeviceType")
         if dtype not in DEVICE_TYPES:
             raise DuisError("bad_shape", f"{where}: DeviceType {str(dtype)[:20]!r} is not one of {DEVICE_TYPES}")
-        status = _text(d, "DeviceStatus")
+        status = f.get("DeviceStatus")
         if status is not None and status not in STATUSES:
             raise DuisError("bad_shape", f"{where}: DeviceStatus {status[:30]!r} is not a DUIS status")
-        commissioned = _text(d, "DateCommissioned")
+        commissioned = f.get("DateCommissioned")
         since = at
         if commissioned:
             day = _date(commissioned, f"{where}: DateCommissioned", now)
             if status == "Commissioned":
                 since = day
+        mpxns = []
+        for name in ("ImportMPxN", "SecondaryImportMPAN", "ExportMPAN"):
+            if f.get(name):
+                try:
+                    mpxns.append(check_mpxn(f[name]))
+                except ValueError as exc:
+                    raise DuisError("bad_mpxn", f"{where}: {name}: {exc}") from None
         rows.append(dict(device_id=eui, device_type=dtype, status=status, since=since, at=at,
-                         mpxns=_mpxns(d, where), manufacturer=_text(d, "DeviceManufacturer"),
-                         model=_text(d, "DeviceModel")))
+                         mpxns=tuple(mpxns), manufacturer=f.get("DeviceManufacturer"), model=f.get("DeviceModel")))
     hubs = [r["device_id"] for r in rows if r["device_type"] == "CHF"]
     chf = hubs[0] if len(hubs) == 1 else None  # the property's hub: the CHF the response lists
     return tuple(SmiDevice(**r, chf=chf if r["device_type"] != "CHF" else None) for r in rows)
