@@ -209,7 +209,16 @@ def _conflicts(mpxn: str, field_flag: policy.Flag, evs: list[Event], facts: list
         on_wall = seen is not None or (hub is not None and hub.chf.upper() == f.device_id)
         removed_here = field_flag.flag == "N" or (seen is not None and seen.status in policy.GONE)
         since = _day(max(when, f.since))
-        if (f.status == "Commissioned" and removed_here and f.device_type != "CHF"
+        if f.device_type == "CHF" and field_flag.flag == "N" and hub is None and f.since <= when:
+            # The hub went with the meter (no hub on the wall at the removal): the DCC is told
+            # of its return (8.14.4, no fault).
+            cls = "smi_commissioned_but_removed" if f.status == "Commissioned" else "smi_device_missing_on_site"
+            out.append(Conflict(cls, mpxn, f.device_id, since, field, _dcc_side(f),
+                                f"report hub {f.device_id} returned to the DCC (8.14.4 CH no-fault return)",
+                                "8.14.4", {"DeviceID": f.device_id, "UserRefID": last.job[:25],
+                                           "AdditionalInformation": "removed on site; flagwise event "
+                                                                    + last.id.hex()}))
+        elif (f.status == "Commissioned" and removed_here and f.device_type != "CHF"
                 and (f.since <= when or seen is not None)):
             out.append(Conflict("smi_commissioned_but_removed", mpxn, f.device_id, since, field, _dcc_side(f),
                                 f"decommission {f.device_id} in the DCC's inventory (8.3)", "8.3",

@@ -10,7 +10,8 @@ require("umqtt.simple")  # micropython-lib, fetched by tools/fetch_mplib.py into
 package("agent", files=(
     "__init__.py",
     # the resident core and its boot
-    "main.py", "start.py", "config.py", "flash.py", "identity.py", "outbox.py", "clock.py", "words.py", "kinds.py",
+    "main.py", "stage.py", "start.py", "config.py", "flash.py", "identity.py", "outbox.py", "clock.py", "words.py",
+    "kinds.py",
     # the console and a job's stages
     "console.py", "jobrun.py", "jobs.py", "predict.py", "saving.py",
     # the HAN link and the survey
@@ -18,5 +19,5 @@ package("agent", files=(
     # the event, its encoding and its signature
     "event.py", "cbor.py", "cose.py", "ecdsa.py",
     # delivery, and the check of the bridge's signed acks
-    "delivery.py", "ackcheck.py", "cborlite.py", "ecverify.py", "ecpoint.py",
+    "delivery.py", "mqttc.py", "ackcheck.py", "cborlite.py", "ecverify.py", "ecpoint.py",
 ))

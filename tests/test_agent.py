@@ -418,7 +418,7 @@ def test_only_the_resident_core_stays_loaded_after_a_job_and_a_delivery(board, b
                        env=micropython.environment(micropython.firmware_path(mpy=True)))
     assert "RESULT saved 0" in p.stdout, p.stdout + p.stderr
     loaded = set(p.stdout.split("LOADED ", 1)[1].split())
-    assert loaded == {"agent", "agent.main", "agent.outbox", "agent.identity", "agent.flash"}, loaded
+    assert loaded == {"agent", "agent.main", "agent.stage", "agent.outbox", "agent.identity", "agent.flash"}, loaded
 
 
 @pytest.mark.parametrize("site", ["smets2-same-hub-exchange"], indirect=True)
@@ -594,7 +594,7 @@ def test_every_console_line_fits_the_display(board, bridge, site):
     assert not wide, "wider than the display:\n" + "\n".join(wide)
 
 
-RESIDENT = {"agent", "agent.main", "agent.outbox", "agent.identity", "agent.flash"}
+RESIDENT = {"agent", "agent.main", "agent.stage", "agent.outbox", "agent.identity", "agent.flash"}
 
 
 def test_only_the_core_stays_resident_after_each_stage(board, site):

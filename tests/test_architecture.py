@@ -141,3 +141,38 @@ def test_the_firmware_build_is_exactly_the_manifest():
     assert sources == listed, sources ^ listed  # nothing in firmware/agent that does not ship
     assert "umqtt.simple" in tool.manifest()["require"]
 
+
+def _firmware_imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            if node.module == "agent":
+                names.update(f"agent.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_the_firmware_has_no_import_cycles_and_nothing_imports_its_main():
+    """agent.main runs the job's stages; the stages import what they share from agent.stage,
+    never from agent.main (the cycles main <-> console/jobrun/saving are gone)."""
+    agent = ROOT / "firmware" / "agent"
+    graph = {f"agent.{p.stem}": {m for m in _firmware_imports(p) if m.startswith("agent.")}
+             for p in agent.glob("*.py") if p.stem != "__init__"}
+    importers = sorted(m for m, deps in graph.items() if "agent.main" in deps)
+    assert not importers, f"modules importing agent.main: {importers}"
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for dep in graph.get(node, ()):
+                if dep == start:
+                    return path + [dep]
+                if dep not in path:
+                    stack.append((dep, path + [dep]))
+        return None
+
+    cycles = [c for m in graph if (c := cycle_from(m))]
+    assert not cycles, f"import cycles: {cycles[:3]}"

@@ -151,16 +151,21 @@ def test_a_removal_the_dcc_never_heard_of_is_a_conflict_with_an_8_3_draft(world,
     store, cfg = world
     assert store.flag(MPAN).flag == "N"  # the wall wins on a removal; the conflict is named
     found = conflicts(store, cfg)
-    assert [(c.cls, c.device_id, c.request) for c in found] == [("smi_commissioned_but_removed", ESME, "8.3")]
+    # The meter is to be decommissioned; the hub went with it, and its return is reported.
+    assert sorted((c.cls, c.device_id, c.request) for c in found) == [
+        ("smi_commissioned_but_removed", CHF, "8.14.4"), ("smi_commissioned_but_removed", ESME, "8.3")]
     assert "smi_commissioned_but_removed" in store.flag(MPAN).reason
     paths = write_requests(store, cfg, found, tmp_path / "req")
     again = write_requests(store, cfg, found, tmp_path / "req2")
-    body = paths[0].read_text()
-    assert "<sr:DecommissionDevice>" in body and ESME in body
-    assert ":1</sr:RequestID>" in body and ":2</sr:RequestID>" in again[0].read_text()  # never reused
+    body = {p.name.split("-")[1]: p.read_text() for p in paths}
+    assert "<sr:DecommissionDevice>" in body["8.3"] and ESME in body["8.3"]
+    assert "<sr:CHFNoFaultReturn>" in body["8.14.4"] and "<sr:ServiceReference>8.14<" in body["8.14.4"]
+    counters = sorted(int(p.read_text().split("</sr:RequestID>")[0].rsplit(":", 1)[1]) for p in paths + again)
+    assert counters == [1, 2, 3, 4]  # never reused
     schema = _schema()
     if schema is not None:
-        schema.validate(str(paths[0]))
+        for p in paths:
+            schema.validate(str(p))
 
 
 def test_a_commissioned_meter_the_dcc_shows_installed_not_commissioned_is_i_with_a_conflict(world, dcc):
@@ -231,7 +236,8 @@ def test_every_drafted_request_is_valid_against_the_duis_schema(world, dcc, tmp_
     for service, body in (("8.2", {"DeviceID": ESME}), ("8.3", {"DeviceID": ESME}),
                           ("8.4", {"DeviceID": CHF, "UpdateDeviceStatusCH": "Commissioned"}),
                           ("8.4", {"DeviceID": ESME, "UpdateDeviceStatusExceptCH": "Pending"}),
-                          ("8.4", {"DeviceID": ESME, "ImportMPxN": MPAN})):
+                          ("8.4", {"DeviceID": ESME, "ImportMPxN": MPAN}),
+                          ("8.14.4", {"DeviceID": CHF, "UserRefID": "J" * 40, "AdditionalInformation": "x" * 300})):
         f = tmp_path / "r.xml"
         f.write_bytes(draft(service, body, "90-B3-D5-1F-30-01-00-00:90-B3-D5-1F-30-00-00-02:18446744073709551615"))
         schema.validate(str(f))

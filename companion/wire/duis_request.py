@@ -6,9 +6,11 @@ then `Body`):
 - 8.2 Read Inventory: `ReadInventory/DeviceID` (or `MPxN`);
 - 8.3 Decommission Device: `DecommissionDevice/DeviceID`;
 - 8.4 Update Inventory: `UpdateInventory/DeviceID` then `UpdateDeviceStatusCH`,
-  `UpdateDeviceStatusExceptCH` or `UpdateMPxN/ImportMPxN`.
+  `UpdateDeviceStatusExceptCH` or `UpdateMPxN/ImportMPxN`;
+- 8.14.4 Communications Hub Status Update - No Fault Return (ServiceReference 8.14):
+  `CHFNoFaultReturn` = `DeviceID`, `CHFNoFaultReturnType`, `UserRefID`?, `AdditionalInformation`?.
 
-All three are non-device services (CommandVariant 8), addressed to the DCC: `RequestID` is
+All are non-device services (CommandVariant 8), addressed to the DCC: `RequestID` is
 `<user EUI>:<DCC EUI>:<counter>`, the counter never reused (a store sequence)."""
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ from companion.errors import CompanionError
 NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
 SCHEMA_VERSION = "5.4"
 _EUI = re.compile(r"[A-Fa-f0-9]{2}(-[A-Fa-f0-9]{2}){7}")
-SERVICES = ("8.2", "8.3", "8.4")
+SERVICES = ("8.2", "8.3", "8.4", "8.14.4")
+_REFERENCE = {"8.14.4": "8.14"}  # ServiceReference where it is not the variant itself
+_NO_FAULT = ("No Fault Return (general)", "No Fault Return (non-dom opt out)",
+             "No Fault Return (dual supplier HAN variant replacement)",
+             "No Fault Return (SM WAN variant replacement requested by DCC)")
 _CH_STATUSES = ("Commissioned", "Withdrawn", "InstalledNotCommissioned")
 _OTHER_STATUSES = ("Pending", "InstalledNotCommissioned")
 
@@ -47,8 +53,9 @@ def draft(service: str, body: dict[str, str], rid: str) -> bytes:
     root = etree.Element(q("Request"), nsmap={"sr": NS})
     root.set("schemaVersion", SCHEMA_VERSION)
     header = etree.SubElement(root, q("Header"))
-    for name, value in (("RequestID", rid), ("CommandVariant", "8"), ("ServiceReference", service),
-                        ("ServiceReferenceVariant", service)):
+    header_values = (("RequestID", rid), ("CommandVariant", "8"),
+                     ("ServiceReference", _REFERENCE.get(service, service)), ("ServiceReferenceVariant", service))
+    for name, value in header_values:
         etree.SubElement(header, q(name)).text = value
     b = etree.SubElement(root, q("Body"))
     device = body.get("DeviceID", "")
@@ -58,6 +65,17 @@ def draft(service: str, body: dict[str, str], rid: str) -> bytes:
         etree.SubElement(etree.SubElement(b, q("ReadInventory")), q("DeviceID")).text = device.upper()
     elif service == "8.3":
         etree.SubElement(etree.SubElement(b, q("DecommissionDevice")), q("DeviceID")).text = device.upper()
+    elif service == "8.14.4":
+        ret = etree.SubElement(b, q("CHFNoFaultReturn"))
+        etree.SubElement(ret, q("DeviceID")).text = device.upper()
+        kind = body.get("CHFNoFaultReturnType", _NO_FAULT[0])
+        if kind not in _NO_FAULT:
+            raise CompanionError(f"CHFNoFaultReturnType must be one of {_NO_FAULT}")
+        etree.SubElement(ret, q("CHFNoFaultReturnType")).text = kind
+        if body.get("UserRefID"):
+            etree.SubElement(ret, q("UserRefID")).text = body["UserRefID"][:25]
+        if body.get("AdditionalInformation"):
+            etree.SubElement(ret, q("AdditionalInformation")).text = body["AdditionalInformation"][:200]
     else:
         upd = etree.SubElement(b, q("UpdateInventory"))
         etree.SubElement(upd, q("DeviceID")).text = device.upper()

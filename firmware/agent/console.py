@@ -3,7 +3,7 @@
 import sys
 
 from agent.kinds import TYPES as JOB_TYPES
-from agent.main import _job
+from agent.kinds import job as _job
 
 _HELP = ("job TYPE MPAN MPRN JOB INSTALLER", "override REASON", "new", "survey", "status", "quit")
 

@@ -1,27 +1,15 @@
-# Delivery of the outbox over MQTT (docs/agent.md "Delivery"), around micropython-lib's
-# umqtt.simple in the spirit of umqtt.robust: connect with a timeout, keepalive pings,
-# exponential backoff with jitter and a cap, QoS 1 to <prefix>/events/<device-id>.
+# Delivery of the outbox over MQTT (docs/agent.md "Delivery"): the courier's policy, in the
+# spirit of umqtt.robust: when to connect, keepalive pings, exponential backoff with jitter and
+# a cap, QoS 1 to <prefix>/events/<device-id>. The protocol itself is agent.mqttc.
 # An event leaves the outbox only on the bridge's signed ack on <prefix>/acks/<device-id>
 # (agent.ackcheck); until then it is sent again after ack_timeout, as the same signed bytes.
 # Acks are checked and applied after the send loop, never from inside a publish, so a
 # record is never pulled from under the loop that is reading it.
 import gc
-import sys
 import time
 from os import urandom
 
-from umqtt import simple
-
-
-def _drop(*names):
-    # Modules of one step, dropped after it (docs/agent.md "Memory").
-    import agent
-
-    for n in names:
-        sys.modules.pop(n, None)
-        if hasattr(agent, n[6:]):
-            delattr(agent, n[6:])
-    gc.collect()
+from agent import mqttc
 
 
 # What a failed link means to an installer (errno, or mbedTLS code), with the next step.
@@ -43,107 +31,7 @@ def _why(e, connecting):
     return text
 
 
-def _close(*socks):
-    for s in socks:
-        if s is not None:
-            try:
-                s.close()
-            except Exception:
-                pass
-
-
-def _read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _ussl():
-    # umqtt.simple 1.3.4 imports `ussl` for TLS; MicroPython 1.29 calls it `ssl`.
-    if "ussl" not in sys.modules:
-        import ssl
-
-        sys.modules["ussl"] = ssl
-
-
-class _TimedSocket:
-    # umqtt.simple makes its socket inside connect(); this gives it a timeout there.
-    timeout = 5
-
-    last = None  # the raw TCP socket, under TLS too
-
-    @staticmethod
-    def socket(*args):
-        import socket
-
-        s = socket.socket(*args)
-        s.settimeout(_TimedSocket.timeout)
-        _TimedSocket.last = s
-        return s
-
-    @staticmethod
-    def getaddrinfo(*args):
-        import socket
-
-        return socket.getaddrinfo(*args)
-
-
-_MAX_IN = 1024  # bytes of an incoming message we read; larger ones are skipped unread
 _MAX_INBOX = 6  # acks queued before the link is closed to check them
-
-
-class _Client(simple.MQTTClient):
-    read_timeout = 5
-    raw = None  # the TCP socket (self.sock is an SSLSocket under TLS)
-
-    def wait_msg(self):
-        # umqtt.simple ends each read with setblocking(True), dropping the timeout: restore it.
-        try:
-            return self._wait_msg()
-        finally:
-            if self.raw is not None:
-                self.raw.settimeout(self.read_timeout)
-
-    def _wait_msg(self):
-        # umqtt.simple's wait_msg, bounded: a message over _MAX_IN is read in small pieces and
-        # dropped (still PUBACKed, so a retained or repeated poison never blocks delivery).
-        res = self.sock.read(1)
-        self.sock.setblocking(True)
-        if res is None:
-            return None
-        if res == b"":
-            raise OSError(-1)
-        if res == b"\xd0":  # PINGRESP
-            self.sock.read(1)
-            return None
-        op = res[0]
-        if op & 0xF0 != 0x30:
-            return op
-        sz = self._recv_len()
-        n = self.sock.read(2)
-        n = (n[0] << 8) | n[1]
-        topic = self.sock.read(n) if n <= 128 else None
-        if topic is None:
-            self._skip(n)
-        sz -= n + 2
-        pid = 0
-        if op & 6:
-            pid = self.sock.read(2)
-            pid = pid[0] << 8 | pid[1]
-            sz -= 2
-        if sz > _MAX_IN or topic is None:
-            self._skip(sz)
-            self.cb(topic or b"", None)
-        else:
-            self.cb(topic, self.sock.read(sz))
-        if op & 6 == 2:
-            self.sock.write(bytes((0x40, 2, pid >> 8, pid & 255)))
-        return None
-
-    def _skip(self, n):
-        while n > 0:
-            k = min(n, 256)
-            self.sock.read(k)
-            n -= k
 
 
 class Courier:
@@ -174,43 +62,13 @@ class Courier:
 
     def _connect(self):
         cfg = self.cfg
-        _TimedSocket.timeout = cfg["connect_timeout"]
-        _TimedSocket.last = None
-        simple.socket = _TimedSocket
-        params = {}
-        if cfg["tls"]:
-            import ssl
-
-            _ussl()
-            # config.load refused tls without a CA: the broker's certificate is always checked.
-            params = {"server_hostname": cfg["tls_server_name"] or cfg["broker_host"],
-                      "cadata": _read(cfg["tls_ca"]), "cert_reqs": ssl.CERT_REQUIRED}
-            if cfg["tls_cert"]:
-                params["cert"] = _read(cfg["tls_cert"])
-                params["key"] = _read(cfg["tls_key"])
-        # Plain TCP (insecure): the handheld logs in with its password; under TLS, its certificate.
-        pw = None if cfg["tls"] else cfg["password"]
-        c = _Client(cfg["device_id"], cfg["broker_host"], cfg["broker_port"], user=pw and cfg["device_id"],
-                    password=pw, keepalive=cfg["keepalive"], ssl=cfg["tls"], ssl_params=params)
-        params = None
-        c.read_timeout = cfg["socket_timeout"]
-        c.set_callback(self._on_message)
+        c = mqttc.connect(cfg, self._on_message)
         try:
-            c.connect(clean_session=False)
+            c.subscribe(self.acks_topic, qos=1)
+            c.subscribe(self.rejected_topic, qos=1)
         except Exception:
-            _close(c.sock, _TimedSocket.last)  # the TLS state too, not only the TCP socket
-            _TimedSocket.last = None
+            c._drop()  # never leak the sockets of a link that failed half way up
             raise
-        c.ssl_params = None  # the certificate and key bytes are not needed after the handshake
-        c.raw = _TimedSocket.last
-        # Nagle + delayed ACK would hold each small write (shared/pitfalls.md): IPPROTO_TCP, TCP_NODELAY.
-        try:
-            c.raw.setsockopt(6, 1, 1)
-        except (OSError, AttributeError):
-            pass
-        c.raw.settimeout(cfg["socket_timeout"])
-        c.subscribe(self.acks_topic, qos=1)
-        c.subscribe(self.rejected_topic, qos=1)
         self.client = c
         self.sent = {}  # after a reconnect, everything pending goes again
         self.backoff = cfg["backoff_min"] * 1000
@@ -220,9 +78,7 @@ class Courier:
     def _drop(self, why):
         was_up = self.client is not None
         if was_up:
-            # Close the TLS socket as well as the TCP one: the TLS state is only freed by its
-            # close, and a dropped link must give the heap back.
-            _close(self.client.sock, self.client.raw)
+            self.client._drop()
             self.client = None
         gc.collect()
         self.say("LINK down" if was_up else "LINK failed")
@@ -258,7 +114,7 @@ class Courier:
                 c.disconnect()
             except Exception:
                 pass
-            _close(c.sock, c.raw)
+            c._drop()
         c = None
         gc.collect()
 
@@ -274,9 +130,7 @@ class Courier:
                 gc.collect()  # the TLS handshake needs the largest free blocks we have
                 self._connect()
             except Exception as e:  # OSError, MQTTException, a broker's garbage: all mean "not now"
-                self.client = None
-                _close(_TimedSocket.last)  # never leak the socket of a failed connect
-                _TimedSocket.last = None
+                self.client = None  # mqttc.connect closed the failed attempt's sockets
                 self._drop(_why(e, True))
                 return
         try:

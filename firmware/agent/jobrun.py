@@ -1,7 +1,7 @@
 # A job on site (docs/agent.md "Jobs"): the checks before and after the survey, refusal or
 # override. Loaded for those steps only (agent.main unloads it for the survey, the signing
 # and delivery), so that the survey and the TLS link have the heap it would otherwise hold.
-from agent.main import WIDTH, Stage
+from agent.stage import WIDTH, Stage
 
 # Inventory statuses, short for the display
 _SHORT = {"Commissioned": "COMM", "InstalledNotCommissioned": "INC", "Whitelisted": "WLIST",
@@ -36,13 +36,14 @@ def prepare(self, job):
     return job
 
 
-def decide(self, override, overriding=None):
-    # After the survey (self.pending = (job, evidence)): show it, check the claim, refuse
-    # or hand the event to agent.saving. -> "refused", or ("save", (event, codes, override)).
+def decide(self, pending, override, overriding=None):
+    # After the survey (pending = [job, evidence], emptied here so that this frame holds them
+    # alone): show it, check the claim, refuse or hand the event on to be saved.
+    # -> "refused", or (event, codes, override) for agent.saving.
     # overriding: the codes of the refusal an override answers; the job was surveyed again,
     # and a problem that refusal did not show is refused anew (no stale override).
-    job, evidence = self.pending
-    self.pending = None
+    job, evidence = pending
+    pending.clear()
     show(self, evidence)
     with Stage():
         from agent import jobs
@@ -80,7 +81,7 @@ def decide(self, override, overriding=None):
     # in the heap is one small block, not a list of tuples), made with the words gone.
     self.said = "".join(" %s:%s" % (m, flag or "-") for m, flag, _ in said)
     said = None
-    return "save", (ev, codes, override)  # signed by agent.saving, without this module
+    return ev, codes, override  # signed by agent.saving, without this module
 
 
 def override_ok(self, reason):

@@ -16,58 +16,46 @@ import select
 import sys
 import time
 
+from agent.stage import _STAGE, Stage, _unload, say
 
-WIDTH = 32  # characters on the handheld's display, after the line's tag
 _OOM = "ERROR Out of memory: type it again."  # made at load: saying it allocates nothing
 
 
-# Every module a stage may load, directly or through another (cbor's decoder, ids).
-_STAGE = ("agent.survey", "agent.link", "agent.uart", "agent.frame", "agent.jobs", "agent.event",
-          "agent.cose", "agent.ecdsa", "agent.cbor", "cbordec", "agent.ids", "agent.console",
-          "agent.delivery", "agent.ackcheck", "agent.cborlite", "agent.ecverify", "agent.ecpoint",
-          "agent.predict", "agent.words", "agent.clock", "agent.kinds", "umqtt.simple", "umqtt", "ssl", "ussl")
+# The job's stages (docs/agent.md "Jobs"): prepare -> survey -> decide -> save, then deliver
+# from the loop. Each takes and returns plain values; its module is loaded for it alone
+# (Agent._step), so that the survey, the signature and the TLS link each have the heap.
+def prepare(a, job):
+    # -> the validated job, or None (the screen says why).
+    from agent import jobrun
+
+    return jobrun.prepare(a, job)
 
 
-def _unload(*names):
-    # Modules are loaded for one stage of a job and dropped after it, so that the whole
-    # agent runs in a 64 KiB heap as .mpy (docs/agent.md "Memory"). A board that freezes
-    # the firmware into flash keeps them resident at no heap cost.
-    import agent
+def decide(a, pending, override, overriding):
+    # pending: [job, evidence], emptied there. -> "refused", or (event, codes, override) to save.
+    from agent import jobrun
 
-    for n in names:
-        sys.modules.pop(n, None)
-        if n.startswith("agent.") and hasattr(agent, n[6:]):
-            delattr(agent, n[6:])
-    gc.collect()
+    return jobrun.decide(a, pending, override, overriding)
 
 
-class Stage:
-    # One stage of a job: `with Stage(NAMES...):` drops the named modules and every module
-    # a stage may load (_STAGE) when the block ends, however it ends. Inside, let go of a
-    # module's name (x = None) before the block ends: a module still held is not freed.
-    def __init__(self, *names):
-        self.names = names
+def save(a, ev, codes, override):
+    # -> "saved" or "error": signed and on flash, or the screen says why.
+    from agent import saving
 
-    def __enter__(self):
-        gc.collect()
-        return self
-
-    def __exit__(self, *exc):
-        _unload(*self.names, *_STAGE)
+    return saving.save(a, ev, codes, override)
 
 
-def wrap(text, width=WIDTH):
-    out = []
-    for para in text.split("\n"):
-        line = ""
-        for word in para.split(" "):
-            if line and len(line) + 1 + len(word) > width:
-                out.append(line)
-                line = word
-            else:
-                line = word if not line else line + " " + word
-        out.append(line)
-    return out
+def show(a, ev):
+    from agent import jobrun
+
+    return jobrun.show(a, ev)
+
+
+def override_ok(a, reason):
+    # -> (job, codes) of the refusal an override answers, or None.
+    from agent import jobrun
+
+    return jobrun.override_ok(a, reason)
 
 
 class Agent:
@@ -147,33 +135,47 @@ class Agent:
     def now(self):
         return int(time.time()) + self.clock_offset + self.clock_fix
 
-    # --- jobs (agent.jobrun, loaded for the job only) ----------------------------------------
+    # --- a job: its stages, in order -------------------------------------------------------
     def job(self, job, override=None, overriding=None):
         # -> "saved", "refused" or "error"; the screens say why.
         self.pause_delivery()
         self.refused = None
-        job = self._jobrun("prepare", job)
-        if job is None:
+        job = self._step(prepare, job)
+        if job is None or job == "error":
             return "error"
         self.out("SURVEY reading the premises...")
         try:
-            evidence = self.survey(expect_hub=job["type"] != "removal")
+            pending = [job, self.survey(expect_hub=job["type"] != "removal")]
         except Exception as e:  # LinkError, SurveyError, OSError: all reported the same way
             self.say("ERROR", "Survey failed: %s" % e)
             return "error"
-        self.pending = (job, evidence)
-        job = evidence = None  # agent.jobrun takes them from self.pending, then frees them
-        return self._jobrun("decide", override, overriding)
+        job = None  # decide() takes job and evidence out of `pending`, then frees them as it goes
+        decided = self._step(decide, pending, override, overriding)
+        if not isinstance(decided, tuple):
+            return decided  # "refused" or "error"
+        ev, codes, override = decided
+        decided = None
+        return self._step(save, ev, codes, override)
 
     def override(self, reason):
         # Right after a refusal, for that job: survey again, then save with the override if
         # nothing new came up (docs/agent.md "Jobs and refusals").
-        refused = self._jobrun("override_ok", reason)
-        if refused is None:
+        refused = self._step(override_ok, reason)
+        if refused is None or refused == "error":
             return "error"
         job, codes = refused
         self.out("OVERRIDE %s: surveying again" % job["job"][:20])
         return self.job(job, reason, codes)
+
+    def _step(self, stage, *args):
+        # One stage, with its modules loaded for it alone; a MemoryError is never a crash: the
+        # job is not saved, and the installer runs it again.
+        try:
+            with Stage("agent.jobrun", "agent.saving"):  # show() leaves agent.jobs loaded: dropped too
+                return stage(self, *args)
+        except MemoryError:
+            self.say("ERROR", "Out of memory: nothing saved. Run the job again.")
+            return "error"
 
     def survey(self, expect_hub=True):
         if not self.cfg["uart"]:
@@ -189,37 +191,10 @@ class Agent:
                 link = survey = uart = None
 
     def show(self, ev):
-        return self._jobrun("show", ev)
-
-    def _jobrun(self, name, *args):
-        try:
-            with Stage("agent.jobrun"):  # show() leaves agent.jobs loaded: dropped too
-                from agent import jobrun
-
-                try:
-                    result = getattr(jobrun, name)(self, *args)
-                finally:
-                    jobrun = None
-        except MemoryError:
-            # Never a crash: the job is not saved, the installer runs it again.
-            self.pending = None
-            self.say("ERROR", "Out of memory: nothing saved. Run the job again.")
-            return "error" if name != "prepare" else None
-        if not (isinstance(result, tuple) and result[0] == "save"):
-            return result
-        with Stage("agent.saving"):
-            from agent import saving
-
-            try:
-                return saving.save(self, *result[1])
-            finally:
-                saving = None
+        return self._step(show, ev)
 
     def say(self, tag, text):
-        lines = wrap(text)
-        self.out("%s %s" % (tag, lines[0]))
-        for more in lines[1:]:
-            self.out("  " + more)
+        say(self.out, tag, text)
 
     # --- jobs -------------------------------------------------------------------------
 
@@ -282,11 +257,6 @@ class Agent:
         return True
 
 
-def _job(w):
-    return {"type": w[0], "mpans": [] if w[1] == "-" else [w[1]], "mprns": [] if w[2] == "-" else [w[2]],
-            "job": w[3], "installer": w[4]}
-
-
 def main(argv):
     args = {}
     i = 0
@@ -333,7 +303,10 @@ def main(argv):
         return 0
     rc = 0
     if "job" in args:
-        result = agent.job(_job(args["job"]), args.get("override"))
+        from agent.kinds import job
+
+        result = agent.job(job(args["job"]), args.get("override"))
+        job = None
         rc = {"saved": 0, "refused": 3}.get(result, 1)
     if "deliver" in args:
         agent.loop(args["deliver"])

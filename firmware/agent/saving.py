@@ -1,6 +1,6 @@
 # Sign and save an event (docs/agent.md "Memory"): loaded on its own, after agent.jobrun has
 # been dropped, because building and signing are the job's largest moments.
-from agent.main import Stage
+from agent.stage import Stage
 from agent.outbox import OutboxFull
 
 

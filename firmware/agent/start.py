@@ -61,7 +61,6 @@ def boot(self, root):
     except (OSError, ValueError):
         pass
     self.refused = None  # (event fields, refusal codes) awaiting an override
-    self.pending = None  # (job, evidence) between the survey and the checks
     self.outcomes = []  # the bridge's last flags, for `status`
     self.predicted = []  # ["EVENTID MPXN:FLAG ..."]: what the last jobs said (agent.predict)
     self.said = ""  # the job being saved: its prediction, " MPXN:FLAG ..."
