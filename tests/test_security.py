@@ -404,7 +404,7 @@ def test_the_shipped_broker_files_are_what_the_pki_writes(tmp_path):
         assert line in shipped, line
     example = (deploy / "acl.example").read_text()
     ids = [Identity("bridge-1", "bridge", 1, False), Identity("dno-feed", "consumer", 3, False),
-           Identity("70-B3-D5-F1-00-00-00-21", "handheld", 5, False)]
+           Identity("dcc-gateway", "dcc-adaptor", 4, False), Identity("70-B3-D5-F1-00-00-00-21", "handheld", 5, False)]
     for block in acl_text(ids, "flagwise").split("\n\n")[1:]:
         assert block.strip() in example
 

@@ -169,12 +169,12 @@ class MqttLink:
             if self.config.share_group:
                 topics = [f"$share/{self.config.share_group}/{t}" for t in topics]
             client.subscribe([(t, 1) for t in topics])
-            topic = ", ".join(topics)
             keys = json.dumps({"keys": self.pki.bridge_public_keys()}, sort_keys=True)
             client.publish(f"{self.config.prefix}/keys", keys, qos=1, retain=True)
             self.state.connected = True
             self._on_connected()
-            log.info("connected", extra={"fields": {"broker": self.state.broker_url, "topic": topic}})
+            log.info("connected", extra={"fields": {"broker": self.state.broker_url, "topic": topics[0],
+                                                    "duis_topic": topics[1]}})
         self._connected.set()
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: Any, reason_codes: Any, properties: Any = None) -> None:

@@ -26,6 +26,9 @@ def command(agent, line):
     elif cmd == "override":
         return "override", line.split(None, 1)[1].strip() if len(words) > 1 else ""
     elif cmd == "new":
+        # A job is coming: the link goes down now, as for any job, so that the questions (and the
+        # job after them) have the heap the link holds (docs/agent.md "Memory").
+        agent.pause_delivery()
         job = new(agent)
         return ("job", job) if job else None
     elif cmd == "survey":
