@@ -188,8 +188,10 @@ class Ingestor:
                        for m in out.event.mpxns if m not in touched}
             stored_flags = self.store.flags_for([*touched, *repeats], db)
             now_flags: dict[str, tuple[Any, ...]] = {}  # what _rederive just wrote: no second read for the acks
+            dcc = self.inventory.known_mpxns(list(touched), db)  # one query for the batch
             for mpxn, out in sorted(touched.items()):
-                change, now_flags[mpxn] = self._rederive(db, mpxn, known, fresh[mpxn], stored_flags.get(mpxn))
+                change, now_flags[mpxn] = self._rederive(db, mpxn, known, fresh[mpxn], stored_flags.get(mpxn),
+                                                         mpxn in dcc)
                 if change:
                     out.changes.append(change)
             self._answer(db, outcomes, now_flags, stored_flags)
@@ -313,7 +315,7 @@ class Ingestor:
         return kept
 
     def _rederive(self, db: Any, mpxn: str, known: dict[tuple[str, bytes], Event], fresh: list[Event],
-                  old: StoredFlag | None) -> tuple[dict[str, Any] | None, tuple[Any, ...]]:
+                  old: StoredFlag | None, dcc_known: bool = False) -> tuple[dict[str, Any] | None, tuple[Any, ...]]:
         """-> (the flag change written to the outbox, or None; (flag, effective_from, code) as stored)."""
         # Incremental in the usual case: events newer than any of the meter point's are folded
         # into its stored flag (policy.extend), at a cost that does not grow with its history.
@@ -321,7 +323,7 @@ class Ingestor:
         # The flags row keeps the latest MAX_FLAG_EVENT_IDS event ids and a count, so that neither
         # grows with the history either (the read API lists them all from the events).
         last = max(policy.order_text(e) for e in fresh)
-        dcc = self.inventory.for_mpxn(mpxn, db)
+        dcc = self.inventory.for_mpxn(mpxn, db) if dcc_known else []
         extra: dict[str, Any] = {}
         if dcc:
             # The DCC has said something of this meter point: both sources, from the whole history

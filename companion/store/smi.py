@@ -119,6 +119,15 @@ class Inventory:
             "ORDER BY s.since, s.at, s.message_seq", (mpxn,)).fetchall()
         return [self._row(r) for r in rows]
 
+    def known_mpxns(self, mpxns: list[str], db: Any | None = None) -> set[str]:
+        """Which of these meter points the DCC's inventory has spoken of (one query)."""
+        wanted = sorted(set(mpxns))
+        if not wanted:
+            return set()
+        marks = ",".join("?" * len(wanted))
+        return {r[0] for r in (db or self.store.conn()).execute(
+            f"SELECT DISTINCT mpxn FROM smi_mpxns WHERE mpxn IN ({marks})", wanted).fetchall()}
+
     def for_devices(self, device_ids: list[str], db: Any | None = None) -> list[SmiRow]:
         """Every statement about these devices, wherever the DCC places them."""
         wanted = sorted({d.upper() for d in device_ids})
