@@ -72,21 +72,21 @@ def write_requests(store: Store, config: Config, found: list[sources.Conflict], 
     return written
 
 
-def rederive(store: Store, config: Config, mpxns: set[str], batch: int = 500) -> list[dict[str, Any]]:
+def rederive(store: Store, config: Config, mpxns: set[str], batch: int = 500) -> int:
     """The flags of these meter points derived again from both sources, after DUIS messages
     changed what the DCC says of them; a changed flag goes to the outbox (MQTT and DTC) as a
-    new version, in the same transaction (`batch` meter points a transaction)."""
+    new version, in the same transaction (`batch` meter points a transaction). -> how many
+    flags changed."""
     inv = Inventory(store)
-    changes: list[dict[str, Any]] = []
+    changes = 0
     todo = sorted(mpxns)
     for i in range(0, len(todo), batch):
         part = todo[i:i + batch]
         with store.tx() as db:
             store.db.lock_mpxns(db, part)
             for mpxn in part:
-                change = _rederive_one(store, inv, config, mpxn, db)
-                if change is not None:
-                    changes.append(change)
+                if _rederive_one(store, inv, config, mpxn, db) is not None:
+                    changes += 1
     return changes
 
 

@@ -52,7 +52,7 @@ class DuisWorker:
             summary = ImportSummary()
             try:
                 taken = self.intake.take(msg.payload, f"mqtt {msg.topic[:80]}", summary)
-                changes = rederive(self.store, self.config, summary.mpxns) if summary.mpxns else []
+                changes = rederive(self.store, self.config, summary.mpxns) if summary.mpxns else 0
             except self.store.db.errors() as exc:
                 if not self.store.db.is_transient(exc):
                     self.metrics.store_errors.labels("duis").inc()
@@ -68,7 +68,7 @@ class DuisWorker:
             fields: dict[str, object] = {"outcome": outcome, "size": len(msg.payload)}
             if taken is not None:
                 fields.update(kind=taken.kind, response_id=taken.response_id, devices=len(taken.devices),
-                              flag_changes=len(changes))
+                              flag_changes=changes)
             if summary.refusals:
                 fields["detail"] = summary.refusals[0][2][:200]
                 log.warning("a DUIS message was refused", extra={"fields": fields})

@@ -34,14 +34,18 @@ def cmd_duis_import(args: argparse.Namespace) -> int:
     for m in missing:
         print(f"companion duis import: no such file or folder: {m}", file=sys.stderr)
     summary = ImportSummary()
-    import_files(DuisIntake(Inventory(store), certs), found, summary)
-    changes = rederive(store, cfg, summary.mpxns) if summary.mpxns else []
+    changed = [0]
+
+    def derive(mpxns: set[str]) -> None:  # after each batch: the memory of a run does not grow with it
+        changed[0] += rederive(store, cfg, mpxns)
+
+    import_files(DuisIntake(Inventory(store), certs, changed=derive), found, summary)
     for source, reason, detail in summary.refusals:
         print(f"refused {source}: {reason}: {detail[:200]}")
     refused = ", ".join(f"{n} {r}" for r, n in sorted(summary.refused.items()))
     print(f"duis import: {len(found)} files: {summary.stored} stored, {summary.already} already stored, "
           f"{summary.refused_total} refused{f' ({refused})' if refused else ''}; {summary.devices} device "
-          f"statements, {len(summary.mpxns)} meter points, {len(changes)} flags changed")
+          f"statements, {len(summary.mpxns)} meter points, {changed[0]} flags changed")
     return 1 if summary.refused_total or missing else 0
 
 
