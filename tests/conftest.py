@@ -120,7 +120,9 @@ SUBPROCESS_TESTS = {  # unit-looking tests in mixed modules that run the compani
     "test_pki_commands_refuse_a_missing_pki", "test_only_the_bridge_and_db_upgrade_make_a_store",
     "test_reconcile_keeps_every_row_once_and_never_reuses_a_file_id",
     "test_store_errors_are_transient_only_on_a_positive_list", "test_replicas_see_each_others_revocations_and_counters",
-    "test_the_event_key_migration_keeps_every_event_and_its_meter_points"}
+    "test_the_event_key_migration_keeps_every_event_and_its_meter_points",
+    "test_the_command_answers_with_a_clear_code",
+    "test_the_command_walks_folders_refuses_a_100_mb_file_unread_and_exits_1"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -22,6 +22,14 @@ from companion.wire.event import Event, parse_payload
 from companion.ids import eui64_bytes, eui64_text
 from companion.wire.cose import load_public_key, parse_sign1
 
+def device_rows(device_id: str, event_id: bytes, ev: Event) -> list[tuple[str, str, bytes]]:
+    """The event_devices rows of one event: each surveyed device, and the hub."""
+    euis = {d.eui.upper() for d in ev.evidence.devices}
+    if ev.evidence.hub is not None:
+        euis.add(ev.evidence.hub.chf.upper())
+    return [(e, device_id, event_id) for e in sorted(euis)]
+
+
 class RegistryError(CompanionError):
     reason = "key_registry"
 
@@ -147,6 +155,10 @@ class Store:
         mpxn_rows = [(m, key[0], key[1]) for key, i in first.items() if key in inserted for m in rows[i][1].mpxns]
         if mpxn_rows:
             db.executemany("INSERT INTO event_mpxns VALUES (?, ?, ?) ON CONFLICT DO NOTHING", mpxn_rows)
+        device_index = [r for key, i in first.items() if key in inserted
+                        for r in device_rows(key[0], key[1], rows[i][1])]
+        if device_index:
+            db.executemany("INSERT INTO event_devices VALUES (?, ?, ?) ON CONFLICT DO NOTHING", device_index)
         out = []
         for i, (device_id, ev, message, _) in enumerate(rows):
             key = (device_id, ev.id)
@@ -243,6 +255,15 @@ class Store:
             "JOIN events e ON e.device_id = m.device_id AND e.event_id = m.event_id WHERE m.mpxn=?",
             (mpxn,)).fetchall()
         return [(r[1], r[2], known.get((r[1], bytes(r[0]))) or _event(r[3])) for r in rows]
+
+    def events_for_device(self, eui: str, db: Any | None = None) -> list[tuple[str, float, Event]]:
+        """(device id, received at, event) for every stored event whose survey lists the device
+        (or has it as the hub)."""
+        rows = (db or self.conn()).execute(
+            "SELECT e.device_id, e.received_at, e.message FROM event_devices x "
+            "JOIN events e ON e.device_id = x.device_id AND e.event_id = x.event_id WHERE x.eui=?",
+            (eui.upper(),)).fetchall()
+        return [(r[0], r[1], _event(r[2])) for r in rows]
 
     def events_page(self, mpxn: str, limit: int, after: tuple[int, int, int, str, bytes] | None = None
                     ) -> tuple[list[tuple[str, float, Event, tuple[int, int, int, str, bytes]]], bool]:

@@ -215,6 +215,31 @@ MIGRATIONS.append(
         "sqlite": _statements(_V6, _SQLITE_TYPES),
         "postgres": _statements(_V6, _PG_TYPES),
     }))
+_V7 = """
+CREATE TABLE event_devices (
+    eui TEXT NOT NULL, device_id TEXT NOT NULL, event_id {blob} NOT NULL,
+    PRIMARY KEY (eui, device_id, event_id)){norowid}
+"""
+
+
+def _v7_backfill(db: Any) -> None:
+    """Every stored event's surveyed devices and hub, into the new index (events decoded once)."""
+    from companion.store.core import device_rows, _event
+
+    rows = db.execute("SELECT device_id, event_id, message FROM events").fetchall()
+    for i in range(0, len(rows), 1000):
+        out = [r for device_id, eid, message in rows[i:i + 1000]
+               for r in device_rows(device_id, bytes(eid), _event(message))]
+        if out:
+            db.executemany("INSERT INTO event_devices VALUES (?, ?, ?) ON CONFLICT DO NOTHING", out)
+
+
+MIGRATIONS.append(
+    (7, "event_devices: the devices (and hub) each stored event's survey lists, so a device's history is "
+        "found without reading every event", {
+        "sqlite": [*_statements(_V7, _SQLITE_TYPES), _v7_backfill],
+        "postgres": [*_statements(_V7, _PG_TYPES), _v7_backfill],
+    }))
 LATEST = MIGRATIONS[-1][0]
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "

@@ -2,6 +2,7 @@
 
 GET /v1/sites/{mpxn}         flag, since, reason, devices, event ids   (400 bad MPxN, 404 unknown)
 GET /v1/sites/{mpxn}/events  the events behind it, a page at a time (limit, cursor)
+GET /v1/devices/{eui}        one device from both sources: where, condition, why (400, 404)
 GET /v1/conflicts            where the field and the DCC's inventory disagree (?class=C)
 GET /v1/keys                 the bridge public keys that sign acks and flag updates (open)
 GET /healthz                 liveness: {"status": "ok", ...} while the process can work (open; 503 if not)
@@ -106,6 +107,8 @@ class Api:
             return self._json(start_response, 401, {"error": "a valid bearer token is required "
                                                              "(companion tokens add NAME)"},
                               [("WWW-Authenticate", 'Bearer realm="flagwise"')])
+        if path.startswith("/v1/devices/") and path.count("/") == 3:
+            return self._device(start_response, path.rsplit("/", 1)[1])
         if path == "/v1/conflicts":
             return self._conflicts(start_response, environ.get("QUERY_STRING", ""))
         parts = path.strip("/").split("/")
@@ -121,6 +124,17 @@ class Api:
                 return self._json(start_response, 404, {"error": f"nothing known of {mpxn[:20]}"})
             return self._json(start_response, 200, view)
         return self._json(start_response, 404, {"error": f"no such resource {path[:80]}"})
+
+    def _device(self, start_response: Callable[..., Any], eui: str) -> Iterable[bytes]:
+        from companion.service.device_view import view
+
+        try:
+            v = view(self.store, eui[:40])
+        except ValueError as exc:
+            return self._json(start_response, 400, {"error": str(exc)[:300], "field": "eui"})
+        if v is None:
+            return self._json(start_response, 404, {"error": f"nothing known of {eui[:40]}"})
+        return self._json(start_response, 200, v)
 
     def _conflicts(self, start_response: Callable[..., Any], query: str) -> Iterable[bytes]:
         from urllib.parse import parse_qs

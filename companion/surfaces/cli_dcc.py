@@ -1,5 +1,5 @@
-"""The DCC's side on the command line (docs/duis.md): `companion duis import` and
-`companion conflicts`."""
+"""The DCC's side on the command line (docs/duis.md, docs/devices.md): `companion duis import`,
+`companion conflicts` and `companion device`."""
 
 from __future__ import annotations
 
@@ -77,6 +77,31 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_device(args: argparse.Namespace) -> int:
+    from companion.service.device_view import view
+    from companion.surfaces.cli import _store
+
+    _, store = _store(args)
+    try:
+        v = view(store, args.eui)
+    except ValueError as exc:
+        print(f"companion device: {exc}", file=sys.stderr)
+        return 2
+    if v is None:
+        print(f"{args.eui}: nothing known (no survey lists it, the DCC's inventory does not name it)")
+        return 1
+    if args.json:
+        print(json.dumps(v, indent=1))
+        return 0
+    print(f"{v['device_id']} {v['type'] or ''}: {v['condition']}" + (f" since {v['since']}" if v["since"] else ""))
+    print(f"  why: {v['why']} ({v['evidence']})")
+    for p in v["placements"]:
+        until = p["until"] or "now"
+        print(f"  at {p['mpxn'] or '-'} hub {p['chf'] or '-'} from {p['since']} to {until} "
+              f"({p['source']}: {', '.join(p['evidence'][:3])})")
+    return 0
+
+
 def _side(d: dict[str, Any]) -> str:
     if not d:
         return "-"
@@ -92,6 +117,12 @@ def add_parsers(sub: Any, common: Any) -> None:
     di.add_argument("paths", nargs="+", metavar="PATH")
     di.add_argument("--certs", help="PEM file or folder of the DCC's certificates (default: duis_certs)")
     di.set_defaults(func=cmd_duis_import)
+
+    dv = sub.add_parser("device", help="where a smart device is, and in what condition, from both sources")
+    common(dv)
+    dv.add_argument("eui", metavar="EUI")
+    dv.add_argument("--json", action="store_true")
+    dv.set_defaults(func=cmd_device)
 
     c = sub.add_parser("conflicts", help="where the field and the DCC's inventory disagree, and the fix")
     common(c)

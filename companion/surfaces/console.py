@@ -9,6 +9,7 @@ the bridge's HTTP server behind the read API's authentication.
                                    a timeline of its flag changes
     GET  /console/rejections       recent rejections, with their reasons
     GET  /console/keys             the handheld keys, their status and their last event
+    GET  /console/device?eui=...   one device: where it was, its condition now and why
     GET  /console/conflicts        where the field and the DCC's inventory disagree (?class=C)
     GET  /console/reports          reconciliation reports (config `reports`); /console/reports/NAME
 
@@ -149,6 +150,8 @@ class Console:
                               rejections=self._rejections(200), counts=self.store.rejection_counts())
         if path == "/console/keys":
             return self._page(start_response, 200, "console_keys.html", who=who, keys=self._keys())
+        if path == "/console/device":
+            return self._device(start_response, who, (query.get("eui") or [""])[0].strip()[:40])
         if path == "/console/conflicts":
             return self._conflicts(start_response, who, (query.get("class") or [""])[0].strip()[:60])
         if path == "/console/reports" or path.startswith("/console/reports/"):
@@ -193,6 +196,19 @@ class Console:
                    for version, body, at in self.store.flag_changes(mpxn)]
         return self._page(start_response, 200, "console_site.html", who=who, view=view, changes=changes,
                           chart=timeline(changes), mpxn=mpxn)
+
+    def _device(self, start_response: Callable[..., Any], who: str, eui: str) -> Iterable[bytes]:
+        from companion.service.device_view import view
+
+        try:
+            v = view(self.store, eui)
+        except ValueError as exc:
+            return self._page(start_response, 400, "console_error.html", who=who, message=str(exc))
+        if v is None:
+            return self._page(start_response, 404, "console_error.html", who=who,
+                              message=f"Nothing is known of {eui}: no survey lists it, the DCC's inventory does not "
+                                      "name it.")
+        return self._page(start_response, 200, "console_device.html", who=who, d=v)
 
     def _conflicts(self, start_response: Callable[..., Any], who: str, chosen: str) -> Iterable[bytes]:
         from companion.service.dcc_view import conflicts

@@ -24,6 +24,10 @@ _SITE = {"type": "object", "required": ["mpxn", "flag", "since", "reason", "vers
              "evidence_read_time": {"type": ["integer", "null"]}, "evidence_hub_time": {"type": ["integer", "null"]},
              "hub": {"type": ["object", "null"]}, "wan": {"type": ["object", "null"]},
              "devices": {"type": "array", "items": _DEVICE},
+             "meter": {"type": ["string", "null"], "description": "the device that is the meter point's meter"},
+             "stale": {"type": "array", "items": {"type": "string"},
+                       "description": "devices the hub's log lists beside the meter (an old meter)"},
+             "dcc": {"type": "object", "description": "the DCC's side: sources, the inventory's devices, conflicts"},
              "suspicious": {"type": "array", "items": {"type": "object"}}}}
 _HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["ok", "failing"]}}}
 
@@ -68,6 +72,21 @@ def document() -> dict[str, Any]:
                     "the events"), "400": _json(_ERROR, "not an MPAN core or an MPRN, or a bad limit or cursor"),
                     "401": unauthorised,
                     "404": _json(_ERROR, "no event names this meter point")}}},
+            "/v1/devices/{eui}": {"get": {
+                "summary": "one smart device from both sources: where it was (meter point, hub, from when to "
+                           "when, by which evidence), its condition now and why", "security": secured,
+                "parameters": [{"name": "eui", "in": "path", "required": True, "description": "EUI-64, XX-XX-..",
+                                "schema": {"type": "string", "maxLength": 40}}],
+                "responses": {"200": _json({"type": "object", "required": ["device_id", "condition", "placements"],
+                                            "properties": {"device_id": {"type": "string"},
+                                                           "condition": {"type": "string", "enum": [
+                                                               "operational", "installed_not_commissioned", "dumb",
+                                                               "removed", "suspended", "unknown"]},
+                                                           "placements": {"type": "array",
+                                                                          "items": {"type": "object"}}}},
+                                           "the device"),
+                              "400": _json(_ERROR, "not an EUI-64"), "401": unauthorised,
+                              "404": _json(_ERROR, "neither source knows the device")}}},
             "/v1/conflicts": {"get": {
                 "summary": "where the field and the DCC's inventory disagree, each with both sides and its fix",
                 "security": secured,

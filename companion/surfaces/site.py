@@ -87,6 +87,10 @@ def site_view(store: Store, mpxn: str, config: Config) -> dict[str, Any] | None:
         "hub": asdict(ev.hub) if ev and ev.hub else None,
         "wan": asdict(ev.wan) if ev and ev.wan else None,
         "devices": [asdict(d) for d in ev.devices] if ev else [],
+        # The meter, named: the device the policy reads for this meter point, and the devices the
+        # hub's log still lists for it beside the meter (an old meter after a same-hub exchange).
+        "meter": (m.eui if (m := policy.meter_of(latest, mpxn)) else None) if latest else None,
+        "stale": [d.eui for d in policy.stale_devices(latest, mpxn)] if latest else [],
         # Handhelds behind these events whose counter repeated or went backwards, or whose
         # clock disagreed with the hub's.
         "suspicious": store.suspicious(sorted({r[0] for r in rows})),
@@ -129,8 +133,9 @@ def format_site(view: dict[str, Any], events: list[dict[str, Any]]) -> str:
         h = view["hub"]
         out.append(f"  hub: {h['chf']} {h['generation']} dcc={h['dcc']}  wan: {view['wan']}")
     for d in view["devices"]:
+        role = " METER" if d["eui"] == view.get("meter") else " STALE" if d["eui"] in view.get("stale", []) else ""
         out.append(f"  device: {d['eui']} {d['type']} {d['status'] or '-'} mpxn={d['mpxn'] or '-'}"
-                   f" answered={d['answered']}")
+                   f" answered={d['answered']}{role}")
     for s in view.get("suspicious", []):
         out.append(f"  SUSPICIOUS handheld {s['device_id']}: {s['kind']} ({s['detail']})")
     dcc = view.get("dcc") or {}
