@@ -109,7 +109,8 @@ def broker(tmp_path):
 # parts itself; tests/test_house.py holds every module to one of these lists or to none.
 REAL_FIXTURES = {"broker", "start_bridge", "postgres", "watch", "board", "bridge", "site", "console",
                  "evidence_store", "clock", "words"}
-INTEGRATION_MODULES = {"test_agent", "test_bridge", "test_duis_live", "test_cli", "test_deploy", "test_readme",
+INTEGRATION_MODULES = {"test_agent", "test_bridge", "test_duis_live", "test_triage_api", "test_cli", "test_deploy",
+                       "test_readme",
                        "test_replicas",
                        "test_security", "test_store_db", "test_openapi", "test_reconcile", "test_dtc",
                        "test_acks", "test_survey", "test_toolchain"}

@@ -58,8 +58,8 @@ def test_the_document_is_openapi_3_1_and_a_known_site_validates(bridge):
     with urllib.request.urlopen(bridge.http + "/openapi.json", timeout=10) as r:
         doc = json.loads(r.read())
     assert doc["openapi"].startswith("3.1") and doc["info"]["version"]
-    assert {"/v1/sites/{mpxn}", "/v1/sites/{mpxn}/events", "/v1/conflicts", "/v1/keys", "/healthz", "/readyz",
-            "/metrics", "/openapi.json"} == set(doc["paths"])
+    assert {"/v1/sites/{mpxn}", "/v1/sites/{mpxn}/events", "/v1/conflicts", "/v1/devices/{eui}",
+            "/v1/alerts/triage", "/v1/keys", "/healthz", "/readyz", "/metrics", "/openapi.json"} == set(doc["paths"])
     req = urllib.request.Request(bridge.http + f"/v1/sites/{MV.MPAN}",
                                  headers={"Authorization": f"Bearer {bridge.token}"})
     with urllib.request.urlopen(req, timeout=10) as r:

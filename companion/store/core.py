@@ -501,18 +501,23 @@ class Store:
             "SELECT device_id, reason, count FROM rejection_counts ORDER BY device_id, reason")]
 
     # --- read API tokens (stored as SHA-256; the token itself is shown once) -----------------
-    def add_token(self, name: str) -> str:
+    TOKEN_ROLES = ("read", "dno")
+
+    def add_token(self, name: str, role: str = "read") -> str:
+        """A new token: `read` (the read API and the console) or `dno` (alert triage only)."""
         import hashlib
         import secrets
 
         if not name or len(name) > 64:
             raise RegistryError("a token name is 1-64 characters")
+        if role not in self.TOKEN_ROLES:
+            raise RegistryError(f"a token's role is one of {', '.join(self.TOKEN_ROLES)}")
         token = "fw_" + secrets.token_urlsafe(32)
         with self.tx() as db:
             if db.execute("SELECT 1 FROM api_tokens WHERE name=?", (name,)).fetchone():
                 raise RegistryError(f"a token named {name} exists; revoke it or choose another name")
-            db.execute("INSERT INTO api_tokens VALUES (?, ?, ?, NULL)",
-                       (name, hashlib.sha256(token.encode()).digest(), time.time()))
+            db.execute("INSERT INTO api_tokens (name, token_hash, created_at, revoked_at, role) "
+                       "VALUES (?, ?, ?, NULL, ?)", (name, hashlib.sha256(token.encode()).digest(), time.time(), role))
         return token
 
     def revoke_token(self, name: str) -> None:
@@ -522,17 +527,22 @@ class Store:
                 raise RegistryError(f"no live token named {name}")
             db.execute("DELETE FROM console_sessions WHERE token_name=?", (name,))  # its sessions end with it
 
-    def tokens(self) -> list[tuple[str, float, float | None]]:
+    def tokens(self) -> list[tuple[str, float, float | None, str]]:
         return [tuple(r) for r in self.conn().execute(
-            "SELECT name, created_at, revoked_at FROM api_tokens ORDER BY name")]
+            "SELECT name, created_at, revoked_at, role FROM api_tokens ORDER BY name")]
 
-    def token_name(self, token: str) -> str | None:
-        """The name of a live token, or None."""
+    def token_role(self, token: str) -> tuple[str, str] | None:
+        """(name, role) of a live token, or None."""
         import hashlib
 
-        row = self.conn().execute("SELECT name FROM api_tokens WHERE token_hash=? AND revoked_at IS NULL",
+        row = self.conn().execute("SELECT name, role FROM api_tokens WHERE token_hash=? AND revoked_at IS NULL",
                                   (hashlib.sha256(token.encode()).digest(),)).fetchone()
-        return row[0] if row else None
+        return (row[0], row[1]) if row else None
+
+    def token_name(self, token: str) -> str | None:
+        """The name of a live read token, or None (a dno token reads nothing)."""
+        who = self.token_role(token)
+        return who[0] if who and who[1] == "read" else None
 
     # --- web console sessions (the cookie holds a random id, stored here hashed) -------------
     SESSION_SECONDS = 8 * 3600
@@ -560,7 +570,7 @@ class Store:
 
         row = self.conn().execute(
             "SELECT s.token_name FROM console_sessions s JOIN api_tokens t ON t.name = s.token_name "
-            "WHERE s.session_hash=? AND s.expires_at > ? AND t.revoked_at IS NULL",
+            "WHERE s.session_hash=? AND s.expires_at > ? AND t.revoked_at IS NULL AND t.role = 'read'",
             (hashlib.sha256(sid.encode()).digest(), time.time() if now is None else now)).fetchone()
         return row[0] if row else None
 

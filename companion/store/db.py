@@ -240,6 +240,13 @@ MIGRATIONS.append(
         "sqlite": [*_statements(_V7, _SQLITE_TYPES), _v7_backfill],
         "postgres": [*_statements(_V7, _PG_TYPES), _v7_backfill],
     }))
+_V8 = "ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'read'"
+MIGRATIONS.append(
+    (8, "tokens get roles: read (the read API and the console) or dno (alert triage only); existing tokens "
+        "are read tokens", {
+        "sqlite": _statements(_V8, _SQLITE_TYPES),
+        "postgres": _statements(_V8, _PG_TYPES),
+    }))
 LATEST = MIGRATIONS[-1][0]
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "

@@ -2,6 +2,7 @@
 
 GET /v1/sites/{mpxn}         flag, since, reason, devices, event ids   (400 bad MPxN, 404 unknown)
 GET /v1/sites/{mpxn}/events  the events behind it, a page at a time (limit, cursor)
+POST /v1/alerts/triage       a network operator's alerts: was a SMETS2 system expected (read, dno tokens)
 GET /v1/devices/{eui}        one device from both sources: where, condition, why (400, 404)
 GET /v1/conflicts            where the field and the DCC's inventory disagree (?class=C)
 GET /v1/keys                 the bridge public keys that sign acks and flag updates (open)
@@ -86,6 +87,8 @@ class Api:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         if path == "/console" or path.startswith("/console/"):
             return self.console(environ, start_response)
+        if path == "/v1/alerts/triage":
+            return self._triage(environ, start_response, method)
         if method != "GET":
             return self._json(start_response, 405, {"error": "only GET is supported"})
         if path in ("/healthz", "/readyz"):
@@ -103,10 +106,15 @@ class Api:
         if path == "/v1/keys":
             keys = self.pki.bridge_public_keys() if self.pki is not None else []
             return self._json(start_response, 200, {"keys": keys})
-        if path.startswith("/v1/") and not self._authorised(environ):
-            return self._json(start_response, 401, {"error": "a valid bearer token is required "
-                                                             "(companion tokens add NAME)"},
-                              [("WWW-Authenticate", 'Bearer realm="flagwise"')])
+        if path.startswith("/v1/"):
+            role = self._role(environ)
+            if role is None:
+                return self._json(start_response, 401, {"error": "a valid bearer token is required "
+                                                                 "(companion tokens add NAME)"},
+                                  [("WWW-Authenticate", 'Bearer realm="flagwise"')])
+            if role != "read":
+                return self._json(start_response, 403, {"error": "a dno token may only triage alerts "
+                                                                 "(POST /v1/alerts/triage)"})
         if path.startswith("/v1/devices/") and path.count("/") == 3:
             return self._device(start_response, path.rsplit("/", 1)[1])
         if path == "/v1/conflicts":
@@ -168,11 +176,44 @@ class Api:
             return self._json(start_response, 404, {"error": f"nothing known of {mpxn[:20]}"})
         return self._json(start_response, 200, page)
 
-    def _authorised(self, environ: dict[str, Any]) -> bool:
+    def _role(self, environ: dict[str, Any]) -> str | None:
+        """The role of the request's live bearer token (read, dno), or None."""
         from companion.surfaces.console import bearer
 
         _, token = bearer(environ)
-        return token is not None and self.store.token_name(token) is not None  # storage failing: a 503
+        who = self.store.token_role(token) if token is not None else None  # storage failing: a 503
+        return who[1] if who else None
+
+    def _triage(self, environ: dict[str, Any], start_response: Callable[..., Any], method: str) -> Iterable[bytes]:
+        """POST {"alerts": [...]} (up to 1,000): read and dno tokens (docs/triage.md)."""
+        from companion.errors import CompanionError
+        from companion.service.triage_run import MAX_REQUEST, TooMany, Triage
+
+        if self._role(environ) is None:
+            return self._json(start_response, 401, {"error": "a valid bearer token is required"},
+                              [("WWW-Authenticate", 'Bearer realm="flagwise"')])
+        if method != "POST":
+            return self._json(start_response, 405, {"error": "POST {\"alerts\": [...]} here"})
+        try:
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            size = -1
+        if size > MAX_REQUEST * 512:
+            return self._json(start_response, 413, {"error": f"a request of {size} bytes: at most {MAX_REQUEST} "
+                                                             "alerts a request"})
+        if size <= 0:
+            return self._json(start_response, 400, {"error": 'a JSON body {"alerts": [...]} is required'})
+        try:
+            body = json.loads(environ["wsgi.input"].read(size))
+        except (ValueError, UnicodeDecodeError):
+            return self._json(start_response, 400, {"error": "the body is not JSON"})
+        try:
+            results = Triage(self.store).request(body)
+        except TooMany as exc:
+            return self._json(start_response, 413, {"error": str(exc)})
+        except CompanionError as exc:
+            return self._json(start_response, 400, {"error": str(exc)[:300]})
+        return self._json(start_response, 200, {"results": results})
 
     @staticmethod
     def _json(start_response: Callable[..., Any], status: int, body: dict[str, Any],

@@ -273,15 +273,16 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     _, store = _store(args)
     try:
         if args.action == "add":
-            print(store.add_token(args.name))
-            print(f"token for {args.name}: shown once, stored hashed; send it as "
-                  "'Authorization: Bearer <token>'", file=sys.stderr)
+            print(store.add_token(args.name, args.role))
+            print(f"{args.role} token for {args.name}: shown once, stored hashed; send it as "
+                  "'Authorization: Bearer <token>'" + (" (it may only triage alerts: POST /v1/alerts/triage)"
+                                                       if args.role == "dno" else ""), file=sys.stderr)
         elif args.action == "revoke":
             store.revoke_token(args.name)
             print(f"revoked token {args.name}")
         else:
-            for name, created, revoked in store.tokens():
-                print(f"{name}  created {int(created)}" + (f"  revoked {int(revoked)}" if revoked else ""))
+            for name, created, revoked, role in store.tokens():
+                print(f"{name}  {role}  created {int(created)}" + (f"  revoked {int(revoked)}" if revoked else ""))
     except RegistryError as exc:
         print(f"companion tokens {args.action}: {exc}", file=sys.stderr)
         return 2
@@ -509,6 +510,8 @@ def _add_tokens_and_flags(sub: Any) -> None:
     ts = t.add_subparsers(dest="action", required=True)
     ta = ts.add_parser("add", help="make a token (printed once)")
     ta.add_argument("name")
+    ta.add_argument("--role", choices=("read", "dno"), default="read",
+                    help="read: the read API and the console (default); dno: alert triage only")
     tr = ts.add_parser("revoke", help="revoke a token")
     tr.add_argument("name")
     tl = ts.add_parser("list", help="list tokens")

@@ -102,6 +102,18 @@ def cmd_device(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_triage(args: argparse.Namespace) -> int:
+    from companion.service.triage_run import triage_file
+    from companion.surfaces.cli import _store
+
+    _, store = _store(args)
+    got = triage_file(store, Path(args.alerts), Path(args.out))
+    v = ", ".join(f"{n} {k}" for k, n in got["verdicts"].items() if n)
+    print(f"triage: {got['alerts']} alerts answered ({v or 'none'}); {got['bad_rows']} bad rows "
+          f"(in {Path(args.out) / 'bad_rows.csv'}); {Path(args.out) / 'triage.csv'} and triage.parquet")
+    return 1 if got["bad_rows"] else 0
+
+
 def _side(d: dict[str, Any]) -> str:
     if not d:
         return "-"
@@ -123,6 +135,13 @@ def add_parsers(sub: Any, common: Any) -> None:
     dv.add_argument("eui", metavar="EUI")
     dv.add_argument("--json", action="store_true")
     dv.set_defaults(func=cmd_device)
+
+    tr = sub.add_parser("triage", help="network operators' alerts: was a SMETS2 system expected there then "
+                                       "(docs/triage.md)")
+    common(tr)
+    tr.add_argument("alerts", metavar="ALERTS", help="a .csv or .parquet file: mpan, device_id, time[, alert_code]")
+    tr.add_argument("--out", required=True, metavar="DIR", help="triage.csv, triage.parquet and bad_rows.csv go here")
+    tr.set_defaults(func=cmd_triage)
 
     c = sub.add_parser("conflicts", help="where the field and the DCC's inventory disagree, and the fix")
     common(c)

@@ -30,7 +30,8 @@ def serve(bridge: Bridge) -> list[Any]:
             # out; poll() instead of select() lifts the 1,024-descriptor ceiling (slowloris).
             http = create_server(api, host=host, port=port, threads=8, connection_limit=2000,
                              channel_timeout=10, cleanup_interval=2, asyncore_use_poll=True,
-                             max_request_header_size=8192, max_request_body_size=1024,
+                             # Bodies: a console sign-in, or a triage request of up to 1,000 alerts.
+                             max_request_header_size=8192, max_request_body_size=512 * 1024,
                              ident="flagwise", url_scheme=cfg.url_scheme, **proxy)
         except OSError as exc:
             raise OSError(f"cannot serve the read API on {host}:{port}: {exc.strerror}") from None

@@ -87,6 +87,26 @@ def document() -> dict[str, Any]:
                                            "the device"),
                               "400": _json(_ERROR, "not an EUI-64"), "401": unauthorised,
                               "404": _json(_ERROR, "neither source knows the device")}}},
+            "/v1/alerts/triage": {"post": {
+                "summary": "network operators' alerts: was a SMETS2 system expected at the meter point then, was "
+                           "the alerting device its meter, and a verdict with its evidence (read and dno tokens)",
+                "security": secured,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["alerts"], "properties": {"alerts": {
+                        "type": "array", "maxItems": 1000, "items": {
+                            "type": "object", "required": ["mpan", "device_id", "time"], "properties": {
+                                "mpan": {"type": "string"}, "device_id": {"type": "string"},
+                                "time": {"type": "string", "format": "date-time"},
+                                "alert_code": {"type": ["string", "null"]}}}}}}}}},
+                "responses": {"200": _json({"type": "object", "required": ["results"], "properties": {
+                    "results": {"type": "array", "items": {"type": "object", "required": ["verdict"], "properties": {
+                        "verdict": {"enum": ["expected", "device_not_here", "no_smart_system", "smets1", "unknown"]},
+                        "smets2_expected": {"type": ["boolean", "null"]},
+                        "device_is_meter": {"type": ["boolean", "null"]},
+                        "since": {"type": ["string", "null"]}, "evidence": {"type": ["string", "null"]}}}}}},
+                    "one answer an alert, in order"),
+                    "400": _json(_ERROR, "a bad alert (the message names it and its field)"),
+                    "401": unauthorised, "413": _json(_ERROR, "more than 1,000 alerts")}}},
             "/v1/conflicts": {"get": {
                 "summary": "where the field and the DCC's inventory disagree, each with both sides and its fix",
                 "security": secured,

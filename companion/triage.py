@@ -1,0 +1,157 @@
+"""Alert triage for network operators (docs/triage.md): for an alert (MPAN, device, time), was a
+SMETS2 system expected at that meter point then, was the alerting device its meter then, and a
+verdict with the evidence behind it. Pure: from the meter point's verified events and the DCC's
+inventory statements (companion/sources.py), and the device's own sightings elsewhere, all cut
+at the alert's time.
+
+Verdicts:
+- `expected`: a SMETS2 meter commissioned there then (flag `A` from both sources at that time),
+  and it is the alerting device (or its hub);
+- `device_not_here`: the alerting device was elsewhere, or removed, by then (or another meter was
+  the meter there);
+- `smets1`: the meter point's system then was SMETS1;
+- `no_smart_system`: the meter point's evidence then shows no commissioned smart system (legacy,
+  removed, decommissioned, or installed and never commissioned);
+- `unknown`: no evidence of the meter point or the device before the alert.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from companion import policy, sources
+from companion.ids import check_mpan
+from companion.wire.event import Event
+
+VERDICTS = ("expected", "device_not_here", "no_smart_system", "smets1", "unknown")
+_EUI_LEN = 23
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+
+
+class AlertError(ValueError):
+    """A bad alert: `field` names what is wrong."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Alert:
+    mpan: str
+    device_id: str
+    at: int
+    alert_code: str | None = None
+
+
+def parse_alert(row: dict[str, Any], now: float) -> Alert:
+    """One alert from its fields (`mpan`, `device_id`, `time`, `alert_code`?); AlertError names
+    the field that is wrong."""
+    mpan = str(row.get("mpan") or "").strip()
+    try:
+        check_mpan(mpan)
+    except ValueError as exc:
+        raise AlertError("mpan", str(exc)) from None
+    device = str(row.get("device_id") or "").strip().upper()
+    if len(device) != _EUI_LEN or any(c not in "0123456789ABCDEF-" for c in device) or device.count("-") != 7:
+        raise AlertError("device_id", f"not an EUI-64 XX-XX-XX-XX-XX-XX-XX-XX: {device[:30]!r}")
+    raw = row.get("time")
+    if isinstance(raw, dt.datetime):
+        t = raw
+    else:
+        text = str(raw or "").strip()
+        try:
+            t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise AlertError("time", f"not an ISO 8601 time: {text[:40]!r}") from None
+    if t.tzinfo is None:
+        raise AlertError("time", "give a time zone (Z or +00:00): alerts are UTC")
+    if t < EARLIEST:
+        raise AlertError("time", "before 2000")
+    if t.timestamp() > now + 300:
+        raise AlertError("time", "in the future")
+    code = row.get("alert_code")
+    code = None if code is None or str(code).strip() == "" else str(code).strip()[:32]
+    return Alert(mpan, device, int(t.timestamp()), code)
+
+
+def _day(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def triage(alert: Alert, events: list[Event], facts: list[sources.SmiFact],
+           device_events: list[Event], device_facts: list[sources.SmiFact]) -> dict[str, Any]:
+    """The answer for one alert: verdict, smets2_expected, device_is_meter, since, evidence."""
+    t = alert.at
+    before = sorted((e for e in events if e.evidence.when <= t and alert.mpan in e.mpxns), key=policy.order_key)
+    known = [f for f in facts if f.since <= t]
+    field = policy.derive(alert.mpan, before)
+    combined = sources.combine(alert.mpan, field, before, known, t)
+    flag = combined.flag
+    last = before[-1] if before else None
+    meter = policy.meter_of(last, alert.mpan) if last else None
+    smi_meter = sources._smi_meter(alert.mpan, sources.latest(known)) if known else None
+    meter_eui = meter.eui.upper() if meter else (smi_meter.device_id if smi_meter else None)
+    hub = last.evidence.hub.chf.upper() if last and last.evidence.hub else (smi_meter.chf if smi_meter else None)
+    is_meter = None if meter_eui is None else alert.device_id in (meter_eui, hub)
+    since = flag.effective_from
+    evidence = flag.reason if flag.flag is not None else None
+
+    def answer(verdict: str, expected: bool | None, why: str | None = None) -> dict[str, Any]:
+        return {"verdict": verdict, "smets2_expected": expected, "device_is_meter": is_meter, "since": since,
+                "evidence": why or evidence}
+
+    if last is not None and last.evidence.hub is not None and last.evidence.hub.generation == "SMETS1":
+        return answer("smets1", False, f"{last.type} {last.id.hex()[:8]}: a SMETS1 hub "
+                                        f"{last.evidence.hub.chf} at {alert.mpan}")
+    elsewhere = _elsewhere(alert, device_events, device_facts) or _gone_from(alert, before)
+    if flag.flag == "A":
+        if is_meter:
+            return answer("expected", True)
+        return answer("device_not_here", True, elsewhere or f"the meter at {alert.mpan} then was {meter_eui}: "
+                                                           f"{evidence}")
+    if elsewhere:
+        return answer("device_not_here", flag.flag == "A", elsewhere)
+    if flag.flag in ("N", "I"):
+        return answer("no_smart_system", False)
+    if before or known:
+        return answer("no_smart_system", False, "no smart meter in the evidence of this meter point then")
+    return answer("unknown", None, "no evidence of this meter point or this device before the alert")
+
+
+def _gone_from(alert: Alert, before: list[Event]) -> str | None:
+    """The device was seen at the alert's meter point, and a later visit there (before the alert)
+    did not find it: removed by then."""
+    seen = [e for e in before if any(d.eui.upper() == alert.device_id for d in e.evidence.devices)]
+    if not seen:
+        return None
+    later = [e for e in before if policy.order_key(e) > policy.order_key(seen[-1])
+             and not any(d.eui.upper() == alert.device_id for d in e.evidence.devices)]
+    if not later:
+        return None
+    e = later[0]
+    return f"{alert.device_id} was gone from {alert.mpan} by {_day(e.evidence.when)} ({e.type} {e.id.hex()[:8]})"
+
+
+def _elsewhere(alert: Alert, device_events: list[Event], device_facts: list[sources.SmiFact]) -> str | None:
+    """Where the device was at the alert's time, when not at the alert's meter point (or gone)."""
+    seen = [(e.evidence.when, e, d) for e in device_events if e.evidence.when <= alert.at
+            for d in e.evidence.devices if d.eui.upper() == alert.device_id]
+    smi = [f for f in device_facts if f.since <= alert.at and f.device_id == alert.device_id]
+    last_field = max(seen, key=lambda x: (x[0], x[1].id)) if seen else None
+    last_smi = max(smi, key=lambda f: (f.since, f.at, f.message_seq)) if smi else None
+    if last_smi is not None and last_smi.status in sources.GONE and (
+            last_field is None or last_smi.since >= last_field[0]):
+        return f"{alert.device_id} was {last_smi.status} in the DCC's inventory from {_day(last_smi.since)}"
+    if last_field is not None:
+        when, ev, d = last_field
+        if d.mpxn and d.mpxn != alert.mpan:
+            return f"{alert.device_id} was at {d.mpxn} ({ev.type} {ev.id.hex()[:8]} on {_day(when)})"
+        if d.status in policy.GONE:
+            return f"{alert.device_id} was {d.status} in the hub's log on {_day(when)}"
+    if last_smi is not None and last_smi.mpxns and alert.mpan not in last_smi.mpxns:
+        return (f"the DCC's inventory placed {alert.device_id} at {', '.join(last_smi.mpxns)} "
+                f"from {_day(last_smi.since)}")
+    return None
