@@ -72,50 +72,7 @@ def document() -> dict[str, Any]:
                     "the events"), "400": _json(_ERROR, "not an MPAN core or an MPRN, or a bad limit or cursor"),
                     "401": unauthorised,
                     "404": _json(_ERROR, "no event names this meter point")}}},
-            "/v1/devices/{eui}": {"get": {
-                "summary": "one smart device from both sources: where it was (meter point, hub, from when to "
-                           "when, by which evidence), its condition now and why", "security": secured,
-                "parameters": [{"name": "eui", "in": "path", "required": True, "description": "EUI-64, XX-XX-..",
-                                "schema": {"type": "string", "maxLength": 40}}],
-                "responses": {"200": _json({"type": "object", "required": ["device_id", "condition", "placements"],
-                                            "properties": {"device_id": {"type": "string"},
-                                                           "condition": {"type": "string", "enum": [
-                                                               "operational", "installed_not_commissioned", "dumb",
-                                                               "removed", "suspended", "unknown"]},
-                                                           "placements": {"type": "array",
-                                                                          "items": {"type": "object"}}}},
-                                           "the device"),
-                              "400": _json(_ERROR, "not an EUI-64"), "401": unauthorised,
-                              "404": _json(_ERROR, "neither source knows the device")}}},
-            "/v1/alerts/triage": {"post": {
-                "summary": "network operators' alerts: was a SMETS2 system expected at the meter point then, was "
-                           "the alerting device its meter, and a verdict with its evidence (read and dno tokens)",
-                "security": secured,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["alerts"], "properties": {"alerts": {
-                        "type": "array", "maxItems": 1000, "items": {
-                            "type": "object", "required": ["mpan", "device_id", "time"], "properties": {
-                                "mpan": {"type": "string"}, "device_id": {"type": "string"},
-                                "time": {"type": "string", "format": "date-time"},
-                                "alert_code": {"type": ["string", "null"]}}}}}}}}},
-                "responses": {"200": _json({"type": "object", "required": ["results"], "properties": {
-                    "results": {"type": "array", "items": {"type": "object", "required": ["verdict"], "properties": {
-                        "verdict": {"enum": ["expected", "device_not_here", "no_smart_system", "smets1", "unknown"]},
-                        "smets2_expected": {"type": ["boolean", "null"]},
-                        "device_is_meter": {"type": ["boolean", "null"]},
-                        "since": {"type": ["string", "null"]}, "evidence": {"type": ["string", "null"]}}}}}},
-                    "one answer an alert, in order"),
-                    "400": _json(_ERROR, "a bad alert (the message names it and its field)"),
-                    "401": unauthorised, "413": _json(_ERROR, "more than 1,000 alerts")}}},
-            "/v1/conflicts": {"get": {
-                "summary": "where the field and the DCC's inventory disagree, each with both sides and its fix",
-                "security": secured,
-                "parameters": [{"name": "class", "in": "query", "required": False,
-                                "description": "only this conflict class",
-                                "schema": {"type": "string", "maxLength": 60}}],
-                "responses": {"200": _json({"type": "object", "required": ["conflicts"], "properties": {
-                    "conflicts": {"type": "array", "items": {"type": "object"}}}}, "the conflicts"),
-                    "400": _json(_ERROR, "an unknown conflict class"), "401": unauthorised}}},
+            **_both_sources(secured, unauthorised),
             "/v1/keys": {"get": {"summary": "the bridge public keys that sign acks and flag updates", "security": [],
                                  "responses": {"200": _json({"type": "object", "required": ["keys"], "properties": {
                                      "keys": {"type": "array", "items": {"type": "object"}}}}, "the keys")}}},
@@ -129,4 +86,54 @@ def document() -> dict[str, Any]:
             "/openapi.json": {"get": {"summary": "this document", "security": [],
                                       "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
         },
+    }
+
+
+def _both_sources(secured: list[dict[str, list[str]]], unauthorised: dict[str, Any]) -> dict[str, Any]:
+    """The operations on the field and the DCC's view together: devices, alert triage, conflicts."""
+    return {
+    "/v1/devices/{eui}": {"get": {
+        "summary": "one smart device from both sources: where it was (meter point, hub, from when to "
+                   "when, by which evidence), its condition now and why", "security": secured,
+        "parameters": [{"name": "eui", "in": "path", "required": True, "description": "EUI-64, XX-XX-..",
+                        "schema": {"type": "string", "maxLength": 40}}],
+        "responses": {"200": _json({"type": "object", "required": ["device_id", "condition", "placements"],
+                                    "properties": {"device_id": {"type": "string"},
+                                                   "condition": {"type": "string", "enum": [
+                                                       "operational", "installed_not_commissioned", "dumb",
+                                                       "removed", "suspended", "unknown"]},
+                                                   "placements": {"type": "array",
+                                                                  "items": {"type": "object"}}}},
+                                   "the device"),
+                      "400": _json(_ERROR, "not an EUI-64"), "401": unauthorised,
+                      "404": _json(_ERROR, "neither source knows the device")}}},
+    "/v1/alerts/triage": {"post": {
+        "summary": "network operators' alerts: was a SMETS2 system expected at the meter point then, was "
+                   "the alerting device its meter, and a verdict with its evidence (read and dno tokens)",
+        "security": secured,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["alerts"], "properties": {"alerts": {
+                "type": "array", "maxItems": 1000, "items": {
+                    "type": "object", "required": ["mpan", "device_id", "time"], "properties": {
+                        "mpan": {"type": "string"}, "device_id": {"type": "string"},
+                        "time": {"type": "string", "format": "date-time"},
+                        "alert_code": {"type": ["string", "null"]}}}}}}}}},
+        "responses": {"200": _json({"type": "object", "required": ["results"], "properties": {
+            "results": {"type": "array", "items": {"type": "object", "required": ["verdict"], "properties": {
+                "verdict": {"enum": ["expected", "device_not_here", "no_smart_system", "smets1", "unknown"]},
+                "smets2_expected": {"type": ["boolean", "null"]},
+                "device_is_meter": {"type": ["boolean", "null"]},
+                "since": {"type": ["string", "null"]}, "evidence": {"type": ["string", "null"]}}}}}},
+            "one answer an alert, in order"),
+            "400": _json(_ERROR, "a bad alert (the message names it and its field)"),
+            "401": unauthorised, "413": _json(_ERROR, "more than 1,000 alerts")}}},
+    "/v1/conflicts": {"get": {
+        "summary": "where the field and the DCC's inventory disagree, each with both sides and its fix",
+        "security": secured,
+        "parameters": [{"name": "class", "in": "query", "required": False,
+                        "description": "only this conflict class",
+                        "schema": {"type": "string", "maxLength": 60}}],
+        "responses": {"200": _json({"type": "object", "required": ["conflicts"], "properties": {
+            "conflicts": {"type": "array", "items": {"type": "object"}}}}, "the conflicts"),
+            "400": _json(_ERROR, "an unknown conflict class"), "401": unauthorised}}},
     }
