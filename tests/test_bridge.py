@@ -277,7 +277,8 @@ def test_bridge_start_errors_are_clear(tmp_path):
 
     from hil.services import BIN
 
-    pki = ["--pki", str(tmp_path / "pki"), "--listen", "127.0.0.1:0"]
+    # The admin listener on a free port: its default (8081) may be another test's at the time.
+    pki = ["--pki", str(tmp_path / "pki"), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]
     r = subprocess.run([str(BIN / "companion"), "bridge", "--db", str(tmp_path / "no" / "such" / "x.db"),
                         "--http", "off", *pki], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "cannot open the database" in r.stderr

@@ -119,3 +119,40 @@ def test_the_site_names_the_meter_and_the_stale_one_after_a_same_hub_exchange(wo
     lines = format_site(view_, []).splitlines()
     assert [ln for ln in lines if ln.startswith(f"  device: {new}")][0].endswith("METER")
     assert [ln for ln in lines if ln.startswith(f"  device: {old}")][0].endswith("STALE")
+
+
+def test_the_stock_report_puts_the_classes_to_act_on_first(world, tmp_path):
+    import csv
+
+    import pyarrow.parquet as pq
+
+    from companion.service.stock import stock
+
+    field(world, "commission", evidence(), 1, T0)
+    dcc_says(world, "Commissioned", at="2026-10-20T10:00:00Z")
+    field(world, "removal", evidence(hub=False), 2, T0 + 5 * 86400)
+    s = stock(world[0], tmp_path / "stock", now=T0 + 40 * 86400)
+    rows = list(csv.DictReader((tmp_path / "stock" / "stock.csv").open()))
+    by = {r["device_id"]: r for r in rows}
+    assert by[ESME]["condition"] == "removed" and by[ESME]["actions"] == "smi_commissioned_removed_on_site"
+    assert by[ESME]["dcc_status"] == "Commissioned" and by[ESME]["mpxn"] == MPAN
+    assert by[CHF]["condition"] == "removed" and by[CHF]["actions"] == ""  # the hub went with it
+    assert rows[0]["actions"], "the classes to act on come first"
+    assert s["actions"]["smi_commissioned_removed_on_site"] == 1 and s["conditions"]["removed"] == 2
+    assert pq.read_table(tmp_path / "stock" / "stock.parquet").num_rows == len(rows) == 2
+    html = (tmp_path / "stock" / "stock.html").read_text()
+    assert "smi_commissioned_removed_on_site" in html and ESME in html and "<script" not in html
+
+
+def test_the_stock_report_names_silent_and_unnotified_devices(world, tmp_path):
+    import csv
+
+    from companion.service.stock import stock
+
+    field(world, "install", evidence(answered=False), 1, T0)
+    stock(world[0], tmp_path / "s", silent_days=30, now=T0 + 40 * 86400)
+    by = {r["device_id"]: r for r in csv.DictReader((tmp_path / "s" / "stock.csv").open())}
+    assert by[ESME]["condition"] == "dumb" and by[ESME]["actions"] == "installed_silent unknown_to_smi"
+    stock(world[0], tmp_path / "t", silent_days=60, now=T0 + 40 * 86400)
+    by = {r["device_id"]: r for r in csv.DictReader((tmp_path / "t" / "stock.csv").open())}
+    assert by[ESME]["actions"] == "unknown_to_smi"  # silent 40 days: under the 60-day threshold

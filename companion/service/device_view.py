@@ -33,9 +33,13 @@ def sightings(eui: str, events: list[Event], later: dict[str, list[Event]]) -> l
             out.append(devices.Sighting(e.when, ev.id.hex(), ev.type, True, None, e.hub.chf, "CHF",
                                         "Commissioned" if e.hub.dcc else None, True, e.hub.generation, e.hub.dcc,
                                         e.wan.connected if e.wan else None))
+            for m in ev.mpxns:  # the hub serves the job's meter points: a later visit there may find it gone
+                last_at[m] = max(last_at.get(m, 0), e.when)
     for mpxn, at in last_at.items():
         for ev in later.get(mpxn, []):
-            if ev.evidence.when > at and not any(d.eui.upper() == eui for d in ev.evidence.devices):
+            hub = ev.evidence.hub
+            if (ev.evidence.when > at and not any(d.eui.upper() == eui for d in ev.evidence.devices)
+                    and not (hub is not None and hub.chf.upper() == eui)):
                 out.append(devices.Sighting(ev.evidence.when, ev.id.hex(), ev.type, False, mpxn))
     return out
 
@@ -46,6 +50,7 @@ def view(store: Store, eui: str) -> dict[str, Any] | None:
     eui = eui.upper()
     events = [e for _, _, e in store.events_for_device(eui)]
     seen_at = {d.mpxn for e in events for d in e.evidence.devices if d.eui.upper() == eui and d.mpxn}
+    seen_at |= {m for e in events if e.evidence.hub and e.evidence.hub.chf.upper() == eui for m in e.mpxns}
     later = {m: [e for _, _, e in store.events_for(m)] for m in sorted(seen_at)}
     rows = Inventory(store).history(eui)
     if not events and not rows:

@@ -138,6 +138,11 @@ class Inventory:
             self._ROW + f"WHERE s.device_id IN ({marks}) ORDER BY s.since, s.at, s.message_seq", wanted).fetchall()
         return [self._row(r) for r in rows]
 
+    def all_devices(self) -> list[str]:
+        """Every device either source knows: listed by a survey, or named by the DCC's inventory."""
+        return [r[0] for r in self.store.conn().execute(
+            "SELECT eui FROM event_devices UNION SELECT device_id FROM smi_status ORDER BY 1")]
+
     def mpxns(self) -> list[str]:
         return [r[0] for r in self.store.conn().execute("SELECT DISTINCT mpxn FROM smi_mpxns ORDER BY mpxn")]
 

@@ -114,6 +114,19 @@ def cmd_triage(args: argparse.Namespace) -> int:
     return 1 if got["bad_rows"] else 0
 
 
+def cmd_stock(args: argparse.Namespace) -> int:
+    from companion.service.stock import stock
+    from companion.surfaces.cli import _store
+
+    _, store = _store(args)
+    s = stock(store, Path(args.out), args.silent_days)
+    acts = ", ".join(f"{n} {a}" for a, n in s["actions"].items() if n)
+    conds = ", ".join(f"{n} {c}" for c, n in s["conditions"].items() if n)
+    print(f"stock: {s['devices']} devices ({conds or 'none'}); act first on: {acts or 'nothing'}; "
+          f"{Path(args.out) / 'stock.html'}, stock.csv, stock.parquet")
+    return 0
+
+
 def _side(d: dict[str, Any]) -> str:
     if not d:
         return "-"
@@ -142,6 +155,13 @@ def add_parsers(sub: Any, common: Any) -> None:
     tr.add_argument("alerts", metavar="ALERTS", help="a .csv or .parquet file: mpan, device_id, time[, alert_code]")
     tr.add_argument("--out", required=True, metavar="DIR", help="triage.csv, triage.parquet and bad_rows.csv go here")
     tr.set_defaults(func=cmd_triage)
+
+    st = sub.add_parser("stock", help="every smart device by condition, from both sources (CSV, Parquet, HTML)")
+    common(st)
+    st.add_argument("--out", required=True, metavar="DIR")
+    st.add_argument("--silent-days", type=int, default=30, metavar="N",
+                    help="installed and silent for more than N days is a class to act on (default 30)")
+    st.set_defaults(func=cmd_stock)
 
     c = sub.add_parser("conflicts", help="where the field and the DCC's inventory disagree, and the fix")
     common(c)
