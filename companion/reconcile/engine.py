@@ -157,7 +157,7 @@ def _source(con: Any, path: Path) -> tuple[str, list[str]]:
 
 def _load_evidence(con: Any, rows: Iterable[tuple[Any, ...]], total: int, progress: Any) -> int:
     """Stream the store's flags into DuckDB in chunks (bounded memory on both sides)."""
-    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow as pa
 
     con.execute("CREATE TABLE evidence (mpxn VARCHAR, flag VARCHAR, effective_from VARCHAR, event_id VARCHAR, "
                 "reason VARCHAR, code VARCHAR)")
