@@ -70,6 +70,9 @@ class Config:
     duis_user_eui: str | None = None  # the supplier's DCC user id (EUI-64): first part of a RequestID
     duis_dcc_eui: str | None = None  # the DCC's EUI-64: the recipient of non-device requests (CommandVariant 8)
     install_and_leave_days: int = 90  # days installed with no SM WAN before it is a conflict (MP121's target)
+    # Which request each conflict class gets drafted (docs/duis.md): a class -> "8.2" (read the
+    # inventory again instead), "none" (no draft), or its default ("8.3", "8.4", "8.14.4", "8.2").
+    duis_requests: dict[str, str] = field(default_factory=dict)
     # -- read API --------------------------------------------------------------------
     http: str | None = "127.0.0.1:8080"  # HOST:PORT for the read API; None: off
     admin: str | None = "127.0.0.1:8081"  # HOST:PORT for /healthz, /readyz, /metrics alone; None: off
@@ -206,6 +209,8 @@ def _typed(key: str, hint: Any, value: Any, source: str) -> Any:
     if base is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise bad("a table of text values")
+        if key == "duis_requests" and any(v not in ("none", "8.2", "8.3", "8.4", "8.14.4") for v in value.values()):
+            raise bad("a table of conflict class = none, 8.2, 8.3, 8.4 or 8.14.4")
         return dict(value)
     return value
 

@@ -253,3 +253,22 @@ def test_the_emulated_dccs_messages_are_valid_duis(dcc, tmp_path):
         f = tmp_path / "m.xml"
         f.write_bytes(data)
         schema.validate(str(f))
+
+
+def test_which_conflict_gets_which_request_is_configuration(world, dcc, tmp_path):
+    field(world, "commission", evidence(), 1, T_VISIT - 86400 * 20)
+    field(world, "removal", evidence(hub=False), 2, T_VISIT)
+    take(world, commissioned_inventory(dcc, at="2026-10-02T10:00:00Z"))
+    store, cfg = world
+    found = conflicts(store, cfg)
+    cfg.set("duis_requests", {"smi_commissioned_but_removed": "8.2"})
+    paths = write_requests(store, cfg, found, tmp_path / "read-first")
+    assert sorted(p.name.split("-")[1] for p in paths) == ["8.2", "8.2"]  # a refresh first, for the meter and the hub
+    assert all("<sr:ReadInventory>" in p.read_text() for p in paths)
+    cfg.set("duis_requests", {"smi_commissioned_but_removed": "none"})
+    assert write_requests(store, cfg, found, tmp_path / "none") == []
+    with pytest.raises(Exception, match="8.2, 8.3, 8.4"):
+        cfg.set("duis_requests", {"smi_commissioned_but_removed": "9.9"})
+    cfg.set("duis_requests", {"no_such_class": "none"})
+    with pytest.raises(Exception, match="no conflict class no_such_class"):
+        write_requests(store, cfg, found, tmp_path / "bad")

@@ -55,18 +55,27 @@ def write_requests(store: Store, config: Config, found: list[sources.Conflict], 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     index = []
+    unknown = sorted(set(config.duis_requests) - set(sources.CLASSES))
+    if unknown:
+        raise CompanionError(f"duis_requests: no conflict class {', '.join(unknown)} (classes: "
+                             f"{', '.join(sources.CLASSES)})")
     for c in found:
-        if c.request is None or "DeviceID" not in c.request_body:
+        service = config.duis_requests.get(c.cls, c.request or "none")
+        if service == "none" or "DeviceID" not in c.request_body:
             continue
+        body = c.request_body if service == c.request else {"DeviceID": c.request_body["DeviceID"]}
+        if service != c.request and service != "8.2":
+            raise CompanionError(f"duis_requests: {c.cls} can be drafted as {c.request}, 8.2 (read again) or none, "
+                                 f"not {service}")
         counter = inv.next_request_counter()
         rid = request_id(config.duis_user_eui, config.duis_dcc_eui, counter)
-        data = draft(c.request, c.request_body, rid)
-        path = out / f"{counter:06d}-{c.request}-{c.cls}-{c.device_id}.xml"
+        data = draft(service, body, rid)
+        path = out / f"{counter:06d}-{service}-{c.cls}-{c.device_id}.xml"
         tmp = path.with_suffix(".part")
         tmp.write_bytes(data)
         tmp.replace(path)
         written.append(path)
-        index.append({"file": path.name, "request_id": rid, "service": c.request, **c.as_dict()})
+        index.append({**c.as_dict(), "file": path.name, "request_id": rid, "service": service, "request": service})
     if index:
         (out / "requests.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
     return written
