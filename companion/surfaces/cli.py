@@ -71,8 +71,8 @@ def _store(args: argparse.Namespace, create: bool = False) -> tuple[Config, Stor
 
     cfg = load(args.config, {"db": args.db})
     if not create and not is_postgres(cfg.db) and not Path(cfg.db_path).exists():
-        raise ConfigError(f"no store at {cfg.db_path}: give --db (or db in --config), "
-                          "or start the bridge first")
+        raise ConfigError(f"no store at {cfg.db_path}: give --db (or db in --config) of an existing store; "
+                          f"make one with `companion db upgrade --db {cfg.db_path}` or by starting the bridge")
     try:
         return cfg, Store(cfg.db, upgrade=create)
     except _db_errors() as exc:
