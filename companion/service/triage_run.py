@@ -123,7 +123,24 @@ def triage_file(store: Store, source: Path, out: Path, now: float | None = None,
         with tmp_csv.open("w", newline="") as fc, tmp_bad.open("w", newline="") as fb:
             wc, wb = csv.writer(fc), csv.writer(fb)
             wb.writerow(["line", "field", "error"])
-            chunk: list[dict[str, Any]] = []
+            pending: list[tuple[dict[str, Any], triage.Alert]] = []
+
+            def flush(last: bool = False) -> None:
+                # A batch is answered in meter point order (each meter point's evidence read once
+                # a batch), and written in the file's order.
+                nonlocal writer
+                answers: dict[int, dict[str, Any]] = {}
+                for i in sorted(range(len(pending)), key=lambda i: (pending[i][1].mpan, pending[i][1].device_id)):
+                    answers[i] = t.answer(pending[i][1])
+                chunk = []
+                for i, (row, _) in enumerate(pending):
+                    counts[answers[i]["verdict"]] += 1
+                    full = {**{c: row.get(c) for c in names}, **answers[i]}
+                    chunk.append(full)
+                    wc.writerow([_text(full.get(c)) for c in names + [c for c in ADDED if c not in names]])
+                pending.clear()
+                writer = _write(pa, pq, writer, tmp_pq, chunk, names, last=last)
+
             for n, cols, row in _rows(source, batch):
                 if not names:
                     names = list(cols)
@@ -133,22 +150,16 @@ def triage_file(store: Store, source: Path, out: Path, now: float | None = None,
                                              "device_id, time and alert_code)")
                     wc.writerow(names + [c for c in ADDED if c not in names])
                 try:
-                    alert = triage.parse_alert(row, now)
+                    pending.append((row, triage.parse_alert(row, now)))
                 except triage.AlertError as exc:
                     bad += 1
                     wb.writerow([n, exc.field, str(exc)[:200]])
                     continue
-                result = t.answer(alert)
-                counts[result["verdict"]] += 1
-                full = {**{c: row.get(c) for c in names}, **result}
-                chunk.append(full)
-                wc.writerow([_text(full.get(c)) for c in names + [c for c in ADDED if c not in names]])
-                if len(chunk) >= batch:
-                    writer = _write(pa, pq, writer, tmp_pq, chunk, names)
-                    chunk = []
+                if len(pending) >= batch:
+                    flush()
             if not names:
                 raise CompanionError(f"{source}: no alerts (an empty file)")
-            writer = _write(pa, pq, writer, tmp_pq, chunk, names, last=True)
+            flush(last=True)
         tmp_csv.replace(out / "triage.csv")
         tmp_pq.replace(out / "triage.parquet")
         tmp_bad.replace(out / "bad_rows.csv")
