@@ -504,7 +504,9 @@ def test_readyz_names_dtc_changes_waiting_past_the_alarm(tmp_path, broker, start
     while time.monotonic() < end:
         status, body = bridge.get("/readyz")
         problems = " ".join(body["problems"])
-        if "DTC files" in problems:
+        # The alarm can come before the writer's first failed attempt (it tries once a second):
+        # wait for both, as an operator would see them.
+        if "DTC files" in problems and "last error" in problems:
             break
         time.sleep(0.2)
     assert status == 503 and "DTC files" in problems and "last error FileExistsError" in problems, body
