@@ -32,14 +32,16 @@ ALERTS = {"decommissioned": ("MeterDecommissioningOrWithdrawal", "Decommissioned
 
 
 class Dcc:
-    def __init__(self, cn: str = "Z1", serial: int = 0x1234ABCD):
+    def __init__(self, cn: str = "Z1", serial: int = 0x1234ABCD,
+                 valid: tuple[dt.datetime, dt.datetime] | None = None):
         self.key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
                           x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "07")])
         now = dt.datetime.now(dt.timezone.utc)
         self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                      .public_key(self.key.public_key()).serial_number(serial)
-                     .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
+                     .not_valid_before(valid[0] if valid else dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc))
+                     .not_valid_after(valid[1] if valid else now + dt.timedelta(days=3650))
                      .sign(self.key, hashes.SHA256()))
         self.issuer = f"CN={cn}, OU=07"
         self.serial = serial

@@ -272,3 +272,20 @@ def test_which_conflict_gets_which_request_is_configuration(world, dcc, tmp_path
     cfg.set("duis_requests", {"no_such_class": "none"})
     with pytest.raises(Exception, match="no conflict class no_such_class"):
         write_requests(store, cfg, found, tmp_path / "bad")
+
+
+def test_a_certificate_is_judged_at_the_messages_own_time(tmp_path):
+    """An archived message signed while the DCC's certificate was valid still verifies after the
+    certificate expired; a message dated after its expiry does not (and nothing crashes)."""
+    import datetime as dt
+
+    utc = dt.timezone.utc
+    old = Dcc(valid=(dt.datetime(2024, 1, 1, tzinfo=utc), dt.datetime(2025, 1, 1, tzinfo=utc)))
+    store = Store(tmp_path / "c.db")
+    intake = DuisIntake(Inventory(store), load_certs([str(old.pem(tmp_path / "old.pem"))]))
+    s = ImportSummary()
+    device = [{"DeviceID": ESME, "DeviceType": "ESME", "DeviceStatus": "Commissioned", "ImportMPxN": MPAN}]
+    intake.take(old.inventory(device, at="2024-06-01T10:00:00Z"), "archived.xml", s)
+    intake.take(old.inventory(device, at="2026-06-01T10:00:00Z"), "late.xml", s)
+    assert s.stored == 1 and dict(s.refused) == {"bad_signature": 1}, s.refusals
+    assert "valid" in s.refusals[0][2]

@@ -225,11 +225,14 @@ def _mpxns(el: etree._Element | None, where: str) -> tuple[str, ...]:
 
 
 # --- the signature --------------------------------------------------------------------------------
-def verify(root: etree._Element, certs: list[DccCert]) -> tuple[etree._Element, DccCert]:
+def verify(root: etree._Element, certs: list[DccCert], at: dt.datetime | None = None) -> tuple[etree._Element, DccCert]:
     """-> (the signed element, the certificate). The signature must be the root's own, cover the
     whole message (Reference URI=""), be ECDSA-SHA256 over SHA-256 digests, and verify with the
-    configured certificate the message names by issuer and serial."""
-    from signxml.exceptions import InvalidInput, InvalidSignature
+    configured certificate the message names by issuer and serial, valid at `at` (the message's
+    own, signed, time: an archived message signed by a certificate since expired still verifies;
+    one dated outside the certificate's validity does not)."""
+    import cryptography.exceptions
+    from signxml.exceptions import SignXMLException
     from signxml.verifier import SignatureConfiguration, XMLVerifier
     from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 
@@ -258,10 +261,12 @@ def verify(root: etree._Element, certs: list[DccCert]) -> tuple[etree._Element, 
     config = SignatureConfiguration(
         require_x509=False, expect_references=1, signature_methods=frozenset({SignatureMethod.ECDSA_SHA256}),
         digest_algorithms=frozenset({DigestAlgorithm.SHA256}), ignore_ambiguous_key_info=True,
-        default_reference_c14n_method=CanonicalizationMethod.CANONICAL_XML_1_0)  # XMLDSig 1.0 §4.3.3.2
+        default_reference_c14n_method=CanonicalizationMethod.CANONICAL_XML_1_0,  # XMLDSig 1.0 §4.3.3.2
+        verification_time=at)
     try:
         result = XMLVerifier().verify(root, x509_cert=cert.cert, expect_config=config, parser=_parser())
-    except (InvalidSignature, InvalidInput) as exc:
+    except (SignXMLException, cryptography.exceptions.InvalidSignature, ValueError, TypeError,
+            etree.LxmlError) as exc:  # whatever the signature's content, a refusal, never a crash
         raise DuisError("bad_signature", f"the signature does not verify: {str(exc)[:160]}") from None
     signed = result.signed_xml if not isinstance(result, list) else None
     if signed is None or signed.tag != _q("Response"):
@@ -278,7 +283,10 @@ def read(data: bytes, certs: list[DccCert], now: float) -> DuisMessage:
         if ns != NS:
             raise DuisError("wrong_namespace", f"root element is not in {NS} (found {ns[:80] or 'none'!r})")
         raise DuisError("not_a_response", f"a {root.tag.partition('}')[2][:40]}, not a Response")
-    signed, cert = verify(root, certs)
+    # The certificate is judged at the message's own time, never later than now (a message from
+    # the future is refused for its date, below, once its signature is known to be good).
+    claimed, clock = _claimed_time(root), dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    signed, cert = verify(root, certs, min(claimed, clock) if claimed else clock)
     header = _need(signed, "Header", "Response")
     body = _need(signed, "Body", "Response")
     code = _text(header, "ResponseCode")
@@ -305,6 +313,17 @@ def read(data: bytes, certs: list[DccCert], now: float) -> DuisMessage:
         device, change = _status_change(event, at)
         return DuisMessage("alert", service=alert_code, devices=(device,), change=change, **base)
     return DuisMessage("other", service=None, **base)
+
+
+def _claimed_time(root: etree._Element) -> dt.datetime | None:
+    """The ResponseDateTime the message claims, for the certificate's validity check only (the
+    signature covers it: a forged time fails the signature); None when there is none to read."""
+    text = _text(root.find(_q("Header")), "ResponseDateTime")
+    try:
+        t = dt.datetime.fromisoformat((text or "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 
 def _inventory(inv: etree._Element, at: int, now: float) -> tuple[SmiDevice, ...]:
