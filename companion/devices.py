@@ -20,11 +20,11 @@ Conditions, decided by the latest evidence of each source:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from companion.sources import GONE as SMI_GONE
 from companion.sources import SmiFact, latest
+from companion.times import day
 
 CONDITIONS = ("operational", "installed_not_commissioned", "dumb", "removed", "suspended", "unknown")
 FIELD_GONE = ("Decommissioned", "Withdrawn")
@@ -50,10 +50,6 @@ class Sighting:
     wan: bool | None = None
 
 
-def _day(ts: int) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
-
-
 def placements(sightings: list[Sighting], facts: list[SmiFact]) -> list[dict[str, Any]]:
     """Where the device was, from when to when, by which evidence: consecutive sightings at the
     same meter point and hub are one placement; the DCC's statements are placements of their own."""
@@ -61,7 +57,7 @@ def placements(sightings: list[Sighting], facts: list[SmiFact]) -> list[dict[str
     for s in sorted(sightings, key=lambda s: (s.at, s.event_id)):
         if not s.listed:
             if out and out[-1]["source"] == "field" and out[-1]["until"] is None:
-                out[-1]["until"] = _day(s.at)
+                out[-1]["until"] = day(s.at)
                 out[-1]["ended_by"] = f"{s.event_type} {s.event_id}"
             continue
         last = out[-1] if out and out[-1]["source"] == "field" else None
@@ -69,12 +65,12 @@ def placements(sightings: list[Sighting], facts: list[SmiFact]) -> list[dict[str
             last["evidence"].append(s.event_id)
             continue
         if last is not None and last["until"] is None:
-            last["until"] = _day(s.at)
-        out.append({"source": "field", "mpxn": s.mpxn, "chf": s.chf, "since": _day(s.at), "until": None,
+            last["until"] = day(s.at)
+        out.append({"source": "field", "mpxn": s.mpxn, "chf": s.chf, "since": day(s.at), "until": None,
                     "evidence": [s.event_id], "ended_by": None})
     for f in sorted(facts, key=lambda f: (f.since, f.at, f.message_seq)):
         for m in f.mpxns or (None,):
-            out.append({"source": "dcc", "mpxn": m, "chf": f.chf, "since": _day(f.since), "until": None,
+            out.append({"source": "dcc", "mpxn": m, "chf": f.chf, "since": day(f.since), "until": None,
                         "evidence": [f.message], "status": f.status})
     return out
 
@@ -89,7 +85,7 @@ def condition(eui: str, sightings: list[Sighting], facts: list[SmiFact]) -> dict
         gone_on_wall.insert(0, last)
 
     def out(cond: str, at: int, why: str, evidence: str) -> dict[str, Any]:
-        return {"condition": cond, "since": _day(at), "why": why, "evidence": evidence}
+        return {"condition": cond, "since": day(at), "why": why, "evidence": evidence}
 
     if smi is not None and smi.status in SMI_GONE and (last is None or smi.since >= last.at):
         return out("removed", smi.since, f"{smi.status} in the DCC's inventory", f"DUIS {smi.message}")

@@ -57,6 +57,11 @@ def eui64_text(raw: bytes) -> str:
     return "-".join(f"{b:02X}" for b in raw)
 
 
+def is_eui64(text: object) -> bool:
+    """XX-XX-XX-XX-XX-XX-XX-XX in hex, either case (the DUIS DeviceID pattern)."""
+    return isinstance(text, str) and _EUI64.fullmatch(text) is not None
+
+
 def eui64_bytes(text: str) -> bytes:
     if not isinstance(text, str) or not _EUI64.fullmatch(text):
         raise ValueError(f"EUI-64 must be XX-XX-XX-XX-XX-XX-XX-XX: {_summary(text)}")

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from companion.wire.event import Device, Event
 from companion.ids import is_mpan
+from companion.times import day
 
 FLAGS = ("A", "I", "N")
 # Pre-MP077 registration systems know A, S (suspended) and W (withdrawn) only. The mapping
@@ -89,10 +89,6 @@ class Observation:
     flag: str | None
     reason: str
     code: str = "none"
-
-
-def _date(ts: int) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
 
 
 def order_key(ev: Event) -> tuple[Any, ...]:
@@ -198,7 +194,7 @@ def extend(flag: Flag, later: Iterable[Event]) -> Flag:
         if ev.override is not None:
             override = f"{ev.override.reason} (overrode: {', '.join(ev.override.checks)})"
         reason = f"{ev.type} {ev.id.hex()[:8]} by {ev.installer}: {obs.reason}"
-        current = Flag(mpxn, obs.flag, _date(ev.evidence.when), reason, ev.id.hex(), ids, override, obs.code)
+        current = Flag(mpxn, obs.flag, day(ev.evidence.when), reason, ev.id.hex(), ids, override, obs.code)
     return Flag(current.mpxn, current.flag, current.effective_from, current.reason, current.event_id, ids,
                 current.override, current.code)
 

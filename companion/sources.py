@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from datetime import datetime, timezone
 from typing import Any
 
 from companion import policy
 from companion.ids import is_mpan
 from companion.wire.event import Event
+from companion.times import day
 
 GONE = ("Decommissioned", "Withdrawn", "Removed")  # Removed: DeviceRemovedFromInventory
 NOT_YET = ("Pending", "Whitelisted", "InstalledNotCommissioned", "Suspended", "Recovery")
@@ -46,7 +46,7 @@ CLASSES = {
 
 @dataclass(frozen=True)
 class SmiFact:
-    """What the DCC's inventory stated about one device (companion/store/smi.py's SmiRow)."""
+    """What the DCC's inventory stated about one device (read by companion/store/smi.py)."""
 
     device_id: str
     device_type: str
@@ -82,10 +82,6 @@ class Combined:
     flag: policy.Flag
     sources: tuple[str, ...]
     conflicts: tuple[Conflict, ...]
-
-
-def _day(ts: int) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
 
 
 def latest(facts: list[SmiFact]) -> dict[str, SmiFact]:
@@ -133,13 +129,13 @@ def _smi_flag(meter: SmiFact, now: dict[str, SmiFact]) -> tuple[str, str]:
 
 def _dcc_side(f: SmiFact) -> dict[str, Any]:
     return {"message": f.message, "message_seq": f.message_seq, "device_id": f.device_id,
-            "device_type": f.device_type, "status": f.status, "since": _day(f.since), "mpxns": list(f.mpxns)}
+            "device_type": f.device_type, "status": f.status, "since": day(f.since), "mpxns": list(f.mpxns)}
 
 
 def _field_side(ev: Event, mpxn: str) -> dict[str, Any]:
     meter = policy.meter_of(ev, mpxn)
     hub = ev.evidence.hub
-    return {"event_id": ev.id.hex(), "type": ev.type, "time": _day(ev.evidence.when),
+    return {"event_id": ev.id.hex(), "type": ev.type, "time": day(ev.evidence.when),
             "installer": ev.installer, "hub": hub.chf if hub else None,
             "meter": meter.eui if meter else None, "meter_status": meter.status if meter else None}
 
@@ -161,7 +157,7 @@ def combine(mpxn: str, field_flag: policy.Flag, events: list[Event], facts: list
     suffix = f" [conflict: {', '.join(classes)}]" if classes else ""
 
     def dcc_flag(flag: str, since: int, reason: str) -> policy.Flag:
-        return policy.Flag(mpxn, flag, _day(since), f"DCC {meter.message}: {reason}{suffix}", field_flag.event_id,
+        return policy.Flag(mpxn, flag, day(since), f"DCC {meter.message}: {reason}{suffix}", field_flag.event_id,
                            field_flag.event_ids, None, f"smi_{flag.lower()}")
 
     def with_field(flag: str | None = None, reason: str | None = None) -> policy.Flag:
@@ -208,7 +204,7 @@ def _conflicts(mpxn: str, field_flag: policy.Flag, evs: list[Event], facts: list
         hub = last.evidence.hub
         on_wall = seen is not None or (hub is not None and hub.chf.upper() == f.device_id)
         removed_here = field_flag.flag == "N" or (seen is not None and seen.status in policy.GONE)
-        since = _day(max(when, f.since))
+        since = day(max(when, f.since))
         if f.device_type == "CHF" and field_flag.flag == "N" and hub is None and f.since <= when:
             # The hub went with the meter (no hub on the wall at the removal): the DCC is told
             # of its return (8.14.4, no fault).
@@ -231,14 +227,14 @@ def _conflicts(mpxn: str, field_flag: policy.Flag, evs: list[Event], facts: list
         m = now.get(meter.eui.upper())
         if m is not None and m.status not in ("Commissioned", "Recovered"):
             out.append(Conflict("smi_not_commissioned_but_field_commissioned", mpxn, m.device_id,
-                                _day(max(when, m.since)), field, _dcc_side(m),
+                                day(max(when, m.since)), field, _dcc_side(m),
                                 f"read the DCC's inventory for {m.device_id} again (8.2); if it stands, "
                                 "commission it (8.1.1) on the next visit", "8.2", {"DeviceID": m.device_id}))
         hub = last.evidence.hub
         h = now.get(hub.chf.upper()) if hub else None
         if h is not None and h.status not in ("Commissioned", "Recovered") and h.status not in GONE:
             out.append(Conflict("smi_not_commissioned_but_field_commissioned", mpxn, h.device_id,
-                                _day(max(when, h.since)), field, _dcc_side(h),
+                                day(max(when, h.since)), field, _dcc_side(h),
                                 f"set hub {h.device_id} Commissioned in the DCC's inventory (8.4)", "8.4",
                                 {"DeviceID": h.device_id, "UpdateDeviceStatusCH": "Commissioned"}))
     out.extend(_unknown_and_mismatch(mpxn, last, now, field))
@@ -253,7 +249,7 @@ def _hubs(mpxn: str, now: dict[str, SmiFact], wall: dict[str, Any]) -> list[SmiF
 
 def _unknown_and_mismatch(mpxn: str, last: Event, now: dict[str, SmiFact], field: dict[str, Any]) -> list[Conflict]:
     out: list[Conflict] = []
-    when = _day(last.evidence.when)
+    when = day(last.evidence.when)
     meter = policy.meter_of(last, mpxn)
     if meter is None or meter.status in policy.GONE:
         return out
@@ -264,7 +260,7 @@ def _unknown_and_mismatch(mpxn: str, last: Event, now: dict[str, SmiFact], field
                             f"read the DCC's inventory for {eui} (8.2); if it is not there, the install was "
                             "never notified", "8.2", {"DeviceID": eui}))
     elif f.mpxns and mpxn not in f.mpxns:
-        out.append(Conflict("mpxn_mismatch", mpxn, eui, _day(max(last.evidence.when, f.since)), field, _dcc_side(f),
+        out.append(Conflict("mpxn_mismatch", mpxn, eui, day(max(last.evidence.when, f.since)), field, _dcc_side(f),
                             f"set {eui}'s meter point to {mpxn} in the DCC's inventory (8.4)", "8.4",
                             {"DeviceID": eui, "ImportMPxN": mpxn}))
     return out
@@ -284,7 +280,7 @@ def _overdue(mpxn: str, field_flag: policy.Flag, evs: list[Event], now_ts: int, 
     if start is None or now_ts - start.evidence.when <= days * 86400:
         return []
     return [Conflict("install_and_leave_overdue", mpxn, start.evidence.hub.chf if start.evidence.hub else None,
-                     _day(start.evidence.when + days * 86400), _field_side(start, mpxn), {},
-                     f"no SM WAN since {_day(start.evidence.when)}: past the DCC's {days}-day target; raise it "
+                     day(start.evidence.when + days * 86400), _field_side(start, mpxn), {},
+                     f"no SM WAN since {day(start.evidence.when)}: past the DCC's {days}-day target; raise it "
                      "with the DCC, or read the inventory again (8.2)", "8.2",
                      {"DeviceID": start.evidence.hub.chf} if start.evidence.hub else {})]

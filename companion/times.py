@@ -11,6 +11,11 @@ def iso(ts: float, ms: bool = False) -> str:
     return d.strftime("%Y-%m-%dT%H:%M:%S") + (f".{d.microsecond // 1000:03d}" if ms else "") + "Z"
 
 
+def day(ts: float) -> str:
+    """Seconds since the epoch -> its UTC date, 2026-11-27 (a flag's effective-from date)."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+
+
 def parse_time(text: str) -> float:
     """An ISO 8601 time (2026-11-27T10:00:00Z, an offset, or a date: its midnight UTC) or
     seconds since the epoch -> seconds since the epoch. A time without a zone is refused:

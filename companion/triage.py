@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from companion import policy, sources
-from companion.ids import check_mpan
+from companion.ids import check_mpan, is_eui64
 from companion.wire.event import Event
+from companion.times import day
 
 VERDICTS = ("expected", "device_not_here", "no_smart_system", "smets1", "unknown")
-_EUI_LEN = 23
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
 
@@ -55,7 +55,7 @@ def parse_alert(row: dict[str, Any], now: float) -> Alert:
     except ValueError as exc:
         raise AlertError("mpan", str(exc)) from None
     device = str(row.get("device_id") or "").strip().upper()
-    if len(device) != _EUI_LEN or any(c not in "0123456789ABCDEF-" for c in device) or device.count("-") != 7:
+    if not is_eui64(device):
         raise AlertError("device_id", f"not an EUI-64 XX-XX-XX-XX-XX-XX-XX-XX: {device[:30]!r}")
     raw = row.get("time")
     if isinstance(raw, dt.datetime):
@@ -75,10 +75,6 @@ def parse_alert(row: dict[str, Any], now: float) -> Alert:
     code = row.get("alert_code")
     code = None if code is None or str(code).strip() == "" else str(code).strip()[:32]
     return Alert(mpan, device, int(t.timestamp()), code)
-
-
-def _day(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d")
 
 
 def triage(alert: Alert, events: list[Event], facts: list[sources.SmiFact],
@@ -132,7 +128,7 @@ def _gone_from(alert: Alert, before: list[Event]) -> str | None:
     if not later:
         return None
     e = later[0]
-    return f"{alert.device_id} was gone from {alert.mpan} by {_day(e.evidence.when)} ({e.type} {e.id.hex()[:8]})"
+    return f"{alert.device_id} was gone from {alert.mpan} by {day(e.evidence.when)} ({e.type} {e.id.hex()[:8]})"
 
 
 def _elsewhere(alert: Alert, device_events: list[Event], device_facts: list[sources.SmiFact]) -> str | None:
@@ -144,14 +140,14 @@ def _elsewhere(alert: Alert, device_events: list[Event], device_facts: list[sour
     last_smi = max(smi, key=lambda f: (f.since, f.at, f.message_seq)) if smi else None
     if last_smi is not None and last_smi.status in sources.GONE and (
             last_field is None or last_smi.since >= last_field[0]):
-        return f"{alert.device_id} was {last_smi.status} in the DCC's inventory from {_day(last_smi.since)}"
+        return f"{alert.device_id} was {last_smi.status} in the DCC's inventory from {day(last_smi.since)}"
     if last_field is not None:
         when, ev, d = last_field
         if d.mpxn and d.mpxn != alert.mpan:
-            return f"{alert.device_id} was at {d.mpxn} ({ev.type} {ev.id.hex()[:8]} on {_day(when)})"
+            return f"{alert.device_id} was at {d.mpxn} ({ev.type} {ev.id.hex()[:8]} on {day(when)})"
         if d.status in policy.GONE:
-            return f"{alert.device_id} was {d.status} in the hub's log on {_day(when)}"
+            return f"{alert.device_id} was {d.status} in the hub's log on {day(when)}"
     if last_smi is not None and last_smi.mpxns and alert.mpan not in last_smi.mpxns:
         return (f"the DCC's inventory placed {alert.device_id} at {', '.join(last_smi.mpxns)} "
-                f"from {_day(last_smi.since)}")
+                f"from {day(last_smi.since)}")
     return None

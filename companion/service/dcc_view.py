@@ -12,24 +12,35 @@ from typing import Any
 from companion import policy, sources
 from companion.config import Config
 from companion.errors import CompanionError
-from companion.ids import is_mpan
 from companion.store.core import Store
-from companion.service.ingest import MAX_FLAG_EVENT_IDS, facts, flag_message, state
+from companion.service.ingest import MAX_FLAG_EVENT_IDS, dcc_fields, new_version, state
 from companion.store.smi import Inventory
+from companion.wire.event import Event
 from companion.wire.duis_request import draft, request_id
 
 
 def site(store: Store, inv: Inventory, config: Config, mpxn: str, now: float | None = None,
          db: Any | None = None) -> sources.Combined:
-    events = [e for _, _, e in store.events_for(mpxn, db)]
+    return site_and_facts(store, inv, config, mpxn, now, db)[0]
+
+
+def site_and_facts(store: Store, inv: Inventory, config: Config, mpxn: str, now: float | None = None,
+                   db: Any | None = None, events: list[Event] | None = None
+                   ) -> tuple[sources.Combined, list[sources.SmiFact]]:
+    """The meter point from both sources, and the DCC's statements that tie devices to it.
+    `events`: the meter point's events, when the caller has read them already."""
+    if events is None:
+        events = [e for _, _, e in store.events_for(mpxn, db)]
     field = policy.derive(mpxn, events)
-    rows = inv.for_mpxn(mpxn, db)
+    own = inv.for_mpxn(mpxn, db)
+    rows = list(own)
     if events:  # and what the DCC says of the devices on the wall, wherever it places them
         last = max(events, key=policy.order_key).evidence
         wall = [d.eui for d in last.devices] + ([last.hub.chf] if last.hub else [])
         seen = {(r.device_id, r.message_seq) for r in rows}
         rows += [r for r in inv.for_devices(wall, db) if (r.device_id, r.message_seq) not in seen]
-    return sources.combine(mpxn, field, events, facts(rows), int(now or time.time()), config.install_and_leave_days)
+    combined = sources.combine(mpxn, field, events, rows, int(now or time.time()), config.install_and_leave_days)
+    return combined, own
 
 
 def conflicts(store: Store, config: Config, cls: str | None = None, now: float | None = None
@@ -105,14 +116,7 @@ def _rederive_one(store: Store, inv: Inventory, config: Config, mpxn: str, db: A
     old = store.flag(mpxn, db)
     if (old is not None and state(old) == state(new)) or (old is None and new.flag is None):
         return None
-    now = time.time()
-    version = 1 if old is None else old.version + 1
     tail = json.dumps(list(new.event_ids)[-MAX_FLAG_EVENT_IDS:])
-    store.put_flag(db, (mpxn, new.flag, new.effective_from, new.reason, new.event_id, tail, new.override,
-                        version, now, new.code, None, len(new.event_ids)))
-    body = flag_message(new, version, config, len(new.event_ids))
-    body["sources"] = list(combined.sources)
-    body["conflicts"] = sorted({c.cls for c in combined.conflicts})
-    store.queue_change(db, mpxn, version, "electricity" if is_mpan(mpxn) else "gas",
-                       json.dumps(body, sort_keys=True), now)
-    return body
+    # No last key: the next event derives the whole history (the DCC has spoken of this point).
+    return new_version(store, config, db, mpxn, new, old, tail, time.time(), None, len(new.event_ids),
+                       dcc_fields(combined))

@@ -8,9 +8,9 @@ from typing import Any
 
 from companion import devices, policy
 from companion.ids import eui64_bytes
-from companion.service.ingest import facts
 from companion.store.core import Store
 from companion.store.smi import Inventory
+from companion.times import day
 from companion.wire.event import Event
 
 
@@ -56,12 +56,12 @@ def view(store: Store, eui: str) -> dict[str, Any] | None:
     if not events and not rows:
         return None
     s = sightings(eui, events, later)
-    f = facts(rows)
+    f = rows
     now = devices.condition(eui, s, f)
     kinds = [x.device_type for x in s if x.device_type] + [x.device_type for x in f if x.device_type]
     return {"device_id": eui, "type": kinds[-1] if kinds else None, **now,
             "placements": devices.placements(s, f),
-            "field": [{"time": devices._day(x.at), "event_id": x.event_id, "type": x.event_type, "listed": x.listed,
+            "field": [{"time": day(x.at), "event_id": x.event_id, "type": x.event_type, "listed": x.listed,
                        "mpxn": x.mpxn, "chf": x.chf, "status": x.status, "answered": x.answered} for x in s],
-            "dcc": [{"since": devices._day(x.since), "status": x.status, "mpxns": list(x.mpxns), "chf": x.chf,
+            "dcc": [{"since": day(x.since), "status": x.status, "mpxns": list(x.mpxns), "chf": x.chf,
                      "message": x.message} for x in f]}

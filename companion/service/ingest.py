@@ -330,12 +330,12 @@ class Ingestor:
             # (companion/sources.py).
             events = [e for _, _, e in self.store.events_for(mpxn, db, known)]
             field_flag = policy.derive(mpxn, events)
-            combined = sources.combine(mpxn, field_flag, events, facts(dcc), int(time.time()),
+            combined = sources.combine(mpxn, field_flag, events, dcc, int(time.time()),
                                        self.config.install_and_leave_days)
             new = combined.flag
             last = max(policy.order_text(e) for e in events)
             count = len(field_flag.event_ids)
-            extra = {"sources": list(combined.sources), "conflicts": sorted({c.cls for c in combined.conflicts})}
+            extra = dcc_fields(combined)
         elif (old is not None and old.last_key is not None and old.event_count is not None
                 and min(policy.order_text(e) for e in fresh) > old.last_key):
             base = policy.Flag(mpxn, old.flag, old.effective_from, old.reason, old.event_id, old.event_ids,
@@ -360,14 +360,27 @@ class Ingestor:
             # Events, but none with smart evidence for this point: nothing to send yet.
             self.store.put_flag(db, (mpxn, None, None, new.reason, None, tail, None, 0, now, new.code, last, count))
             return None, (None, None, new.code)
-        version = 1 if old is None else old.version + 1
-        self.store.put_flag(db, (mpxn, new.flag, new.effective_from, new.reason, new.event_id, tail,
-                                 new.override, version, now, new.code, last, count))
-        body = flag_message(new, version, self.config, count)
-        body.update(extra)
-        self.store.queue_change(db, mpxn, version, "electricity" if is_mpan(mpxn) else "gas",
-                                json.dumps(body, sort_keys=True), now)
+        body = new_version(self.store, self.config, db, mpxn, new, old, tail, now, last, count, extra)
         return body, (new.flag, new.effective_from, new.code)
+
+
+def new_version(store: Store, config: Config, db: Any, mpxn: str, new: policy.Flag, old: StoredFlag | None,
+                tail: str, now: float, last: str | None, count: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """A changed flag: its next version stored and queued for MQTT and DTC, in the caller's
+    transaction; -> the flag update as published (with `extra`: the two sources' fields)."""
+    version = 1 if old is None else old.version + 1
+    store.put_flag(db, (mpxn, new.flag, new.effective_from, new.reason, new.event_id, tail, new.override, version,
+                        now, new.code, last, count))
+    body = flag_message(new, version, config, count)
+    body.update(extra)
+    store.queue_change(db, mpxn, version, "electricity" if is_mpan(mpxn) else "gas",
+                       json.dumps(body, sort_keys=True), now)
+    return body
+
+
+def dcc_fields(combined: sources.Combined) -> dict[str, Any]:
+    """What a flag update decided with the DCC's inventory carries besides the flag."""
+    return {"sources": list(combined.sources), "conflicts": sorted({c.cls for c in combined.conflicts})}
 
 
 def _payload_id(payload: bytes) -> str | None:
@@ -405,8 +418,3 @@ def flag_message(flag: policy.Flag, version: int, config: Config, event_count: i
         "version": version,
     }
 
-
-def facts(rows: list[Any]) -> list[sources.SmiFact]:
-    """The store's inventory rows (companion/store/smi.py) as the policy's facts."""
-    return [sources.SmiFact(r.device_id, r.device_type, r.status, r.since, r.at, r.mpxns, r.chf,
-                            r.response_id or f"#{r.message_seq}", r.message_seq) for r in rows]

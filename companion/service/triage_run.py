@@ -12,7 +12,6 @@ from typing import Any, Iterator
 
 from companion import triage
 from companion.errors import CompanionError
-from companion.service.ingest import facts
 from companion.store.core import Store
 from companion.store.smi import Inventory
 
@@ -41,9 +40,9 @@ class Triage:
 
     def answer(self, alert: triage.Alert) -> dict[str, Any]:
         events, site_facts = self._get(self._sites, alert.mpan, lambda m: (
-            [e for _, _, e in self.store.events_for(m)], facts(self.inv.for_mpxn(m))))
+            [e for _, _, e in self.store.events_for(m)], self.inv.for_mpxn(m)))
         dev_events, dev_facts = self._get(self._devices, alert.device_id, lambda d: (
-            [e for _, _, e in self.store.events_for_device(d)], facts(self.inv.history(d))))
+            [e for _, _, e in self.store.events_for_device(d)], self.inv.history(d)))
         return triage.triage(alert, events, site_facts, dev_events, dev_facts)
 
     def request(self, body: Any, now: float | None = None) -> list[dict[str, Any]]:

@@ -9,31 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from companion.sources import SmiFact
 from companion.store.core import Store
 from companion.wire.duis import DuisMessage, SmiDevice
 
 HEAD = 65536  # bytes of a refused message kept beside its reason (a 100 MB file is not kept whole)
-
-
-@dataclass(frozen=True)
-class SmiRow:
-    """One statement of the DCC's inventory about one device."""
-
-    device_id: str
-    device_type: str
-    status: str | None
-    since: int
-    at: int
-    mpxns: tuple[str, ...]
-    chf: str | None
-    model: str | None
-    message_seq: int
-    kind: str  # of the message: "inventory" or "alert"
-    change: str | None  # the alert's DeviceStatusChange choice
-    response_id: str | None
 
 
 class Inventory:
@@ -98,21 +80,23 @@ class Inventory:
                                                       raw[:HEAD]))
 
     # --- reading ------------------------------------------------------------------------------
-    _ROW = ("SELECT s.device_id, s.device_type, s.status, s.since, s.at, s.mpxns, s.chf, s.model, s.message_seq, "
-            "m.kind, m.change, m.response_id FROM smi_status s JOIN duis_messages m ON m.seq = s.message_seq ")
+    _ROW = ("SELECT s.device_id, s.device_type, s.status, s.since, s.at, s.mpxns, s.chf, m.response_id, "
+            "s.message_seq FROM smi_status s JOIN duis_messages m ON m.seq = s.message_seq ")
 
     @staticmethod
-    def _row(r: Any) -> SmiRow:
-        return SmiRow(r[0], r[1], r[2], int(r[3]), int(r[4]), tuple(json.loads(r[5])), r[6], r[7], int(r[8]),
-                      r[9], r[10], r[11])
+    def _row(r: Any) -> SmiFact:
+        """A statement as the flag policy reads it (companion/sources.py); its message is named by
+        its ResponseID, or by its place in the store (#seq)."""
+        return SmiFact(r[0], r[1], r[2], int(r[3]), int(r[4]), tuple(json.loads(r[5])), r[6],
+                       r[7] or f"#{r[8]}", int(r[8]))
 
-    def history(self, device_id: str) -> list[SmiRow]:
+    def history(self, device_id: str) -> list[SmiFact]:
         """Every statement about one device, oldest first (by the time each applied)."""
         rows = self.store.conn().execute(self._ROW + "WHERE s.device_id=? ORDER BY s.since, s.at, s.message_seq",
                                          (device_id,)).fetchall()
         return [self._row(r) for r in rows]
 
-    def for_mpxn(self, mpxn: str, db: Any | None = None) -> list[SmiRow]:
+    def for_mpxn(self, mpxn: str, db: Any | None = None) -> list[SmiFact]:
         """Every statement about every device the DCC has tied to this meter point (and their hubs)."""
         rows = (db or self.store.conn()).execute(
             self._ROW + "WHERE s.device_id IN (SELECT device_id FROM smi_mpxns WHERE mpxn=?) "
@@ -128,7 +112,7 @@ class Inventory:
         return {r[0] for r in (db or self.store.conn()).execute(
             f"SELECT DISTINCT mpxn FROM smi_mpxns WHERE mpxn IN ({marks})", wanted).fetchall()}
 
-    def for_devices(self, device_ids: list[str], db: Any | None = None) -> list[SmiRow]:
+    def for_devices(self, device_ids: list[str], db: Any | None = None) -> list[SmiFact]:
         """Every statement about these devices, wherever the DCC places them."""
         wanted = sorted({d.upper() for d in device_ids})
         if not wanted:

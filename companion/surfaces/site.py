@@ -94,32 +94,26 @@ def site_view(store: Store, mpxn: str, config: Config) -> dict[str, Any] | None:
         # Handhelds behind these events whose counter repeated or went backwards, or whose
         # clock disagreed with the hub's.
         "suspicious": store.suspicious(sorted({r[0] for r in rows})),
-        "dcc": dcc_side(store, mpxn, config),
+        "dcc": dcc_side(store, mpxn, config, [r[2] for r in rows]),
     }
 
 
-def dcc_side(store: Store, mpxn: str, config: Config) -> dict[str, Any]:
+def dcc_side(store: Store, mpxn: str, config: Config, events: list[Any]) -> dict[str, Any]:
     """The DCC's side beside the field's (docs/duis.md): each device the DCC's inventory ties to
-    the meter point (or to a device on the wall), as it last stated it; the flag's sources; the
-    conflicts."""
+    the meter point, as it last stated it; the flag's sources; the conflicts. `events`: the
+    meter point's, already read."""
     from companion import sources
-    from companion.service.dcc_view import site
+    from companion.service.dcc_view import site_and_facts
     from companion.store.smi import Inventory
+    from companion.times import day
 
-    combined = site(store, Inventory(store), config, mpxn)
-    facts = sources.latest(_facts_of(store, mpxn, config))
+    combined, own = site_and_facts(store, Inventory(store), config, mpxn, events=events)
+    facts = sources.latest(own)
     return {"sources": list(combined.sources),
             "devices": [{"device_id": f.device_id, "type": f.device_type, "status": f.status,
-                         "since": sources._day(f.since), "mpxns": list(f.mpxns), "chf": f.chf, "message": f.message}
+                         "since": day(f.since), "mpxns": list(f.mpxns), "chf": f.chf, "message": f.message}
                         for f in sorted(facts.values(), key=lambda f: f.device_id)],
             "conflicts": [c.as_dict() for c in combined.conflicts]}
-
-
-def _facts_of(store: Store, mpxn: str, config: Config) -> list[Any]:
-    from companion.service.ingest import facts
-    from companion.store.smi import Inventory
-
-    return facts(Inventory(store).for_mpxn(mpxn))
 
 
 def format_site(view: dict[str, Any], events: list[dict[str, Any]]) -> str:

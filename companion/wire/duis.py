@@ -23,13 +23,13 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cryptography import x509
 from lxml import etree
 
 from companion.errors import CompanionError
-from companion.ids import check_mpxn
+from companion.ids import check_mpxn, is_eui64
 
 NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
 DS = "http://www.w3.org/2000/09/xmldsig#"
@@ -48,7 +48,6 @@ CHANGES = {"MeterIdentity": None, "MeterDecommissioningOrWithdrawal": "Decommiss
            "DeviceRemovedFromInventory": "Removed", "CHFDecommissioning": "Decommissioned",
            "DeviceSuspended": "Suspended", "DeviceRestored": "Commissioned",
            "RecoveryCompleteACBCredentials": "Recovered", "RecoveryComplete": "Recovered"}
-_EUI = re.compile(r"[A-Fa-f0-9]{2}(-[A-Fa-f0-9]{2}){7}")
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
@@ -205,16 +204,17 @@ def _date(text: str, what: str, now: float) -> int:
 
 
 def _eui(text: str | None, where: str) -> str:
-    if text is None or not _EUI.fullmatch(text):
+    if text is None or not is_eui64(text):
         shown = (text or "")[:30]
         raise DuisError("bad_device_id", f"{where}: DeviceID {shown!r} is not an EUI-64 XX-XX-XX-XX-XX-XX-XX-XX")
     return text.upper()
 
 
-def _mpxns(el: etree._Element | None, where: str) -> tuple[str, ...]:
+def _mpxns(get: Callable[[str], str | None], where: str) -> tuple[str, ...]:
+    """The meter points a record names (`get`: an element's text by name; None: not given)."""
     out = []
     for name in ("ImportMPxN", "SecondaryImportMPAN", "ExportMPAN"):
-        v = _text(el, name)
+        v = get(name)
         if v is None:
             continue
         try:
@@ -351,15 +351,9 @@ def _inventory(inv: etree._Element, at: int, now: float) -> tuple[SmiDevice, ...
             day = _date(commissioned, f"{where}: DateCommissioned", now)
             if status == "Commissioned":
                 since = day
-        mpxns = []
-        for name in ("ImportMPxN", "SecondaryImportMPAN", "ExportMPAN"):
-            if f.get(name):
-                try:
-                    mpxns.append(check_mpxn(f[name]))
-                except ValueError as exc:
-                    raise DuisError("bad_mpxn", f"{where}: {name}: {exc}") from None
+        mpxns = _mpxns(lambda n: f.get(n) or None, where)  # an empty element names none
         rows.append(dict(device_id=eui, device_type=dtype, status=status, since=since, at=at,
-                         mpxns=tuple(mpxns), manufacturer=f.get("DeviceManufacturer"), model=f.get("DeviceModel")))
+                         mpxns=mpxns, manufacturer=f.get("DeviceManufacturer"), model=f.get("DeviceModel")))
     hubs = [r["device_id"] for r in rows if r["device_type"] == "CHF"]
     chf = hubs[0] if len(hubs) == 1 else None  # the property's hub: the CHF the response lists
     return tuple(SmiDevice(**r, chf=chf if r["device_type"] != "CHF" else None) for r in rows)
@@ -376,8 +370,10 @@ def _status_change(event: etree._Element, at: int) -> tuple[SmiDevice, str]:
         raise DuisError("bad_shape", f"DeviceStatusChange {change[:40]!r} is not a DUIS choice")
     mpxns: tuple[str, ...] = ()
     if change == "MeterIdentity":
-        mpxns = _mpxns(kids[0].find(_q("MeterMPxNs")), change)
+        ids = kids[0].find(_q("MeterMPxNs"))
+        mpxns = _mpxns(lambda n: _text(ids, n), change)
     elif change == "MeterDecommissioningOrWithdrawal":
-        mpxns = _mpxns(kids[0].find(_q("MeterDecommissionOrWithdrawal")), change)
+        ids = kids[0].find(_q("MeterDecommissionOrWithdrawal"))
+        mpxns = _mpxns(lambda n: _text(ids, n), change)
     device_type = "CHF" if change == "CHFDecommissioning" else ""
     return SmiDevice(eui, device_type, CHANGES[change], at, at, mpxns), change

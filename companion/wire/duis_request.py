@@ -15,15 +15,14 @@ All are non-device services (CommandVariant 8), addressed to the DCC: `RequestID
 
 from __future__ import annotations
 
-import re
 
 from lxml import etree
 
 from companion.errors import CompanionError
+from companion.ids import is_eui64
 
 NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
 SCHEMA_VERSION = "5.4"
-_EUI = re.compile(r"[A-Fa-f0-9]{2}(-[A-Fa-f0-9]{2}){7}")
 SERVICES = ("8.2", "8.3", "8.4", "8.14.4")
 _REFERENCE = {"8.14.4": "8.14"}  # ServiceReference where it is not the variant itself
 _NO_FAULT = ("No Fault Return (general)", "No Fault Return (non-dom opt out)",
@@ -35,7 +34,7 @@ _OTHER_STATUSES = ("Pending", "InstalledNotCommissioned")
 
 def request_id(user: str, recipient: str, counter: int) -> str:
     for what, eui in (("the user id (duis_user_eui)", user), ("the recipient (duis_dcc_eui)", recipient)):
-        if not isinstance(eui, str) or not _EUI.fullmatch(eui):
+        if not is_eui64(eui):
             raise CompanionError(f"{what} must be an EUI-64 XX-XX-XX-XX-XX-XX-XX-XX, got {str(eui)[:30]!r}")
     if not 0 <= counter < 1 << 64:
         raise CompanionError("the request counter is past 2^64 - 1")
@@ -59,7 +58,7 @@ def draft(service: str, body: dict[str, str], rid: str) -> bytes:
         etree.SubElement(header, q(name)).text = value
     b = etree.SubElement(root, q("Body"))
     device = body.get("DeviceID", "")
-    if not _EUI.fullmatch(device):
+    if not is_eui64(device):
         raise CompanionError(f"a request needs a DeviceID EUI-64, got {device[:30]!r}")
     if service == "8.2":
         etree.SubElement(etree.SubElement(b, q("ReadInventory")), q("DeviceID")).text = device.upper()
