@@ -18,6 +18,7 @@ Verdicts:
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,13 +78,40 @@ def parse_alert(row: dict[str, Any], now: float) -> Alert:
     return Alert(mpan, device, int(t.timestamp()), code)
 
 
+class History:
+    """One meter point's evidence, sorted once: the evidence before an alert is a prefix of it
+    (events by survey time, the DCC's statements by the time each applied), and the field's flag
+    of each prefix is derived once, however many alerts read it."""
+
+    def __init__(self, mpan: str, events: list[Event], facts: list[sources.SmiFact]):
+        self.mpan = mpan
+        self.events = sorted((e for e in events if mpan in e.mpxns), key=policy.order_key)
+        self.times = [e.evidence.when for e in self.events]
+        self.facts = sorted(facts, key=lambda f: f.since)
+        self.fact_times = [f.since for f in self.facts]
+        self._field: dict[int, policy.Flag] = {}
+
+    def at(self, t: int) -> tuple[list[Event], list[sources.SmiFact], policy.Flag]:
+        """The events and statements known at t, and the field's flag from those events."""
+        n = bisect_right(self.times, t)
+        before = self.events[:n]
+        field = self._field.get(n)
+        if field is None:
+            field = self._field[n] = policy.derive(self.mpan, before)
+        return before, self.facts[:bisect_right(self.fact_times, t)], field
+
+
 def triage(alert: Alert, events: list[Event], facts: list[sources.SmiFact],
            device_events: list[Event], device_facts: list[sources.SmiFact]) -> dict[str, Any]:
     """The answer for one alert: verdict, smets2_expected, device_is_meter, since, evidence."""
+    return triage_at(alert, History(alert.mpan, events, facts), device_events, device_facts)
+
+
+def triage_at(alert: Alert, site: History, device_events: list[Event],
+              device_facts: list[sources.SmiFact]) -> dict[str, Any]:
+    """triage() for an alert at a meter point whose evidence is already sorted (`site`)."""
     t = alert.at
-    before = sorted((e for e in events if e.evidence.when <= t and alert.mpan in e.mpxns), key=policy.order_key)
-    known = [f for f in facts if f.since <= t]
-    field = policy.derive(alert.mpan, before)
+    before, known, field = site.at(t)
     combined = sources.combine(alert.mpan, field, before, known, t)
     flag = combined.flag
     last = before[-1] if before else None

@@ -5,6 +5,7 @@ The rules are pure (companion/triage.py)."""
 from __future__ import annotations
 
 import csv
+import shutil
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -19,31 +20,54 @@ ADDED = ("verdict", "smets2_expected", "device_is_meter", "since", "evidence")
 MAX_REQUEST = 1000
 
 
+class _Lru(OrderedDict[Any, Any]):
+    """A dict that forgets its least recently written entries past `size`."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.size:
+            self.popitem(last=False)
+
+
 class Triage:
-    """Answers alerts; keeps the evidence of the latest meter points and devices it read."""
+    """Answers alerts. Each meter point's evidence is read and sorted once while it is in use
+    (load() reads a batch's meter points in a few queries), each device's likewise, and each
+    stored event is decoded once however many meter points and devices it names."""
 
     def __init__(self, store: Store, cache: int = 4096):
         self.store = store
         self.inv = Inventory(store)
-        self._sites: OrderedDict[str, tuple[list[Any], list[Any]]] = OrderedDict()
-        self._devices: OrderedDict[str, tuple[list[Any], list[Any]]] = OrderedDict()
-        self._cache = cache
+        self._sites: _Lru = _Lru(cache)
+        self._devices: _Lru = _Lru(cache)
+        self._events: _Lru = _Lru(cache * 2)
 
-    def _get(self, memo: OrderedDict[str, Any], key: str, load: Any) -> Any:
-        if key in memo:
-            memo.move_to_end(key)
-            return memo[key]
-        value = memo[key] = load(key)
-        if len(memo) > self._cache:
-            memo.popitem(last=False)
-        return value
+    def load(self, mpans: list[str]) -> None:
+        """Read the evidence of these meter points (those not already held) in a few queries."""
+        wanted = sorted({m for m in mpans if m not in self._sites})
+        if not wanted:
+            return
+        if len(wanted) > self._sites.size:
+            self._sites.size = len(wanted)  # a batch's meter points are all held while it is answered
+        events = self.store.events_for_many(wanted, self._events)
+        smi = self.inv.known_mpxns(wanted)
+        for m in wanted:
+            self._sites[m] = triage.History(m, events[m], self.inv.for_mpxn(m) if m in smi else [])
 
     def answer(self, alert: triage.Alert) -> dict[str, Any]:
-        events, site_facts = self._get(self._sites, alert.mpan, lambda m: (
-            [e for _, _, e in self.store.events_for(m)], self.inv.for_mpxn(m)))
-        dev_events, dev_facts = self._get(self._devices, alert.device_id, lambda d: (
-            [e for _, _, e in self.store.events_for_device(d)], self.inv.history(d)))
-        return triage.triage(alert, events, site_facts, dev_events, dev_facts)
+        site = self._sites.get(alert.mpan)
+        if site is None:
+            self.load([alert.mpan])
+            site = self._sites[alert.mpan]
+        device = self._devices.get(alert.device_id)
+        if device is None:
+            device = self._devices[alert.device_id] = (
+                [e for _, _, e in self.store.events_for_device(alert.device_id, known=self._events)],
+                self.inv.history(alert.device_id))
+        return triage.triage_at(alert, site, *device)
 
     def request(self, body: Any, now: float | None = None) -> list[dict[str, Any]]:
         """The answers for `{"alerts": [...]}`; CompanionError (a 400) names the alert and field."""
@@ -61,6 +85,7 @@ class Triage:
                 parsed.append(triage.parse_alert(a, now))
             except triage.AlertError as exc:
                 raise CompanionError(f"alerts[{i}].{exc}") from None
+        self.load([p.mpan for p in parsed])
         return [{**{k: a.get(k) for k in ("mpan", "device_id", "time", "alert_code")}, **self.answer(p)}
                 for a, p in zip(alerts, parsed)]
 
@@ -99,10 +124,17 @@ def _rows(path: Path, batch: int) -> Iterator[tuple[int, list[str], dict[str, An
 
 
 def triage_file(store: Store, source: Path, out: Path, now: float | None = None,
-                batch: int = 50_000) -> dict[str, Any]:
+                batch: int = 50_000, memory_limit: str = "512MB") -> dict[str, Any]:
     """Every alert of the file answered into out/triage.csv and out/triage.parquet (each input
-    row's columns, then ADDED), bad rows into out/bad_rows.csv with their line and why. Files are
-    written under a temporary name and renamed when complete (nothing half-written)."""
+    row's columns, then ADDED, in the file's order), bad rows into out/bad_rows.csv with their
+    line and why. Files are written under a temporary name and renamed when complete (nothing
+    half-written).
+
+    Three passes, none holding the file in memory: the alerts are read and checked in batches
+    into a columnar work file; DuckDB sorts them by meter point and time, and each meter point's
+    evidence is read once and answers all its alerts; DuckDB puts the answers back beside their
+    rows, in the file's order, and writes both outputs."""
+    import duckdb
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -112,62 +144,127 @@ def triage_file(store: Store, source: Path, out: Path, now: float | None = None,
     if not source.is_file():
         raise CompanionError(f"no such file: {source}")
     out.mkdir(parents=True, exist_ok=True)
-    t = Triage(store)
-    counts: dict[str, int] = {v: 0 for v in triage.VERDICTS}
-    bad = 0
+    work = out / ".triage-work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
     tmp_csv, tmp_pq, tmp_bad = (out / ".triage.csv.part", out / ".triage.parquet.part", out / ".bad_rows.csv.part")
-    writer: Any = None
-    names: list[str] = []
+    counts: dict[str, int] = {v: 0 for v in triage.VERDICTS}
     try:
-        with tmp_csv.open("w", newline="") as fc, tmp_bad.open("w", newline="") as fb:
-            wc, wb = csv.writer(fc), csv.writer(fb)
+        names, bad = _check(source, work / "alerts.parquet", tmp_bad, now, batch)
+        con = duckdb.connect()
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET temp_directory = '{_q(work / 'spill')}'")
+        _answer(con, Triage(store), work, counts, min(batch, 8192), pa, pq)
+        cols = [(_ident(c), f"r.{c}" if c in ADDED else f"a.{_ident(c)}") for c in names]
+        extra = [(c, f"r.{c}") for c in ADDED if c not in names]
+        text = ", ".join(f"{e} AS {n}" for n, e in cols + extra)
+        typed = ", ".join([f"{e} AS {n}" for n, e in cols if not e.startswith("r.")] + [f"r.{c}" for c in ADDED])
+        rows = (f"FROM read_parquet('{_q(work / 'alerts.parquet')}') a "
+                f"JOIN read_parquet('{_q(work / 'answers.parquet')}') r USING (__n) ORDER BY __n")
+        con.execute(f"COPY (SELECT {text} {rows}) TO '{_q(tmp_csv)}' (FORMAT csv, HEADER)")
+        con.execute(f"COPY (SELECT {typed} {rows}) TO '{_q(tmp_pq)}' (FORMAT parquet)")
+        con.close()
+        tmp_csv.replace(out / "triage.csv")
+        tmp_pq.replace(out / "triage.parquet")
+        tmp_bad.replace(out / "bad_rows.csv")
+    except duckdb.Error as exc:
+        raise CompanionError(f"triage failed: {str(exc).splitlines()[0][:300]}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        for p in (tmp_csv, tmp_pq, tmp_bad):
+            p.unlink(missing_ok=True)
+    return {"alerts": sum(counts.values()), "bad_rows": bad, "verdicts": counts}
+
+
+def _check(source: Path, work: Path, bad_path: Path, now: float, batch: int) -> tuple[list[str], int]:
+    """Pass 1: every row checked; the good ones (numbered, with their columns as text and the
+    parsed alert) into `work`, the bad ones into `bad_path` with their line. -> (the input's
+    column names, bad rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names: list[str] = []
+    bad = 0
+    writer: Any = None
+    cols: dict[str, list[Any]] = {}
+    keys = ("__n", "__mpan", "__device", "__at")
+
+    def flush() -> None:
+        nonlocal writer
+        table = pa.table({**{k: cols[k] for k in keys}, **{c: cols[c] for c in names}},
+                         schema=pa.schema([("__n", pa.int64()), ("__mpan", pa.string()), ("__device", pa.string()),
+                                           ("__at", pa.int64())] + [(c, pa.string()) for c in names]))
+        if writer is None:
+            writer = pq.ParquetWriter(work, table.schema)
+        writer.write_table(table)
+        for v in cols.values():
+            v.clear()
+
+    try:
+        with bad_path.open("w", newline="") as fb:
+            wb = csv.writer(fb)
             wb.writerow(["line", "field", "error"])
-            pending: list[tuple[dict[str, Any], triage.Alert]] = []
-
-            def flush(last: bool = False) -> None:
-                # A batch is answered in meter point order (each meter point's evidence read once
-                # a batch), and written in the file's order.
-                nonlocal writer
-                answers: dict[int, dict[str, Any]] = {}
-                for i in sorted(range(len(pending)), key=lambda i: (pending[i][1].mpan, pending[i][1].device_id)):
-                    answers[i] = t.answer(pending[i][1])
-                chunk = []
-                for i, (row, _) in enumerate(pending):
-                    counts[answers[i]["verdict"]] += 1
-                    full = {**{c: row.get(c) for c in names}, **answers[i]}
-                    chunk.append(full)
-                    wc.writerow([_text(full.get(c)) for c in names + [c for c in ADDED if c not in names]])
-                pending.clear()
-                writer = _write(pa, pq, writer, tmp_pq, chunk, names, last=last)
-
-            for n, cols, row in _rows(source, batch):
+            for n, row_names, row in _rows(source, batch):
                 if not names:
-                    names = list(cols)
+                    names = list(row_names)
                     missing = [c for c in ("mpan", "device_id", "time") if c not in names]
                     if missing:
                         raise CompanionError(f"{source}: no column {', '.join(missing)} (the columns are mpan, "
                                              "device_id, time and alert_code)")
-                    wc.writerow(names + [c for c in ADDED if c not in names])
+                    if set(names) & set(keys):
+                        raise CompanionError(f"{source}: a column may not be named {', '.join(keys)}")
+                    cols = {k: [] for k in (*keys, *names)}
                 try:
-                    pending.append((row, triage.parse_alert(row, now)))
+                    alert = triage.parse_alert(row, now)
                 except triage.AlertError as exc:
                     bad += 1
                     wb.writerow([n, exc.field, str(exc)[:200]])
                     continue
-                if len(pending) >= batch:
+                cols["__n"].append(n)
+                cols["__mpan"].append(alert.mpan)
+                cols["__device"].append(alert.device_id)
+                cols["__at"].append(alert.at)
+                for c in names:
+                    v = row.get(c)
+                    cols[c].append(None if v is None else _text(v))
+                if len(cols["__n"]) >= batch:
                     flush()
             if not names:
                 raise CompanionError(f"{source}: no alerts (an empty file)")
-            flush(last=True)
-        tmp_csv.replace(out / "triage.csv")
-        tmp_pq.replace(out / "triage.parquet")
-        tmp_bad.replace(out / "bad_rows.csv")
+            flush()
     finally:
         if writer is not None:
             writer.close()
-        for p in (tmp_csv, tmp_pq, tmp_bad):
-            p.unlink(missing_ok=True)
-    return {"alerts": sum(counts.values()), "bad_rows": bad, "verdicts": counts}
+    return names, bad
+
+
+def _answer(con: Any, t: Triage, work: Path, counts: dict[str, int], batch: int, pa: Any, pq: Any) -> None:
+    """Pass 2: the alerts in meter point order, each batch's evidence read at once, the answers
+    into work/answers.parquet."""
+    schema = pa.schema([("__n", pa.int64()), ("verdict", pa.string()), ("smets2_expected", pa.bool_()),
+                        ("device_is_meter", pa.bool_()), ("since", pa.string()), ("evidence", pa.string())])
+    reader = con.sql(f"SELECT __n, __mpan, __device, __at FROM read_parquet('{_q(work / 'alerts.parquet')}') "
+                         "ORDER BY __mpan, __at, __n").to_arrow_reader(batch)
+    with pq.ParquetWriter(work / "answers.parquet", schema) as writer:
+        for b in reader:
+            ns, mpans, devices, ats = (b.column(i).to_pylist() for i in range(4))
+            t.load(mpans)
+            got: dict[str, list[Any]] = {k: [] for k in schema.names}
+            got["__n"] = ns
+            for m, d, at in zip(mpans, devices, ats):
+                a = t.answer(triage.Alert(m, d, at))
+                counts[a["verdict"]] += 1
+                for k in ADDED:
+                    got[k].append(a[k])
+            writer.write_table(pa.table(got, schema=schema))
+
+
+def _q(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _text(v: Any) -> str:
@@ -176,22 +273,3 @@ def _text(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
-
-
-def _write(pa: Any, pq: Any, writer: Any, path: Path, chunk: list[dict[str, Any]], names: list[str],
-           last: bool = False) -> Any:
-    cols = names + [c for c in ADDED if c not in names]
-    fields = [pa.field(c, pa.string()) for c in names if c not in ADDED] + [
-        pa.field("verdict", pa.string()), pa.field("smets2_expected", pa.bool_()),
-        pa.field("device_is_meter", pa.bool_()), pa.field("since", pa.string()), pa.field("evidence", pa.string())]
-    schema = pa.schema(fields)
-    if writer is None:
-        writer = pq.ParquetWriter(path, schema)
-    if chunk:
-        data = {c: [(_text(r.get(c)) if r.get(c) is not None else None) if c not in ADDED or c in
-                    ("verdict", "since", "evidence") else r.get(c) for r in chunk] for c in cols}
-        writer.write_table(pa.table({f.name: data[f.name] for f in fields}, schema=schema))
-    if last:
-        writer.close()
-        return None
-    return writer

@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
 from companion.store.db import Database
@@ -256,14 +256,35 @@ class Store:
             (mpxn,)).fetchall()
         return [(r[1], r[2], known.get((r[1], bytes(r[0]))) or _event(r[3])) for r in rows]
 
-    def events_for_device(self, eui: str, db: Any | None = None) -> list[tuple[str, float, Event]]:
+    def events_for_many(self, mpxns: list[str], known: MutableMapping[tuple[str, bytes], Event]
+                        ) -> dict[str, list[Event]]:
+        """Every stored event naming each of these meter points (a query per 500 of them); an
+        event already in `known` (by device id and event id) is not decoded again, and each one
+        decoded is put there."""
+        out: dict[str, list[Event]] = {m: [] for m in mpxns}
+        wanted = sorted(out)
+        for i in range(0, len(wanted), 500):
+            part = wanted[i:i + 500]
+            rows = self.conn().execute(
+                "SELECT m.mpxn, e.device_id, e.event_id, e.message FROM event_mpxns m JOIN events e "
+                "ON e.device_id = m.device_id AND e.event_id = m.event_id "
+                f"WHERE m.mpxn IN ({','.join('?' * len(part))})", part).fetchall()
+            for mpxn, device_id, eid, message in rows:
+                out[mpxn].append(_known(known, device_id, bytes(eid), message))
+        return out
+
+    def events_for_device(self, eui: str, db: Any | None = None,
+                          known: MutableMapping[tuple[str, bytes], Event] | None = None
+                          ) -> list[tuple[str, float, Event]]:
         """(device id, received at, event) for every stored event whose survey lists the device
-        (or has it as the hub)."""
+        (or has it as the hub); `known` as for events_for_many."""
         rows = (db or self.conn()).execute(
-            "SELECT e.device_id, e.received_at, e.message FROM event_devices x "
+            "SELECT e.device_id, e.received_at, e.event_id, e.message FROM event_devices x "
             "JOIN events e ON e.device_id = x.device_id AND e.event_id = x.event_id WHERE x.eui=?",
             (eui.upper(),)).fetchall()
-        return [(r[0], r[1], _event(r[2])) for r in rows]
+        if known is None:
+            return [(r[0], r[1], _event(r[3])) for r in rows]
+        return [(r[0], r[1], _known(known, r[0], bytes(r[2]), r[3])) for r in rows]
 
     def events_page(self, mpxn: str, limit: int, after: tuple[int, int, int, str, bytes] | None = None
                     ) -> tuple[list[tuple[str, float, Event, tuple[int, int, int, str, bytes]]], bool]:
@@ -610,6 +631,13 @@ class Store:
     def ping(self) -> None:
         """Raises if the database cannot be read (for /healthz)."""
         self.conn().execute("SELECT count(*) FROM sequences").fetchone()
+
+
+def _known(known: MutableMapping[tuple[str, bytes], Event], device_id: str, eid: bytes, message: Any) -> Event:
+    ev = known.get((device_id, eid))
+    if ev is None:
+        ev = known[(device_id, eid)] = _event(message)
+    return ev
 
 
 def _event(message: Any) -> Event:
