@@ -6,6 +6,7 @@ corrections, and the CLI's errors."""
 from __future__ import annotations
 
 import csv
+from datetime import date as dt_date
 import json
 import subprocess
 import sys
@@ -68,24 +69,30 @@ def _check(db: str, tmp_path: Path, evidence: list[tuple[str, str, str, str]], s
     extract = tmp_path / f"extract{suffix}"
     rows = _extract(evidence, extract)
     out = tmp_path / "out"
-    p = _reconcile(db, extract, out, "--correct", "active_after_removal,active_not_commissioned,blank_after_install")
+    p = _reconcile(db, extract, out, "--correct", "active_after_removal,active_not_commissioned,blank_after_install",
+                   "--list-unverified")
     assert p.returncode == 0, p.stderr
     got = {r["mpxn"]: r for r in csv.DictReader((out / "discrepancies.csv").open())}
-    # Every row is classed as it was made; a right row is no discrepancy.
+    unverified = {r["mpxn"]: r for r in csv.DictReader((out / "unverified.csv").open())}
+    # Every row is classed as it was made; a right row is no discrepancy; a meter point with no
+    # evidence is no discrepancy either: it is counted, and listed on request.
     for mpxn, flag, since, made in rows:
         if made in ("bad_row", "duplicate"):
             continue
-        if not made:
+        if not made or made == "no_evidence":
             assert mpxn not in got, got[mpxn]
+            if made:
+                assert unverified[mpxn]["registered_flag"] == flag and unverified[mpxn]["made_as"] == made
             continue
         assert got[mpxn]["class"] == made, (mpxn, flag, since, got[mpxn])
         assert got[mpxn]["made_as"] == made  # extra columns are kept through
     by_class = {r["class"] for r in got.values()}
-    assert by_class == set(CLASSES[:-1]) | {"no_evidence", "wrong_check_digit"}
-    # The deciding event and reason come with each evidence class, never with no_evidence.
+    assert by_class == set(CLASSES[:-1]) | {"wrong_check_digit"}
+    assert sorted(unverified) == ["2000012345672", "3000123456"]
+    # The deciding event and reason come with each evidence class, never with a wrong check digit.
     ev = {e[0]: e for e in evidence}
     for r in got.values():
-        if r["class"] in ("no_evidence", "wrong_check_digit"):
+        if r["class"] == "wrong_check_digit":
             assert r["event_id"] == "" and r["evidence_flag"] == ""
         else:
             assert len(r["event_id"]) == 32 and r["reason"] and r["evidence_flag"] == ev[r["mpxn"]][1]
@@ -110,6 +117,8 @@ def _check(db: str, tmp_path: Path, evidence: list[tuple[str, str, str, str]], s
     for g in groups:
         assert g[2] == chosen[g[1]]["evidence_flag"] and g[3] == chosen[g[1]]["evidence_from"].replace("-", "")
     assert summary["classes"]["active_after_removal"] == 1 and summary["discrepancies"] == len(got)
+    assert summary["unverified"] == 2 and summary["duplicates"] == 1 and summary["bad_rows"] == 3
+    assert summary["reconciled"] == len(got) + 2 + 1  # the discrepancies, the unverified and the right row
     html = (out / "report.html").read_text()
     assert "<svg" in html and "active_after_removal" in html and "<script" not in html and "http" not in html
 
@@ -160,7 +169,7 @@ def test_bad_input_is_a_message_and_an_exit_code_and_leaves_nothing(evidence_sto
     assert p.returncode == 0, p.stderr
     bad = list(csv.DictReader((tmp_path / "o6" / "bad_rows.csv").open()))
     assert [(b["line"], b["problem"][:15]) for b in bad] == [("2", "unreadable row:")]
-    assert "3000123456" in (tmp_path / "o6" / "discrepancies.csv").read_text()  # the run went on
+    assert json.loads((tmp_path / "o6" / "summary.json").read_text())["unverified"] == 1  # the run went on
 
 
 def test_a_progress_bar_when_asked_and_none_in_a_pipe(evidence_store, tmp_path):
@@ -190,9 +199,84 @@ def test_extracts_as_registration_systems_write_them(evidence_store, tmp_path):
     expect = {"bom.csv": ("extract_Line", "L1"), "semi.csv": ("extract_reason", "R1"),
               "typed.parquet": ("extract_class", "7")}
     for name, (column, value) in expect.items():
-        p = _reconcile(db, tmp_path / name, tmp_path / f"out-{name}")
+        p = _reconcile(db, tmp_path / name, tmp_path / f"out-{name}", "--list-unverified")
         assert p.returncode == 0, (name, p.stderr)
-        [row] = list(csv.DictReader((tmp_path / f"out-{name}" / "discrepancies.csv").open()))
+        [row] = list(csv.DictReader((tmp_path / f"out-{name}" / "unverified.csv").open()))
         assert row["mpxn"] == "1312345678907" and row["registered_flag"] == "A", (name, row)
-        assert row["registered_from"] == "2024-01-01" and row["class"] == "no_evidence", (name, row)
+        assert row["registered_from"] == "2024-01-01", (name, row)
         assert row[column] == value, (name, row)
+
+
+def test_the_streaming_engine_gives_the_outputs_of_the_engine_before_it_row_for_row(evidence_store, tmp_path):
+    """The current engine against the one it replaced (tests/reconcile_before.py), on the bench's
+    evidence and a messy extract big enough to be read in many chunks on both threads: every
+    class, repeats (of a right row, of a wrong one, of a point with no evidence, of a wrong
+    check digit), bad values, padded and lower-case values, both date forms, impossible dates,
+    torn rows and extra columns. Same discrepancies, bad rows and counts; the old `no_evidence`
+    rows are now the unverified list."""
+    import random
+
+    import duckdb
+
+    from companion.config import Config
+    from companion.reconcile.engine import reconcile
+    from companion.store.core import Store
+
+    from . import reconcile_before as before
+
+    rnd = random.Random(23)
+    evidence = gen.evidence_of(str(evidence_store))
+    rows: list[list[str]] = []
+    for i, (mpxn, flag, since, code) in enumerate(evidence):
+        for made in CLASSES:
+            if made == "right" or gen._applies(made, flag, code or ""):
+                f, d = gen.registered(made, flag, since, rnd)
+                rows.append([mpxn if i % 3 else f" {mpxn} ", f.lower() if i % 4 == 1 else f,
+                             d.replace("-", "") if i % 2 else d, f"S{i}"])
+    filler = 60_000
+    for i in range(filler):  # meter points with no evidence, in chunks all through the file
+        first = f"{10 + i % 14:02d}{(10**9 + i):010d}"
+        from companion.ids import mpan_check_digit
+        rows.insert(rnd.randrange(len(rows) + 1), [first + str(mpan_check_digit(first)), "A", "2023-05-01", f"F{i}"])
+    odd = [["1312345678906", "A", "2024-03-01", "bad-check"], ["1312345678906", "I", "2024-03-02", "bad-check-again"],
+           ["0123456", "N", "20240301", "mprn"], ["123456", "N", "20240301", "mprn-short"],
+           ["0123456", "A", "2024-03-01", "mprn-repeat"], ["1312345678907", "Q", "2024-03-01", "bad-flag"],
+           ["1312345678907", "A", "2024-02-30", "no-such-day"], ["1312345678907", "A", "20241301", "no-such-month"],
+           ["1312345678907", "A", "2024/03/01", "slashes"], ["12ab", "A", "2024-03-01", "letters"],
+           ["+123456", "A", "2024-03-01", "signed"], ["1e10000", "A", "2024-03-01", "exponent"],
+           ["", "A", "2024-03-01", "empty"], ["1312345678907", "A", "", "no-date"],
+           ["1312345678907", "", "", "blank"], [rows[0][0], "A", "2024-01-01", "repeat-of-first"],
+           [rows[5][0], rows[5][1], rows[5][2], "repeat-same"], [rows[-1][0], "N", "2022-01-01", "repeat-of-filler"]]
+    for r in odd:
+        rows.insert(rnd.randrange(len(rows) + 1), r)
+    text = "mpxn,flag,effective_from,note\n" + "".join(",".join(r) + "\n" for r in rows)
+    lines = text.splitlines(keepends=True)
+    for at in (len(lines) // 3, 2 * len(lines) // 3):  # torn rows, deep in the file
+        lines.insert(at, "1312345678907,A,2024-01-01,x,y\n")
+    csv_path = tmp_path / "extract.csv"
+    csv_path.write_text("".join(lines))
+    pq_path = tmp_path / "extract.parquet"
+    duckdb.connect().execute(f"COPY (SELECT * FROM read_csv('{csv_path}', all_varchar = true, ignore_errors = true, "
+                             f"null_padding = false, parallel = false)) TO '{pq_path}' (FORMAT parquet)")
+    store = Store(str(evidence_store))
+
+    def old_evidence() -> tuple[int, object]:
+        return store.evidence_count(), store.db.stream(
+            "SELECT mpxn, flag, effective_from, event_id, reason, code FROM flags WHERE flag IS NOT NULL")
+
+    for path in (csv_path, pq_path):
+        old, new = tmp_path / f"old-{path.suffix[1:]}", tmp_path / f"new-{path.suffix[1:]}"
+        a = before.reconcile(path, old_evidence, old, config=Config(), today=dt_date(2026, 11, 29))
+        b = reconcile(path, store.evidence_arrow, new, config=Config(), today=dt_date(2026, 11, 29),
+                      list_unverified=True)
+        old_rows = list(csv.DictReader((old / "discrepancies.csv").open()))
+        assert [r for r in old_rows if r["class"] != "no_evidence"] == list(
+            csv.DictReader((new / "discrepancies.csv").open())), path.name
+        keep = ("mpxn", "registered_flag", "registered_from", "note")
+        assert [{k: r[k] for k in keep} for r in old_rows if r["class"] == "no_evidence"] == list(
+            csv.DictReader((new / "unverified.csv").open())), path.name
+        assert (old / "bad_rows.csv").read_text() == (new / "bad_rows.csv").read_text(), path.name
+        assert (a.rows, a.reconciled, a.bad_rows, a.duplicates) == (b.rows, b.reconciled, b.bad_rows, b.duplicates)
+        assert a.classes.pop("no_evidence") == b.unverified >= filler
+        assert a.classes == b.classes and a.regions.keys() >= b.regions.keys() and a.ages == b.ages
+        assert b.bad_rows == 9 + (2 if path is csv_path else 0) and b.duplicates >= 5  # bad values, torn rows, repeats

@@ -7,13 +7,14 @@ SM WAN) written straight into the store (a benchmark of the triage, not of the i
 are well-formed COSE_Sign1 with a dummy signature, never verified here). The alerts: N rows as
 CSV, most from the meter point's own meter, one in ten from another device.
 
-Usage: python tools/bench_triage.py [--alerts 10000000] [--sites 1000000]
+Usage: python tools/bench_triage.py [--alerts 10000000] [--sites 1000000] [--store DB]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import os
 import random
 import subprocess
@@ -84,7 +85,9 @@ def make_alerts(path: Path, meters: Path, n: int, sites: int) -> None:
         for k in range(n):
             i = rnd.randrange(sites)
             device = eui(i, 0x10) if k % 10 else eui(rnd.randrange(sites), 0x10)
-            w.writerow([mpan(i), device, "2026-11-20T10:00:00Z", "0x8F01"])
+            # From five days before the meter points' commissioning to 25 days after it.
+            at = dt.datetime.fromtimestamp(T0 - 5 * 86400 + rnd.randrange(30 * 86400), dt.timezone.utc)
+            w.writerow([mpan(i), device, at.strftime("%Y-%m-%dT%H:%M:%SZ"), "0x8F01"])
     with meters.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["mpan", "meter", "since"])
@@ -121,12 +124,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--alerts", type=int, default=10_000_000)
     ap.add_argument("--sites", type=int, default=1_000_000)
+    ap.add_argument("--store", help="a store made by an earlier run with the same --sites (kept; made there if "
+                                    "missing)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        db = d / "store.db"
+        db = Path(args.store) if args.store else d / "store.db"
         started = time.perf_counter()
-        make_store(db, args.sites)
+        if not db.exists():
+            make_store(db, args.sites)
         make_alerts(d / "alerts.csv", d / "meters.csv", args.alerts, args.sites)
         print(f"made a store of {args.sites:,} meter points and {args.alerts:,} alerts in "
               f"{time.perf_counter() - started:.0f} s", file=sys.stderr)

@@ -1,13 +1,16 @@
 """Reconcile a registration extract against the evidence: which registered DCC Service Flags
 (MP077) the signed field evidence contradicts, why, and the corrections (docs/reconcile.md).
 
-The extract (CSV or Parquet: `mpxn,flag,effective_from`, other columns kept through) is
-loaded into DuckDB, a columnar engine that streams CSV and Parquet, runs the joins on every
-core and spills to disk past its memory limit: a 30-million-row extract reconciles on a
-2-core machine in bounded memory. The evidence (each meter point's derived flag, from the
-store, SQLite or PostgreSQL) is streamed into it in chunks. Every row is then classified in
-one SQL pass, and the outputs are written by DuckDB (CSV, Parquet), by the DTC writer
-(companion/dtc.py) and by a Jinja2 template (a self-contained HTML report).
+The extract (CSV or Parquet: `mpxn,flag,effective_from`, other columns kept through) is read by
+DuckDB, a columnar engine that streams CSV and Parquet and spills to disk past its memory limit;
+the evidence (each meter point's derived flag, from the store, SQLite or PostgreSQL) comes in as
+Arrow from the database's ADBC driver. The extract is never held whole: two streaming passes run
+side by side, one counting each meter point's rows (duplicates, and how many have no evidence),
+the other keeping only the rows that are written out (bad rows, discrepancies) with their
+lines. Meter points with no evidence are counted, not listed (a list of them is written on
+request). A third pass, only when the extract repeats a meter point, finds the repeats' lines.
+The outputs are written by DuckDB (CSV, Parquet), by the DTC writer (companion/dtc.py) and by a
+Jinja2 template (a self-contained HTML report).
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from companion.errors import CompanionError
 # The classes, in the order they are decided; each is documented in docs/reconcile.md.
 CLASSES: dict[str, str] = {
     "wrong_check_digit": "the MPAN core's check digit is wrong: the row names no real meter point",
-    "no_evidence": "no signed evidence for this meter point: kept apart, never corrected",
     "legacy_value": "S or W, legacy values that MP077 replaced",
     "active_after_removal": "A, but the smart meter was removed",
     "active_not_commissioned": "A, but the smart metering system was never commissioned",
@@ -38,10 +40,10 @@ CLASSES: dict[str, str] = {
     "installed_not_propagated": "I in the evidence, N in registration",
     "wrong_effective_date": "the right flag, from the wrong date",
 }
-CORRECTABLE = tuple(c for c in CLASSES if c not in ("wrong_check_digit", "no_evidence"))
+CORRECTABLE = tuple(c for c in CLASSES if c != "wrong_check_digit")
+UNVERIFIED = "no signed evidence for this meter point: counted, never corrected (listed with --list-unverified)"
 REGISTERED_FLAGS = ("A", "S", "W", "I", "N", "")
 REQUIRED = ("mpxn", "flag", "effective_from")
-CHUNK = 200_000  # evidence rows a chunk, streamed from the store
 DTC_FILE_MAX = 10_000  # corrections a DTC file
 _W = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)  # MPAN core check digit weights
 
@@ -56,6 +58,7 @@ class Summary:
     reconciled: int = 0
     bad_rows: int = 0
     duplicates: int = 0
+    unverified: int = 0
     evidence: int = 0
     classes: dict[str, int] = field(default_factory=dict)
     regions: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -102,97 +105,147 @@ def q(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def _check_digit_sql(col: str) -> str:
-    # TRY_CAST: the engine may evaluate this for rows the guard before it excludes.
-    terms = " + ".join(f"TRY_CAST(substr({col}, {i + 1}, 1) AS INTEGER) * {w}" for i, w in enumerate(_W))
-    return f"coalesce((({terms}) % 11 % 10) = TRY_CAST(substr({col}, 13, 1) AS INTEGER), true)"
+def _check_digit_sql(num: str) -> str:
+    """SQL: true when the 13-digit MPAN core `num` (a BIGINT column) has a wrong check digit
+    (the weighted sum of the first 12 digits, mod 11, mod 10)."""
+    terms = " + ".join(f"({num} // {10 ** (12 - i)} % 10) * {w}" for i, w in enumerate(_W))
+    return f"(({terms}) % 11 % 10) <> {num} % 10"
 
 
 # Names the reconcile uses itself: an extract's extra column of one of these names is kept
 # as extract_<name>.
 _RESERVED = {"line", "mpxn", "flag", "effective_from", "registered_flag", "registered_from", "evidence_flag",
-             "evidence_from", "class", "event_id", "reason", "raw_from", "bad_check", "nth", "problem", "code"}
+             "evidence_from", "class", "event_id", "reason", "raw_from", "bad_check", "nth", "problem", "code",
+             "k", "num", "n", "n_unverified", "g"}
 
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _source(con: Any, path: Path) -> tuple[str, list[str]]:
-    """The extract as a DuckDB relation of text columns `line` (the file's line number for CSV,
+class _Extract:
+    """The extract as DuckDB relations of text columns `line` (the file's line number for CSV,
     the row number + 1 for Parquet, the header being line 1), `mpxn`, `flag`, `effective_from`
-    (matched whatever their case), then the extra columns; the extra columns' names."""
-    p = str(path).replace("'", "''")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        raw = f"(SELECT file_row_number + 2 AS __line, * EXCLUDE (file_row_number) FROM " \
-              f"read_parquet('{p}', file_row_number = true))"
-    else:
-        # Every column as text (a flag or a date is judged here, not guessed by the reader);
-        # rows the reader cannot split are kept apart with their line (store_rejects).
-        raw = (f"(SELECT row_number() OVER () + 1 AS __line, * FROM read_csv('{p}', header = true, "
-               f"all_varchar = true, ignore_errors = true, store_rejects = true, null_padding = false, "
-               f"parallel = false))")
-    try:
-        cols = [d[0] for d in con.execute(f"SELECT * FROM {raw} LIMIT 0").description][1:]
-    except Exception as exc:  # duckdb.Error: an unreadable file
-        raise ReconcileError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}") from None
-    by_name = {c.strip().lower(): c for c in reversed(cols)}  # the first of a name, whatever its case
-    missing = [c for c in REQUIRED if c not in by_name]
-    if missing:
-        raise ReconcileError(f"{path}: the extract needs columns {', '.join(REQUIRED)}; missing {', '.join(missing)} "
-                             f"(found: {', '.join(c[:30] for c in cols[:12])})")
-    used = {by_name[c] for c in REQUIRED}
-    select = ["__line AS line"] + [f"CAST({_ident(by_name[c])} AS VARCHAR) AS {c}" for c in REQUIRED]
-    extras: list[str] = []
-    for c in cols:
-        if c in used:
-            continue
-        name = c
-        while name.lower() in _RESERVED or name in extras:
-            name = "extract_" + name
-        extras.append(name)
-        select.append(f"CAST({_ident(c)} AS VARCHAR) AS {_ident(name)}")
-    return f"(SELECT {', '.join(select)} FROM {raw})", extras
+    (matched whatever their case), then the extra columns."""
+
+    def __init__(self, con: Any, path: Path):
+        self.path = path
+        self.parquet = path.suffix.lower() in (".parquet", ".pq")
+        p = q(path)
+        if self.parquet:
+            raw = f"(SELECT file_row_number + 2 AS __line, * EXCLUDE (file_row_number) FROM " \
+                  f"read_parquet('{p}', file_row_number = true))"
+        else:
+            raw = (f"(SELECT 0 AS __line, * FROM read_csv('{p}', header = true, all_varchar = true, "
+                   f"ignore_errors = true, null_padding = false, parallel = false))")
+        try:
+            cols = [d[0] for d in con.execute(f"SELECT * FROM {raw} LIMIT 0").description][1:]
+        except Exception as exc:  # duckdb.Error: an unreadable file
+            raise ReconcileError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}") from None
+        by_name = {c.strip().lower(): c for c in reversed(cols)}  # the first of a name, whatever its case
+        missing = [c for c in REQUIRED if c not in by_name]
+        if missing:
+            raise ReconcileError(f"{path}: the extract needs columns {', '.join(REQUIRED)}; missing "
+                                 f"{', '.join(missing)} (found: {', '.join(c[:30] for c in cols[:12])})")
+        used = {by_name[c] for c in REQUIRED}
+        self.required = [f"CAST({_ident(by_name[c])} AS VARCHAR) AS {c}" for c in REQUIRED]
+        self.extras: list[str] = []
+        self.extra_cols: list[str] = []
+        for c in cols:
+            if c in used:
+                continue
+            name = c
+            while name.lower() in _RESERVED or name in self.extras:
+                name = "extract_" + name
+            self.extras.append(name)
+            self.extra_cols.append(f"CAST({_ident(c)} AS VARCHAR) AS {_ident(name)}")
+        self.quoted = [_ident(c) for c in self.extras]
+
+    def rel(self, lines: bool, rejects: bool = False, extras: bool = True) -> str:
+        """With lines (CSV: read in order, on one thread), or without (CSV: read on every
+        thread); rows the CSV reader cannot split are skipped, and kept with their line when
+        `rejects` (in reject_errors)."""
+        p = q(self.path)
+        cols = ", ".join(["__line AS line", *self.required, *(self.extra_cols if extras else [])])
+        if self.parquet:
+            raw = f"(SELECT file_row_number + 2 AS __line, * EXCLUDE (file_row_number) FROM " \
+                  f"read_parquet('{p}', file_row_number = true))"
+        elif lines:
+            # Every column as text (a flag or a date is judged here, not guessed by the reader).
+            # The reader runs on every thread and keeps the file's order (insertion order is
+            # preserved): the rows are numbered as they stand in the file.
+            raw = (f"(SELECT row_number() OVER () + 1 AS __line, * FROM read_csv('{p}', header = true, "
+                   f"all_varchar = true, ignore_errors = true, store_rejects = {str(rejects).lower()}, "
+                   f"null_padding = false))")
+        else:
+            raw = (f"(SELECT NULL::BIGINT AS __line, * FROM read_csv('{p}', header = true, all_varchar = true, "
+                   f"ignore_errors = true, null_padding = false))")
+        return f"(SELECT {cols} FROM {raw})"
+
+    def judged(self, lines: bool, rejects: bool = False, extras: bool = True) -> str:
+        """Each row with its problem (NULL when valid), its key `k` (one integer a meter point:
+        its digits and its length) and whether it is a 13-digit core with a wrong check digit
+        (`k` and `bad_check` mean something only where `problem` is NULL). The engine writes
+        a column's expression into every expression that reads it: each is read once a query
+        where that matters."""
+        ex = "".join(", " + c for c in self.quoted) if extras else ""
+        # Casts are tried, never trusted: the engine may evaluate an expression for rows a
+        # guard before it excludes. Values are trimmed only when they are not already clean
+        # (the engine evaluates a CASE branch for the rows that take it).
+        return f"""(
+        SELECT line, mpxn, flag, raw_from, registered_from, problem {ex},
+          num + length(mpxn) * 10000000000000 AS k,
+          coalesce(length(mpxn) = 13 AND ({_check_digit_sql('num')}), false) AS bad_check
+        FROM (
+          SELECT *, CASE
+              WHEN mpxn IS NULL OR mpxn = '' THEN 'no mpxn'
+              WHEN NOT regexp_full_match(mpxn, '[0-9]{{13}}|[0-9]{{6,10}}')
+                THEN 'mpxn is not an MPAN core (13 digits) or an MPRN (6 to 10 digits)'
+              WHEN flag NOT IN ('A', 'S', 'W', 'I', 'N', '') THEN 'flag must be one of A S W I N or blank'
+              WHEN raw_from <> '' AND registered_from IS NULL THEN 'effective_from must be YYYY-MM-DD or YYYYMMDD'
+              WHEN flag <> '' AND raw_from = '' THEN 'a flag needs its effective_from'
+            END AS problem
+          FROM (
+            SELECT *, TRY_CAST(mpxn AS BIGINT) AS num,
+              CASE WHEN length(raw_from) = 10 AND substr(raw_from, 5, 1) = '-' AND substr(raw_from, 8, 1) = '-'
+                     THEN TRY_CAST(raw_from AS DATE)
+                   WHEN length(raw_from) = 8 AND TRY_CAST(raw_from AS UINTEGER) IS NOT NULL
+                     THEN TRY_CAST(substr(raw_from, 1, 4) || '-' || substr(raw_from, 5, 2) || '-' ||
+                                   substr(raw_from, 7, 2) AS DATE)
+              END AS registered_from
+            FROM (
+              SELECT line, trim(mpxn) AS mpxn, upper(trim(coalesce(flag, ''))) AS flag,
+                     trim(coalesce(effective_from, '')) AS raw_from {ex}
+              FROM {self.rel(lines, rejects, extras)}))))"""
 
 
-def _load_evidence(con: Any, rows: Iterable[tuple[Any, ...]], total: int, progress: Any) -> int:
-    """Stream the store's flags into DuckDB in chunks (bounded memory on both sides)."""
-    import pyarrow as pa
-
-    con.execute("CREATE TABLE evidence (mpxn VARCHAR, flag VARCHAR, effective_from VARCHAR, event_id VARCHAR, "
-                "reason VARCHAR, code VARCHAR)")
-    task = progress.add_task("evidence from the store", total=total or None)
-    names = ["mpxn", "flag", "effective_from", "event_id", "reason", "code"]
-    n = 0
-    chunk: list[tuple[Any, ...]] = []
-
-    def flush() -> None:
-        nonlocal chunk
-        if chunk:
-            con.register("chunk", pa.table({k: [r[i] for r in chunk] for i, k in enumerate(names)}))
-            con.execute("INSERT INTO evidence SELECT * FROM chunk")
-            con.unregister("chunk")
-            progress.advance(task, len(chunk))
-            chunk = []
-
-    for row in rows:
-        chunk.append(row)
-        n += 1
-        if len(chunk) >= CHUNK:
-            flush()
-    flush()
-    return n
+def _load_evidence(con: Any, evidence: Callable[[], Any]) -> int:
+    """The store's flags, as Arrow from the database's driver, into table `evidence` keyed as
+    the extract's rows are."""
+    with evidence() as reader:
+        con.register("evidence_in", reader)
+        con.execute("""
+            CREATE TABLE evidence AS
+            SELECT TRY_CAST(TRY_CAST(CAST(mpxn AS VARCHAR) AS UBIGINT) AS BIGINT)
+                     + length(CAST(mpxn AS VARCHAR)) * 10000000000000 AS k,
+                   CAST(flag AS VARCHAR) AS flag, TRY_CAST(nullif(CAST(effective_from AS VARCHAR), '') AS DATE)
+                     AS evidence_from, nullif(CAST(event_id AS VARCHAR), '') AS event_id,
+                   CAST(reason AS VARCHAR) AS reason, CAST(code AS VARCHAR) AS code
+            FROM evidence_in""")
+        con.unregister("evidence_in")
+    return int(con.execute("SELECT count(*) FROM evidence").fetchone()[0])
 
 
-def reconcile(extract: Path, evidence_rows: Callable[[], tuple[int, Iterable[tuple[Any, ...]]]], out: Path, *,
+def reconcile(extract: Path, evidence: Callable[[], Any], out: Path, *,
               config: Config, correct: Iterable[str] = (), today: date | None = None, progress: bool = False,
-              memory_limit: str = "2GB", threads: int | None = None,
-              file_number: Callable[[], int] | None = None) -> Summary:
+              memory_limit: str = "1GB", threads: int | None = None,
+              file_number: Callable[[], int] | None = None, list_unverified: bool = False) -> Summary:
     """Reconcile `extract` against the evidence; write the outputs into `out` (a new folder,
-    or an empty one). evidence_rows() -> (how many, rows of (mpxn, flag, effective_from,
-    event_id, reason, code)). file_number() -> the next correction file's number, never used
-    before (the store's sequence: two runs never write different files with one id); required
-    when `correct` names any class."""
+    or an empty one). evidence() -> a context manager giving a pyarrow RecordBatchReader of
+    (mpxn, flag, effective_from, event_id, reason, code) (Store.evidence_arrow).
+    file_number() -> the next correction file's number, never used before (the store's
+    sequence: two runs never write different files with one id); required when `correct` names
+    any class. list_unverified: also write unverified.csv, the meter points with no evidence."""
     import duckdb
 
     t0 = time.monotonic()
@@ -211,8 +264,8 @@ def reconcile(extract: Path, evidence_rows: Callable[[], tuple[int, Iterable[tup
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(duckdb, extract, evidence_rows, out, config, correct, today, progress, memory_limit, threads, t0,
-                    file_number)
+        return _run(duckdb, extract, evidence, out, config, correct, today, progress, memory_limit, threads, t0,
+                    file_number, list_unverified)
     except BaseException as exc:
         # Nothing half-made is left behind: a failed run's folder goes (or is emptied).
         if made:
@@ -227,9 +280,9 @@ def reconcile(extract: Path, evidence_rows: Callable[[], tuple[int, Iterable[tup
         shutil.rmtree(out / ".spill", ignore_errors=True)
 
 
-def _run(duckdb: Any, extract: Path, evidence_rows: Callable[[], tuple[int, Iterable[tuple[Any, ...]]]], out: Path,
-         config: Config, correct: list[str], today: date, progress: bool, memory_limit: str, threads: int | None,
-         t0: float, file_number: Callable[[], int] | None = None) -> Summary:
+def _run(duckdb: Any, extract: Path, evidence: Callable[[], Any], out: Path, config: Config, correct: list[str],
+         today: date, progress: bool, memory_limit: str, threads: int | None, t0: float,
+         file_number: Callable[[], int] | None, list_unverified: bool) -> Summary:
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute(f"SET temp_directory = '{str(out / '.spill').replace(chr(39), '')}'")
@@ -237,24 +290,18 @@ def _run(duckdb: Any, extract: Path, evidence_rows: Callable[[], tuple[int, Iter
         con.execute(f"SET threads = {int(threads)}")
     summary = Summary()
     with _progress(progress) as bar:
-        stage = bar.add_task("reconcile", total=6)
-        rel, extra = _source(con, extract)
-        quoted = [_ident(c) for c in extra]
-        extra_sel = "".join(", " + c for c in quoted)
-        rejects = _read_extract(duckdb, con, rel, extra_sel)
+        stage = bar.add_task("reconcile", total=5)
+        ex = _Extract(con, extract)
+        task = bar.add_task("evidence from the store", total=1)
+        summary.evidence = _load_evidence(con, evidence)
+        bar.update(task, completed=1)
         bar.advance(stage)
-        _judge(con)
+        _passes(con, ex)
         bar.advance(stage)
-        # 2. The evidence.
-        total, rows_iter = evidence_rows()
-        summary.evidence = _load_evidence(con, rows_iter, total, bar)
-        bar.advance(stage)
-        # 2b. Every valid first row of a meter point, classified.
-        _classify(con, quoted, extra_sel)
-        bar.advance(stage)
+        rejects = _duplicates(duckdb, con, ex, out if list_unverified else None)
         _count(con, summary, rejects)
-        # 3. The outputs: discrepancies (CSV, Parquet), bad rows, corrections, the report.
-        _write_rows(con, out, rejects)
+        bar.advance(stage)
+        _write_rows(con, ex, out, rejects)
         bar.advance(stage)
         _tally(con, summary, today)
         summary.files = _corrections(con, out, correct, config, summary, file_number)
@@ -269,20 +316,86 @@ def _run(duckdb: Any, extract: Path, evidence_rows: Callable[[], tuple[int, Iter
     return summary
 
 
-def _read_extract(duckdb: Any, con: Any, rel: str, extra_sel: str) -> list[Any]:
-    """The extract as table `rows`; -> the lines the CSV reader could not split."""
-    # 1. The extract, each row judged: its line, its values, and what is wrong with it.
-    mp = "trim(mpxn)"
-    con.execute(f"""
-        CREATE TABLE rows AS
-        SELECT line, {mp} AS mpxn, upper(trim(coalesce(flag, ''))) AS flag,
-               trim(coalesce(effective_from, '')) AS raw_from,
-               coalesce(try_strptime(trim(effective_from), '%Y-%m-%d'),
-                        try_strptime(trim(effective_from), '%Y%m%d'))::DATE AS registered_from
-               {extra_sel}
-        FROM {rel}""")
-    # Rows the CSV reader could not split, with their line (one error a line). The rows
-    # it read are numbered in order; each unreadable line before a row moves it one on.
+_CLASS = """CASE
+    WHEN j.bad_check THEN 'wrong_check_digit'
+    WHEN e.flag IS NULL THEN NULL
+    WHEN j.flag IN ('S', 'W') THEN 'legacy_value'
+    WHEN j.flag = 'A' AND e.flag = 'N' AND e.code LIKE 'removed%' THEN 'active_after_removal'
+    WHEN j.flag = 'A' AND e.flag IN ('I', 'N') THEN 'active_not_commissioned'
+    WHEN j.flag = '' AND e.flag IN ('I', 'A') THEN 'blank_after_install'
+    WHEN j.flag IN ('', 'I') AND e.flag = 'N' THEN 'non_active_not_propagated'
+    WHEN j.flag IN ('I', 'N') AND e.flag = 'A' THEN 'commissioned_not_propagated'
+    WHEN j.flag = 'N' AND e.flag = 'I' THEN 'installed_not_propagated'
+    WHEN j.flag = e.flag AND j.registered_from IS DISTINCT FROM e.evidence_from THEN 'wrong_effective_date'
+  END"""
+
+
+def _passes(con: Any, ex: _Extract) -> None:
+    """The two streaming passes over the extract, run side by side: `counts` (each meter point
+    seen more than once, with how many of its rows have no evidence, and the totals), and
+    `kept` (the rows that are written out, with their lines: bad rows and discrepancies)."""
+    import threading
+
+    counting = f"""
+        CREATE TABLE counts AS
+        SELECT j.k, count(*) AS n, count(*) FILTER (WHERE e.k IS NULL AND NOT j.bad_check) AS n_unverified,
+               grouping(j.k) AS g
+        FROM {ex.judged(lines=False, extras=False)} j LEFT JOIN (SELECT k FROM evidence) e ON e.k = j.k
+        WHERE j.problem IS NULL
+        GROUP BY GROUPING SETS ((j.k), ()) HAVING count(*) > 1 OR grouping(j.k) = 1"""
+    keeping = f"""
+        CREATE TABLE kept AS
+        SELECT j.line, j.k, j.mpxn, j.flag AS registered_flag, j.registered_from, j.problem,
+               e.flag AS evidence_flag, e.evidence_from, {_CLASS} AS class,
+               CASE WHEN j.bad_check THEN NULL ELSE e.event_id END AS event_id,
+               CASE WHEN j.bad_check THEN 'MPAN core check digit mismatch' ELSE e.reason END AS reason
+               {"".join(", j." + c for c in ex.quoted)}
+        FROM {ex.judged(lines=True, rejects=True)} j LEFT JOIN evidence e ON e.k = j.k
+        -- every evidence class is a difference in flag or date (or a wrong check digit)
+        WHERE j.problem IS NOT NULL OR j.bad_check
+           OR (e.k IS NOT NULL AND (j.flag <> e.flag OR j.registered_from IS DISTINCT FROM e.evidence_from))"""
+    errors: list[BaseException] = []
+
+    def count() -> None:
+        try:
+            con.cursor().execute(counting)
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            errors.append(exc)
+
+    side = threading.Thread(target=count, name="reconcile-counts")
+    side.start()
+    try:
+        # On this connection: the rows the CSV reader could not split are kept in its own
+        # reject_errors (a temporary table).
+        con.execute(keeping)
+    finally:
+        side.join()
+    if errors:
+        raise errors[0]
+
+
+def _duplicates(duckdb: Any, con: Any, ex: _Extract, unverified_to: Path | None) -> list[Any]:
+    """Table `dups` (line, first: each repeat of a meter point after its first valid row), from a
+    third pass that runs only when the extract repeats a meter point; the unverified list when
+    asked for; lines moved past the rows the CSV reader could not split. -> those rows."""
+    con.execute("CREATE TABLE dups (line BIGINT, k BIGINT, mpxn VARCHAR, first BIGINT)")
+    if con.execute("SELECT count(*) FROM counts WHERE g = 0").fetchone()[0]:
+        con.execute(f"""
+            INSERT INTO dups
+            SELECT line, k, mpxn, min(line) OVER (PARTITION BY k) AS first
+            FROM {ex.judged(lines=True, extras=False)} j
+            WHERE problem IS NULL AND k IN (SELECT k FROM counts WHERE g = 0)""")
+        con.execute("DELETE FROM dups WHERE line = first")
+    if unverified_to is not None:
+        con.execute(f"""
+            COPY (SELECT j.mpxn, j.flag AS registered_flag, j.registered_from {"".join(", j." + c for c in ex.quoted)}
+                  FROM {ex.judged(lines=True)} j
+                  WHERE j.problem IS NULL AND NOT j.bad_check AND j.k NOT IN (SELECT k FROM evidence)
+                    AND j.line NOT IN (SELECT line FROM dups)
+                  ORDER BY j.line)
+            TO '{q(unverified_to / 'unverified.csv')}' (HEADER, DELIMITER ',')""")
+    # Rows the CSV reader could not split, with their line (one error a line). The rows it read
+    # are numbered in order; each unreadable line before a row moves it one on.
     rejects = []
     try:
         rejects = con.execute("SELECT line, min(error_message) FROM reject_errors GROUP BY line "
@@ -292,93 +405,40 @@ def _read_extract(duckdb: Any, con: Any, rel: str, extra_sel: str) -> list[Any]:
     if rejects:
         con.execute("CREATE TEMP TABLE shifts AS SELECT unnest(?::BIGINT[]) AS t",
                     [[int(r) - j for j, (r, _) in enumerate(rejects, 1)]])
-        con.execute("UPDATE rows SET line = line + (SELECT count(*) FROM shifts WHERE t <= rows.line - 1)")
+        for table in ("kept", "dups"):
+            con.execute(f"UPDATE {table} SET line = line + (SELECT count(*) FROM shifts WHERE t <= {table}.line - 1)")
+        con.execute("UPDATE dups SET first = first + (SELECT count(*) FROM shifts WHERE t <= dups.first - 1)")
+    # A repeat is never a discrepancy, whatever its values: the first row speaks for the point.
+    con.execute("""
+        CREATE TABLE discrepancies AS
+        SELECT * EXCLUDE (k, problem) FROM kept
+        WHERE problem IS NULL AND class IS NOT NULL AND line NOT IN (SELECT line FROM dups) ORDER BY line""")
     return rejects
 
 
-def _judge(con: Any) -> None:
-    """Table `judged`: each row with its problem, check digit and rank among valid rows."""
-    # Duplicates are counted among valid rows only: a valid row after a bad one for the same
-    # meter point is that meter point's first (every input row ends up exactly once: in the
-    # reconciliation, as a duplicate, or as a bad row).
-    con.execute(f"""
-        CREATE TABLE judged AS
-        WITH p AS (
-          SELECT *,
-            CASE
-              WHEN mpxn IS NULL OR mpxn = '' THEN 'no mpxn'
-              WHEN NOT regexp_full_match(mpxn, '[0-9]{{13}}|[0-9]{{6,10}}')
-                THEN 'mpxn is not an MPAN core (13 digits) or an MPRN (6 to 10 digits)'
-              WHEN flag NOT IN ('A', 'S', 'W', 'I', 'N', '') THEN 'flag must be one of A S W I N or blank'
-              WHEN raw_from <> '' AND registered_from IS NULL THEN 'effective_from must be YYYY-MM-DD or YYYYMMDD'
-              WHEN flag <> '' AND raw_from = '' THEN 'a flag needs its effective_from'
-            END AS problem
-          FROM rows)
-        SELECT *,
-          length(mpxn) = 13 AND regexp_full_match(mpxn, '[0-9]{{13}}') AND NOT ({_check_digit_sql('mpxn')})
-            AS bad_check,
-          CASE WHEN problem IS NULL
-               THEN row_number() OVER (PARTITION BY mpxn, problem IS NULL ORDER BY line) END AS nth
-        FROM p""")
-    con.execute("DROP TABLE rows")
-
-
-def _classify(con: Any, quoted: list[str], extra_sel: str) -> None:
-    """Table `discrepancies`: every valid first row of a meter point, classified."""
-    # 3. Every valid first row of a meter point, classified.
-    con.execute(f"""
-        CREATE TABLE discrepancies AS
-        WITH j AS (
-          SELECT r.line, r.mpxn, r.flag AS registered_flag, r.registered_from, r.bad_check
-                 {"".join(", r." + c for c in quoted)},
-                 e.flag AS evidence_flag, CAST(e.effective_from AS DATE) AS evidence_from, e.event_id,
-                 e.reason, e.code
-          FROM judged r LEFT JOIN evidence e ON e.mpxn = r.mpxn
-          WHERE r.problem IS NULL AND r.nth = 1),
-        c AS (
-          SELECT *, CASE
-            WHEN bad_check THEN 'wrong_check_digit'
-            WHEN evidence_flag IS NULL THEN 'no_evidence'
-            WHEN registered_flag IN ('S', 'W') THEN 'legacy_value'
-            WHEN registered_flag = 'A' AND evidence_flag = 'N' AND code LIKE 'removed%' THEN 'active_after_removal'
-            WHEN registered_flag = 'A' AND evidence_flag IN ('I', 'N') THEN 'active_not_commissioned'
-            WHEN registered_flag = '' AND evidence_flag IN ('I', 'A') THEN 'blank_after_install'
-            WHEN registered_flag IN ('', 'I') AND evidence_flag = 'N' THEN 'non_active_not_propagated'
-            WHEN registered_flag IN ('I', 'N') AND evidence_flag = 'A' THEN 'commissioned_not_propagated'
-            WHEN registered_flag = 'N' AND evidence_flag = 'I' THEN 'installed_not_propagated'
-            WHEN registered_flag = evidence_flag AND registered_from IS DISTINCT FROM evidence_from
-              THEN 'wrong_effective_date'
-          END AS class
-          FROM j)
-        SELECT line, mpxn, registered_flag, registered_from, evidence_flag, evidence_from, class,
-               CASE WHEN class IN ('wrong_check_digit', 'no_evidence') THEN NULL ELSE event_id END AS event_id,
-               CASE WHEN class = 'wrong_check_digit' THEN 'MPAN core check digit mismatch'
-                    WHEN class = 'no_evidence' THEN 'no signed event names this meter point'
-                    ELSE reason END AS reason
-               {extra_sel}
-        FROM c WHERE class IS NOT NULL ORDER BY line""")
-
-
 def _count(con: Any, summary: Summary, rejects: list[Any]) -> None:
-    counts = con.execute("SELECT count(*), count(*) FILTER (WHERE problem IS NULL AND nth = 1), "
-                         "count(*) FILTER (WHERE problem IS NOT NULL), "
-                         "count(*) FILTER (WHERE problem IS NULL AND nth > 1) FROM judged").fetchone()
-    summary.rows = int(counts[0]) + len(rejects)
-    summary.reconciled, summary.bad_rows, summary.duplicates = int(counts[1]), int(counts[2]) + len(rejects), \
-        int(counts[3])
+    valid, unverified_rows = con.execute("SELECT n, n_unverified FROM counts WHERE g = 1").fetchone() or (0, 0)
+    repeats, repeats_unverified = con.execute(
+        "SELECT coalesce(sum(n - 1), 0), coalesce(sum(greatest(n_unverified - 1, 0)), 0) FROM counts "
+        "WHERE g = 0").fetchone()
+    problems = con.execute("SELECT count(*) FROM kept WHERE problem IS NOT NULL").fetchone()[0]
+    summary.rows = int(valid) + int(problems) + len(rejects)
+    summary.reconciled = int(valid) - int(repeats)
+    summary.duplicates = int(repeats)
+    summary.bad_rows = int(problems) + len(rejects)
+    summary.unverified = int(unverified_rows) - int(repeats_unverified)
 
 
-def _write_rows(con: Any, out: Path, rejects: list[Any]) -> None:
-    # 4. The outputs: discrepancies (CSV, Parquet), bad rows, corrections, the report.
-    con.execute(f"COPY (SELECT * EXCLUDE (line) FROM discrepancies) TO '{q(out / 'discrepancies.csv')}' "
+def _write_rows(con: Any, ex: _Extract, out: Path, rejects: list[Any]) -> None:
+    cols = "mpxn, registered_flag, registered_from, evidence_flag, evidence_from, class, event_id, reason" + \
+        "".join(", " + c for c in ex.quoted)
+    con.execute(f"COPY (SELECT {cols} FROM discrepancies ORDER BY line) TO '{q(out / 'discrepancies.csv')}' "
                 "(HEADER, DELIMITER ',')")
-    con.execute(f"COPY (SELECT * EXCLUDE (line) FROM discrepancies) TO '{q(out / 'discrepancies.parquet')}' "
+    con.execute(f"COPY (SELECT {cols} FROM discrepancies ORDER BY line) TO '{q(out / 'discrepancies.parquet')}' "
                 "(FORMAT parquet)")
     con.execute("CREATE TABLE bad AS "
-                "SELECT line, left(mpxn, 20) AS mpxn, problem FROM judged WHERE problem IS NOT NULL "
-                "UNION ALL SELECT d.line, left(d.mpxn, 20), 'duplicate of line ' || f.line "
-                "FROM judged d JOIN judged f ON f.mpxn = d.mpxn AND f.nth = 1 "
-                "WHERE d.problem IS NULL AND d.nth > 1 AND f.problem IS NULL")
+                "SELECT line, left(mpxn, 20) AS mpxn, problem FROM kept WHERE problem IS NOT NULL "
+                "UNION ALL SELECT line, left(mpxn, 20), 'duplicate of line ' || first FROM dups")
     if rejects:
         con.executemany("INSERT INTO bad VALUES (?, NULL, ?)",
                         [(int(ln), "unreadable row: " + str(msg)[:200]) for ln, msg in rejects])
@@ -400,7 +460,7 @@ def _tally(con: Any, summary: Summary, today: date) -> None:
     ages = dict(con.execute(
         f"SELECT CASE WHEN age IS NULL THEN 'unknown' {case} END, count(*) FROM ("
         f"SELECT date_diff('day', evidence_from, DATE '{today.isoformat()}') AS age FROM discrepancies "
-        f"WHERE class NOT IN ('wrong_check_digit', 'no_evidence')) GROUP BY 1").fetchall())
+        f"WHERE class <> 'wrong_check_digit') GROUP BY 1").fetchall())
     summary.ages = {label: int(ages.get(label, 0)) for _, _, label in buckets}
     if ages.get("unknown"):
         summary.ages["unknown"] = int(ages["unknown"])
@@ -443,7 +503,8 @@ def _corrections(con: Any, out: Path, correct: list[str], config: Config, summar
 
 def _summary_dict(s: Summary, extract: Path, today: date, correct: list[str]) -> dict[str, Any]:
     return {"extract": extract.name, "today": today.isoformat(), "rows": s.rows, "reconciled": s.reconciled,
-            "bad_rows": s.bad_rows, "duplicates": s.duplicates, "evidence": s.evidence,
+            "bad_rows": s.bad_rows, "duplicates": s.duplicates, "unverified": s.unverified,
+            "unverified_means": UNVERIFIED, "evidence": s.evidence,
             "discrepancies": s.discrepancies, "classes": s.classes, "descriptions": CLASSES, "regions": s.regions,
             "ages": s.ages, "corrected_classes": correct, "corrections": s.corrections, "files": s.files,
             "seconds": round(s.seconds, 1)}

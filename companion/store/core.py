@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from companion.store.db import Database
@@ -622,11 +622,12 @@ class Store:
         """Meter points with a flag (the evidence reconcile holds an extract against)."""
         return int(self.conn().execute("SELECT count(*) FROM flags WHERE flag IS NOT NULL").fetchone()[0])
 
-    def evidence_rows(self) -> Iterator[tuple[Any, ...]]:
-        """(mpxn, flag, effective_from, event_id, reason, code) of every flagged meter point,
-        streamed (never all in memory)."""
-        return self.db.stream("SELECT mpxn, flag, effective_from, event_id, reason, code FROM flags "
-                              "WHERE flag IS NOT NULL")
+    def evidence_arrow(self) -> Any:
+        """(mpxn, flag, effective_from, event_id, reason, code) of every flagged meter point, as
+        Arrow record batches read by the database's ADBC driver (a context manager; never a
+        Python object per row). A missing date or event id is ''."""
+        return self.db.arrow("SELECT mpxn, flag, coalesce(effective_from, '') AS effective_from, "
+                             "coalesce(event_id, '') AS event_id, reason, code FROM flags WHERE flag IS NOT NULL")
 
     def ping(self) -> None:
         """Raises if the database cannot be read (for /healthz)."""

@@ -314,6 +314,30 @@ class Database:
         c.execute("PRAGMA foreign_keys=ON")
         return c
 
+    @contextmanager
+    def arrow(self, sql: str) -> Iterator[Any]:
+        """A query's rows as Arrow record batches (a pyarrow RecordBatchReader), read by the
+        database's ADBC driver on a connection of its own: columnar from the driver on, with no
+        Python object per row. Give every column a type SQLite can tell from its first rows
+        (no column NULL throughout a batch: coalesce it)."""
+        if self.kind == "postgres":
+            import adbc_driver_postgresql.dbapi as driver
+            target = self.url
+        else:
+            import adbc_driver_sqlite.dbapi as driver
+            target = sqlite_path(self.url)
+        try:
+            conn = driver.connect(target)
+        except Exception as exc:  # the driver's own errors: a clear message, never the password
+            raise StoreUnavailable(f"cannot read {redact(self.url)}: {str(exc).splitlines()[0][:200]}") from None
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            yield cur.fetch_record_batch()
+            cur.close()
+        finally:
+            conn.close()
+
     def stream(self, sql: str, params: tuple[Any, ...] = (), size: int = 10_000) -> Iterator[tuple[Any, ...]]:
         """The rows of a query, `size` at a time, never all at once in memory: a SQLite cursor,
         or a PostgreSQL server-side cursor on a connection of its own."""

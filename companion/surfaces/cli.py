@@ -428,26 +428,26 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         except ValueError:
             print(f"companion reconcile: --today {args.today[:30]!r}: YYYY-MM-DD", file=sys.stderr)
             return 2
-    def evidence() -> tuple[int, Any]:
-        return store.evidence_count(), store.evidence_rows()
 
     out = Path(args.out) if args.out else Path(Path(args.extract).stem + "-reconciled")
     def file_number() -> int:  # correction file ids never repeat across runs (kept in the store)
         with store.tx() as db:
             return store.next_sequence(db, "correction_file")
 
-    s = reconcile(Path(args.extract), evidence, out, config=cfg, correct=correct, today=today,
+    s = reconcile(Path(args.extract), store.evidence_arrow, out, config=cfg, correct=correct, today=today,
                   progress=sys.stderr.isatty() if args.progress is None else args.progress,
-                  memory_limit=args.memory_limit, file_number=file_number)
+                  memory_limit=args.memory_limit, file_number=file_number, list_unverified=args.list_unverified)
     print(f"{s.rows:,} row{'' if s.rows == 1 else 's'}: {s.reconciled:,} reconciled, "
-          f"{s.discrepancies:,} discrepancies, {s.bad_rows:,} bad rows, {s.duplicates:,} duplicates "
-          f"({s.seconds:.1f} s)")
+          f"{s.discrepancies:,} discrepancies, {s.unverified:,} with no evidence, {s.bad_rows:,} bad rows, "
+          f"{s.duplicates:,} duplicates ({s.seconds:.1f} s)")
     for c, n in s.classes.items():
         if n:
             print(f"  {c:28} {n:,}")
     if s.files:
         print(f"  corrections: {', '.join(f'{k} {v:,}' for k, v in s.corrections.items())} in {len(s.files)} DTC files")
-    print(f"outputs in {out}: discrepancies.csv, discrepancies.parquet, bad_rows.csv, report.html, summary.json")
+    listed = ", unverified.csv" if args.list_unverified else ""
+    print(f"outputs in {out}: discrepancies.csv, discrepancies.parquet, bad_rows.csv{listed}, report.html, "
+          "summary.json")
     return 0
 
 
@@ -585,8 +585,11 @@ def _add_reads(sub: Any) -> None:
     rc.add_argument("--correct", metavar="CLASS,...",
                     help="write correction DTC files for these classes ('all': every class that can be corrected)")
     rc.add_argument("--today", help="the day ages are counted to (YYYY-MM-DD; default today, UTC)")
-    rc.add_argument("--memory-limit", default="2GB", help="the engine's memory limit; it spills to disk past it "
+    rc.add_argument("--memory-limit", default="1GB", help="the engine's memory limit; it spills to disk past it "
                                                           "(default %(default)s)")
+    rc.add_argument("--list-unverified", action="store_true",
+                    help="also list the meter points with no evidence, in unverified.csv (they are counted "
+                         "either way; they are not discrepancies)")
     rc.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                     help="a progress bar (default: when stderr is a terminal)")
     rc.set_defaults(func=cmd_reconcile)
