@@ -1,18 +1,22 @@
-"""Benchmark: `companion reconcile` on 1M, 10M and 30M-row extracts (wall time, peak RSS,
-rows/s), against a plain pandas merge of the same data in the same run, for the sizes
-pandas can hold.
+"""Benchmark: `companion reconcile` on 10M, 30M and 57M-row extracts (57M: every GB meter point):
+wall time, peak RSS and rows/s, against the floor measured in the same run: a DuckDB read of the
+same extract and evidence (the evidence through the same ADBC driver), joined, and the rows whose
+flag or date differ written out as CSV and Parquet. pandas (read_csv + merge) is run too, up to
+--pandas-max rows.
 
 For each size N: a SQLite store with N/10 meter points of evidence (flags rows written
 directly: a benchmark of the reconcile, not of the ingest), and an extract of N rows made in
 DuckDB (the evidence-backed rows, a share of them wrong, then rows with no evidence), as CSV.
 Each run is a process of its own; its peak RSS is the kernel's (getrusage of the child).
 
-Usage: python tools/bench_reconcile.py [--sizes 1000000,10000000,30000000] [--pandas-max 10000000]
+Usage: python tools/bench_reconcile.py [--sizes 10000000,30000000,57000000] [--pandas-max 10000000]
+                                       [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -93,6 +97,24 @@ def timed(argv: list[str]) -> tuple[float, float, str]:
     return wall, peak / 1024, "\n".join(lines[:-1])
 
 
+FLOOR = """
+import sys
+import adbc_driver_sqlite.dbapi as adbc
+import duckdb
+db, extract, out = sys.argv[1:4]
+con = duckdb.connect()
+cur = adbc.connect(db).cursor()
+cur.execute("SELECT mpxn, flag, effective_from, event_id, reason FROM flags WHERE flag IS NOT NULL")
+con.register("ev", cur.fetch_record_batch())
+con.execute("CREATE TABLE e AS SELECT * FROM ev")
+con.execute(f\"\"\"CREATE TABLE d AS SELECT r.*, e.flag AS evidence_flag, e.effective_from AS evidence_from, e.event_id,
+    e.reason FROM read_csv('{extract}', all_varchar = true) r JOIN e ON e.mpxn = r.mpxn
+    WHERE r.flag IS DISTINCT FROM e.flag OR strptime(r.effective_from, '%Y%m%d')::DATE <> e.effective_from::DATE\"\"\")
+con.execute(f"COPY d TO '{out}.csv' (HEADER)")
+con.execute(f"COPY d TO '{out}.parquet' (FORMAT parquet)")
+print(con.execute("SELECT count(*) FROM d").fetchone()[0])
+"""
+
 PANDAS = """
 import sqlite3, sys
 import pandas as pd
@@ -107,29 +129,46 @@ print(len(m), len(wrong))
 
 
 def main(argv: list[str] | None = None) -> int:
+    import json
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="1000000,10000000,30000000")
+    ap.add_argument("--sizes", default="10000000,30000000,57000000")
     ap.add_argument("--pandas-max", type=int, default=10_000_000, help="the largest size pandas is run at")
-    ap.add_argument("--memory-limit", default="2GB")
+    ap.add_argument("--memory-limit", default="1GB")
+    ap.add_argument("--json", help="write the figures to this file as JSON")
     args = ap.parse_args(argv)
-    print("size        engine   wall s   rows/s      peak RSS")
+    record: list[dict[str, object]] = []
+    print("size        engine        wall s      rows/s   peak RSS")
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         for n in (int(s) for s in args.sizes.split(",")):
             t0 = time.monotonic()
             db, extract = make(d, n)
             made = time.monotonic() - t0
+            row: dict[str, object] = {"rows": n, "evidence": n // 10}
+            wall, rss, out = timed([sys.executable, "-c", FLOOR, str(db), str(extract), str(d / f"floor-{n}")])
+            row["floor"] = {"seconds": round(wall, 2), "peak_rss_mib": round(rss), "written": int(out.split()[-1])}
+            print(f"{n:>10,}  floor       {wall:7.1f}  {n / wall:>10,.0f}  {rss:7.0f} MiB  (DuckDB read, join, write)")
             if n <= args.pandas_max:
                 wall, rss, _ = timed([sys.executable, "-c", PANDAS, str(db), str(extract)])
-                print(f"{n:>10,}  pandas  {wall:7.1f}  {n / wall:>10,.0f}  {rss:7.0f} MiB  (read_csv + merge only)")
+                row["pandas"] = {"seconds": round(wall, 2), "peak_rss_mib": round(rss)}
+                print(f"{n:>10,}  pandas      {wall:7.1f}  {n / wall:>10,.0f}  {rss:7.0f} MiB  (read_csv + merge only)")
             wall, rss, out = timed([str(BIN / "companion"), "reconcile", str(extract), "--db", str(db), "--out",
                                     str(d / f"out-{n}"), "--no-progress", "--memory-limit", args.memory_limit,
                                     "--today", "2026-11-29"])
-            print(f"{n:>10,}  duckdb  {wall:7.1f}  {n / wall:>10,.0f}  {rss:7.0f} MiB  "
-                  f"({out.splitlines()[0]}; extract made in {made:.0f} s)")
+            row["reconcile"] = {"seconds": round(wall, 2), "peak_rss_mib": round(rss)}
+            floor = row["floor"]["seconds"]  # type: ignore[index]
+            row["reconcile_over_floor"] = round(wall / floor, 2)
+            print(f"{n:>10,}  reconcile   {wall:7.1f}  {n / wall:>10,.0f}  {rss:7.0f} MiB  "
+                  f"({wall / floor:.2f}x the floor; {out.splitlines()[0]}; extract made in {made:.0f} s)")
+            record.append(row)
             for p in d.glob(f"*-{n}*"):
                 if p.is_file():
                     p.unlink()
+                elif p.is_dir():
+                    shutil.rmtree(p)
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
     return 0
 
 

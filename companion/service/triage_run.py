@@ -157,12 +157,16 @@ def triage_file(store: Store, source: Path, out: Path, now: float | None = None,
         _answer(con, Triage(store), work, counts, min(batch, 8192), pa, pq)
         cols = [(_ident(c), f"r.{c}" if c in ADDED else f"a.{_ident(c)}") for c in names]
         extra = [(c, f"r.{c}") for c in ADDED if c not in names]
-        text = ", ".join(f"{e} AS {n}" for n, e in cols + extra)
-        typed = ", ".join([f"{e} AS {n}" for n, e in cols if not e.startswith("r.")] + [f"r.{c}" for c in ADDED])
-        rows = (f"FROM read_parquet('{_q(work / 'alerts.parquet')}') a "
-                f"JOIN read_parquet('{_q(work / 'answers.parquet')}') r USING (__n) ORDER BY __n")
-        con.execute(f"COPY (SELECT {text} {rows}) TO '{_q(tmp_csv)}' (FORMAT csv, HEADER)")
-        con.execute(f"COPY (SELECT {typed} {rows}) TO '{_q(tmp_pq)}' (FORMAT parquet)")
+        # The rows and their answers in the file's order, once (spilled to disk past the memory
+        # limit), then written twice: CSV (the input's columns, then ADDED) and Parquet (the
+        # input's other columns, then ADDED).
+        every = ", ".join(f"{e} AS {n}" for n, e in cols + extra)
+        con.execute(f"CREATE TABLE done AS SELECT {every} FROM read_parquet('{_q(work / 'alerts.parquet')}') a "
+                    f"JOIN read_parquet('{_q(work / 'answers.parquet')}') r USING (__n) ORDER BY __n")
+        text = ", ".join(n for n, _ in cols + extra)
+        typed = ", ".join([n for n, e in cols if not e.startswith("r.")] + list(ADDED))
+        con.execute(f"COPY (SELECT {text} FROM done) TO '{_q(tmp_csv)}' (FORMAT csv, HEADER)")
+        con.execute(f"COPY (SELECT {typed} FROM done) TO '{_q(tmp_pq)}' (FORMAT parquet)")
         con.close()
         tmp_csv.replace(out / "triage.csv")
         tmp_pq.replace(out / "triage.parquet")
