@@ -109,7 +109,8 @@ con.register("ev", cur.fetch_record_batch())
 con.execute("CREATE TABLE e AS SELECT * FROM ev")
 con.execute(f\"\"\"CREATE TABLE d AS SELECT r.*, e.flag AS evidence_flag, e.effective_from AS evidence_from, e.event_id,
     e.reason FROM read_csv('{extract}', all_varchar = true) r JOIN e ON e.mpxn = r.mpxn
-    WHERE r.flag IS DISTINCT FROM e.flag OR strptime(r.effective_from, '%Y%m%d')::DATE <> e.effective_from::DATE\"\"\")
+    WHERE r.flag IS DISTINCT FROM e.flag
+       OR replace(r.effective_from, '-', '') <> replace(e.effective_from, '-', '')\"\"\")
 con.execute(f"COPY d TO '{out}.csv' (HEADER)")
 con.execute(f"COPY d TO '{out}.parquet' (FORMAT parquet)")
 print(con.execute("SELECT count(*) FROM d").fetchone()[0])

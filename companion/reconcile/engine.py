@@ -332,21 +332,23 @@ _CLASS = """CASE
 
 def _passes(con: Any, ex: _Extract) -> None:
     """The two streaming passes over the extract, run side by side: `counts` (each meter point
-    seen more than once, with how many of its rows have no evidence, and the totals), and
-    `kept` (the rows that are written out, with their lines: bad rows and discrepancies)."""
+    key seen more than once, with how many of its rows have no evidence, and the totals: cheap,
+    nothing judged but the key), and `kept` (every row judged; the rows that are written out,
+    with their lines: bad rows and discrepancies). Exact counts of valid rows come from both:
+    a bad row is in `kept` with its key."""
     import threading
 
     counting = f"""
         CREATE TABLE counts AS
-        SELECT j.k, count(*) AS n, count(*) FILTER (WHERE e.k IS NULL AND NOT j.bad_check) AS n_unverified,
-               grouping(j.k) AS g
-        FROM {ex.judged(lines=False, extras=False)} j LEFT JOIN (SELECT k FROM evidence) e ON e.k = j.k
-        WHERE j.problem IS NULL
-        GROUP BY GROUPING SETS ((j.k), ()) HAVING count(*) > 1 OR grouping(j.k) = 1"""
+        SELECT c.k, count(*) AS n, count(*) FILTER (WHERE e.k IS NULL) AS n_noev, grouping(c.k) AS g
+        FROM (SELECT TRY_CAST(m AS BIGINT) + length(m) * 10000000000000 AS k
+              FROM (SELECT trim(mpxn) AS m FROM {ex.rel(lines=False, extras=False)})) c
+        LEFT JOIN (SELECT k FROM evidence) e ON e.k = c.k
+        GROUP BY GROUPING SETS ((c.k), ()) HAVING grouping(c.k) = 1 OR (c.k IS NOT NULL AND count(*) > 1)"""
     keeping = f"""
         CREATE TABLE kept AS
-        SELECT j.line, j.k, j.mpxn, j.flag AS registered_flag, j.registered_from, j.problem,
-               e.flag AS evidence_flag, e.evidence_from, {_CLASS} AS class,
+        SELECT j.line, j.k, j.mpxn, j.flag AS registered_flag, j.registered_from, j.problem, j.bad_check,
+               e.k IS NOT NULL AS has_evidence, e.flag AS evidence_flag, e.evidence_from, {_CLASS} AS class,
                CASE WHEN j.bad_check THEN NULL ELSE e.event_id END AS event_id,
                CASE WHEN j.bad_check THEN 'MPAN core check digit mismatch' ELSE e.reason END AS reason
                {"".join(", j." + c for c in ex.quoted)}
@@ -372,6 +374,12 @@ def _passes(con: Any, ex: _Extract) -> None:
         side.join()
     if errors:
         raise errors[0]
+    # Each repeated key's valid rows: its rows less its bad ones.
+    con.execute("""
+        CREATE TABLE repeats AS
+        SELECT c.k, c.n - count(p.k) AS n_valid, c.n_noev > 0 AS no_evidence
+        FROM counts c LEFT JOIN kept p ON p.k = c.k AND p.problem IS NOT NULL
+        WHERE c.g = 0 GROUP BY c.k, c.n, c.n_noev HAVING c.n - count(p.k) > 1""")
 
 
 def _duplicates(duckdb: Any, con: Any, ex: _Extract, unverified_to: Path | None) -> list[Any]:
@@ -379,12 +387,12 @@ def _duplicates(duckdb: Any, con: Any, ex: _Extract, unverified_to: Path | None)
     third pass that runs only when the extract repeats a meter point; the unverified list when
     asked for; lines moved past the rows the CSV reader could not split. -> those rows."""
     con.execute("CREATE TABLE dups (line BIGINT, k BIGINT, mpxn VARCHAR, first BIGINT)")
-    if con.execute("SELECT count(*) FROM counts WHERE g = 0").fetchone()[0]:
+    if con.execute("SELECT count(*) FROM repeats").fetchone()[0]:
         con.execute(f"""
             INSERT INTO dups
             SELECT line, k, mpxn, min(line) OVER (PARTITION BY k) AS first
             FROM {ex.judged(lines=True, extras=False)} j
-            WHERE problem IS NULL AND k IN (SELECT k FROM counts WHERE g = 0)""")
+            WHERE k IN (SELECT k FROM repeats) AND problem IS NULL""")
         con.execute("DELETE FROM dups WHERE line = first")
     if unverified_to is not None:
         con.execute(f"""
@@ -411,22 +419,27 @@ def _duplicates(duckdb: Any, con: Any, ex: _Extract, unverified_to: Path | None)
     # A repeat is never a discrepancy, whatever its values: the first row speaks for the point.
     con.execute("""
         CREATE TABLE discrepancies AS
-        SELECT * EXCLUDE (k, problem) FROM kept
+        SELECT * EXCLUDE (k, problem, bad_check, has_evidence) FROM kept
         WHERE problem IS NULL AND class IS NOT NULL AND line NOT IN (SELECT line FROM dups) ORDER BY line""")
     return rejects
 
 
 def _count(con: Any, summary: Summary, rejects: list[Any]) -> None:
-    valid, unverified_rows = con.execute("SELECT n, n_unverified FROM counts WHERE g = 1").fetchone() or (0, 0)
-    repeats, repeats_unverified = con.execute(
-        "SELECT coalesce(sum(n - 1), 0), coalesce(sum(greatest(n_unverified - 1, 0)), 0) FROM counts "
-        "WHERE g = 0").fetchone()
-    problems = con.execute("SELECT count(*) FROM kept WHERE problem IS NOT NULL").fetchone()[0]
-    summary.rows = int(valid) + int(problems) + len(rejects)
-    summary.reconciled = int(valid) - int(repeats)
+    rows, noev = con.execute("SELECT n, n_noev FROM counts WHERE g = 1").fetchone() or (0, 0)
+    problems, problems_noev, bad_check_keys = con.execute(
+        "SELECT count(*) FILTER (WHERE problem IS NOT NULL), "
+        "count(*) FILTER (WHERE problem IS NOT NULL AND NOT has_evidence), "
+        "count(DISTINCT k) FILTER (WHERE problem IS NULL AND bad_check AND NOT has_evidence) FROM kept").fetchone()
+    repeats, repeats_noev = con.execute(
+        "SELECT coalesce(sum(n_valid - 1), 0), coalesce(sum(n_valid - 1) FILTER (WHERE no_evidence), 0) "
+        "FROM repeats").fetchone()
+    valid = int(rows) - int(problems)
+    summary.rows = int(rows) + len(rejects)
+    summary.reconciled = valid - int(repeats)
     summary.duplicates = int(repeats)
     summary.bad_rows = int(problems) + len(rejects)
-    summary.unverified = int(unverified_rows) - int(repeats_unverified)
+    # Meter points (first valid rows) with no evidence, less those with a wrong check digit.
+    summary.unverified = int(noev) - int(problems_noev) - int(repeats_noev) - int(bad_check_keys)
 
 
 def _write_rows(con: Any, ex: _Extract, out: Path, rejects: list[Any]) -> None:

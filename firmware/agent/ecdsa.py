@@ -2,38 +2,50 @@
 # nonces per RFC 6979 §3.2, in pure MicroPython. Used for COSE ES256 (RFC 9053 §2.1).
 #
 # Points are in Jacobian coordinates (a = -3 formulas, EFD "dbl-2001-b" and
-# "madd-2007-bl"); k*G uses a 4-bit fixed window over a table of 1G..15G in
-# affine form, built on first use. Big-integer arithmetic is not constant-time
-# on MicroPython: timing side channels are out of scope (docs/decisions.md).
+# "madd-2007-bl"). k*G uses a fixed-base comb (Lim-Lee) of four teeth 64 bits apart:
+# a table of the 15 sums of G, 2^64 G, 2^128 G and 2^192 G in affine form, built on
+# first use (the size of a 4-bit window's table), then 64 doublings and at most 64
+# additions, against 252 and 63 for a window. Big-integer arithmetic is not
+# constant-time on MicroPython: timing side channels are out of scope
+# (docs/decisions.md).
 import hashlib
 from os import urandom
 
-from agent.ecpoint import _GX, _GY, _N, _add_affine, _affine, _double
+from agent.ecpoint import _GX, _GY, _N, _add_affine, _affine, _double, _inv
 
-_table = None  # [None, 1G, 2G, ..., 15G] as affine (x, y)
+_table = None  # [None, T1, ..., T15]: Ti = sum of 2^(64 t) G over the bits t of i, affine (x, y)
 
 
 def _base_table():
     global _table
     if _table is None:
-        t = [None, (_GX, _GY)]
+        teeth = [(_GX, _GY)]
         X, Y, Z = _GX, _GY, 1
-        for _ in range(14):
-            X, Y, Z = _add_affine(X, Y, Z, _GX, _GY)
+        for _ in range(3):
+            for _ in range(64):
+                X, Y, Z = _double(X, Y, Z)
+            teeth.append(_affine(X, Y, Z))
+            X, Y, Z = teeth[-1][0], teeth[-1][1], 1
+        t = [None]
+        for i in range(1, 16):
+            X, Y, Z = 0, 1, 0
+            for b in range(4):
+                if i >> b & 1:
+                    X, Y, Z = _add_affine(X, Y, Z, teeth[b][0], teeth[b][1])
             t.append(_affine(X, Y, Z))
         _table = t
     return _table
 
 
 def _mul_base(k):
-    # k*G for 0 < k < n, as affine (x, y).
+    # k*G for 0 < k < n, as affine (x, y): column j of the comb takes bits j, j+64,
+    # j+128 and j+192 of k.
     t = _base_table()
     X, Y, Z = 0, 1, 0
-    for shift in range(252, -4, -4):
+    for j in range(63, -1, -1):
         if Z:
-            for _ in range(4):
-                X, Y, Z = _double(X, Y, Z)
-        w = (k >> shift) & 15
+            X, Y, Z = _double(X, Y, Z)
+        w = (k >> j & 1) | (k >> (j + 63) & 2) | (k >> (j + 126) & 4) | (k >> (j + 189) & 8)
         if w:
             X, Y, Z = _add_affine(X, Y, Z, t[w][0], t[w][1])
     return _affine(X, Y, Z)
@@ -96,7 +108,7 @@ def sign(private_key, message):
         if 0 < k < _N:
             r = _mul_base(k)[0] % _N
             if r:
-                s = pow(k, _N - 2, _N) * (e + r * d) % _N
+                s = _inv(k, _N) * (e + r * d) % _N
                 if s:
                     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
         K = _hmac(K, V + b"\x00")

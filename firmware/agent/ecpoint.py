@@ -47,9 +47,20 @@ def _add_affine(X1, Y1, Z1, x2, y2):
     return X3, Y3, Z3
 
 
+def _inv(a, m):
+    # a^-1 mod m (m prime, 0 < a < m) by the extended Euclidean algorithm: five times
+    # faster than Fermat's pow(a, m - 2, m) on MicroPython's big integers.
+    lo, hi = 1, 0
+    x, y = a % m, m
+    while x > 1:
+        q = y // x
+        lo, x, hi, y = hi - lo * q, y - x * q, lo, x
+    return lo % m
+
+
 def _affine(X, Y, Z):
     if Z == 0:
         raise ValueError("ecdsa: point at infinity")
-    zi = pow(Z, _P - 2, _P)
+    zi = _inv(Z, _P)
     zi2 = zi * zi % _P
     return X * zi2 % _P, Y * zi2 * zi % _P

@@ -3,7 +3,7 @@
 # Public input only: no secret is involved, so timing does not matter here.
 import hashlib
 
-from agent.ecpoint import _B, _GX, _GY, _N, _P, _add_affine, _affine, _double
+from agent.ecpoint import _B, _GX, _GY, _N, _P, _add_affine, _affine, _double, _inv
 
 
 def on_curve(x, y):
@@ -34,7 +34,7 @@ def verify(q, message, signature):
     for part in (message,) if isinstance(message, (bytes, bytearray)) else message:
         h.update(part)
     e = int.from_bytes(h.digest(), "big")
-    w = pow(s, _N - 2, _N)
+    w = _inv(s, _N)
     u1 = e * w % _N
     u2 = r * w % _N
     # u1*G + u2*Q by Shamir's trick: one pass of doublings over both scalars.
