@@ -116,7 +116,8 @@ def _check_digit_sql(num: str) -> str:
 # as extract_<name>.
 _RESERVED = {"line", "mpxn", "flag", "effective_from", "registered_flag", "registered_from", "evidence_flag",
              "evidence_from", "class", "event_id", "reason", "raw_from", "bad_check", "nth", "problem", "code",
-             "k", "num", "n", "n_unverified", "g"}
+             "k", "num", "n", "n_unverified", "g", "n_noev", "in_mpxn", "in_flag", "in_from", "h", "nth",
+             "has_evidence"}
 
 
 def _ident(name: str) -> str:
@@ -182,18 +183,24 @@ class _Extract:
                    f"ignore_errors = true, null_padding = false))")
         return f"(SELECT {cols} FROM {raw})"
 
-    def judged(self, lines: bool, rejects: bool = False, extras: bool = True) -> str:
+    def judged(self, lines: bool, rejects: bool = False, extras: bool = True, raw: bool = False,
+               where: str = "") -> str:
         """Each row with its problem (NULL when valid), its key `k` (one integer a meter point:
         its digits and its length) and whether it is a 13-digit core with a wrong check digit
-        (`k` and `bad_check` mean something only where `problem` is NULL). The engine writes
-        a column's expression into every expression that reads it: each is read once a query
-        where that matters."""
+        (`k` and `bad_check` mean something only where `problem` is NULL). `raw`: with the
+        row's values as read (`in_mpxn`, `in_flag`, `in_from`), to find it again; `where`: a
+        condition on the values as read, tested before anything is judged (and after the rows
+        are numbered)."""
         ex = "".join(", " + c for c in self.quoted) if extras else ""
+        kept_raw = ", in_mpxn, in_flag, in_from" if raw else ""
+        rel = self.rel(lines, rejects, extras)
+        if where:
+            rel = f"(SELECT * FROM {rel} WHERE {where})"
         # Casts are tried, never trusted: the engine may evaluate an expression for rows a
-        # guard before it excludes. Values are trimmed only when they are not already clean
-        # (the engine evaluates a CASE branch for the rows that take it).
+        # guard before it excludes. A column computed once below is read by name above, never
+        # written out again inside another expression (each copy costs a pass over the rows).
         return f"""(
-        SELECT line, mpxn, flag, raw_from, registered_from, problem {ex},
+        SELECT line, mpxn, flag, raw_from, registered_from, problem {ex} {kept_raw},
           num + length(mpxn) * 10000000000000 AS k,
           coalesce(length(mpxn) = 13 AND ({_check_digit_sql('num')}), false) AS bad_check
         FROM (
@@ -215,8 +222,17 @@ class _Extract:
               END AS registered_from
             FROM (
               SELECT line, trim(mpxn) AS mpxn, upper(trim(coalesce(flag, ''))) AS flag,
-                     trim(coalesce(effective_from, '')) AS raw_from {ex}
-              FROM {self.rel(lines, rejects, extras)}))))"""
+                     trim(coalesce(effective_from, '')) AS raw_from {ex},
+                     mpxn AS in_mpxn, flag AS in_flag, effective_from AS in_from
+              FROM {rel}))))"""
+
+    def key(self, column: str = "mpxn") -> str:
+        """A row's key from its value as read (the judged `k`, without judging the row)."""
+        return f"(TRY_CAST(trim({column}) AS BIGINT) + length(trim({column})) * 10000000000000)"
+
+    def content(self, prefix: str = "") -> list[str]:
+        """The columns that make a row what it is, as read."""
+        return [f"{prefix}in_mpxn", f"{prefix}in_flag", f"{prefix}in_from", *(prefix + c for c in self.quoted)]
 
 
 def _load_evidence(con: Any, evidence: Callable[[], Any]) -> int:
@@ -345,6 +361,9 @@ def _passes(con: Any, ex: _Extract) -> None:
               FROM (SELECT trim(mpxn) AS m FROM {ex.rel(lines=False, extras=False)})) c
         LEFT JOIN (SELECT k FROM evidence) e ON e.k = c.k
         GROUP BY GROUPING SETS ((c.k), ()) HAVING grouping(c.k) = 1 OR (c.k IS NOT NULL AND count(*) > 1)"""
+    # CSV: judged on every thread, without lines (numbering the rows holds the work after it
+    # to one thread); each kept row's line is found after, by its values as read (_lines).
+    found_later = not ex.parquet
     keeping = f"""
         CREATE TABLE kept AS
         SELECT j.line, j.k, j.mpxn, j.flag AS registered_flag, j.registered_from, j.problem, j.bad_check,
@@ -352,7 +371,8 @@ def _passes(con: Any, ex: _Extract) -> None:
                CASE WHEN j.bad_check THEN NULL ELSE e.event_id END AS event_id,
                CASE WHEN j.bad_check THEN 'MPAN core check digit mismatch' ELSE e.reason END AS reason
                {"".join(", j." + c for c in ex.quoted)}
-        FROM {ex.judged(lines=True, rejects=True)} j LEFT JOIN evidence e ON e.k = j.k
+               {(", j.in_mpxn, j.in_flag, j.in_from") if found_later else ""}
+        FROM {ex.judged(lines=not found_later, raw=found_later)} j LEFT JOIN evidence e ON e.k = j.k
         -- every evidence class is a difference in flag or date (or a wrong check digit)
         WHERE j.problem IS NOT NULL OR j.bad_check
            OR (e.k IS NOT NULL AND (j.flag <> e.flag OR j.registered_from IS DISTINCT FROM e.evidence_from))"""
@@ -374,12 +394,44 @@ def _passes(con: Any, ex: _Extract) -> None:
         side.join()
     if errors:
         raise errors[0]
+    if found_later:
+        _lines(con, ex)
     # Each repeated key's valid rows: its rows less its bad ones.
     con.execute("""
         CREATE TABLE repeats AS
         SELECT c.k, c.n - count(p.k) AS n_valid, c.n_noev > 0 AS no_evidence
         FROM counts c LEFT JOIN kept p ON p.k = c.k AND p.problem IS NOT NULL
         WHERE c.g = 0 GROUP BY c.k, c.n, c.n_noev HAVING c.n - count(p.k) > 1""")
+
+
+def _lines(con: Any, ex: _Extract) -> None:
+    """Each kept row's line, from one more read of the CSV, in order: every row numbered,
+    nothing judged; the rows whose MPxN a kept row has are paired with the kept rows of the
+    same values as read (identical rows in the order they come: they are judged alike)."""
+    nothing = "chr(0)"  # stands for a missing MPxN in the match (NULL matches nothing)
+    con.execute(f"""
+        CREATE TABLE found AS
+        SELECT line, mpxn AS in_mpxn, flag AS in_flag, effective_from AS in_from {"".join(", " + c for c in ex.quoted)}
+        FROM {ex.rel(lines=True, rejects=True)}
+        -- never an empty list (chr(1) is no MPxN): the file is read to the end even when nothing
+        -- was kept, and the rows it cannot split are found on the way
+        WHERE coalesce(mpxn, {nothing}) IN (SELECT DISTINCT coalesce(in_mpxn, {nothing}) FROM kept
+                                            UNION ALL SELECT chr(1))""")
+    same = " AND ".join(f"f.{c} IS NOT DISTINCT FROM k.{c}" for c in ex.content())
+    part = ", ".join(ex.content())
+    con.execute(f"""
+        CREATE TABLE kept_lines AS
+        SELECT f.line, k.* EXCLUDE (line, nth, in_mpxn, in_flag, in_from)
+        FROM (SELECT *, row_number() OVER (PARTITION BY {part}) AS nth FROM kept) k
+        JOIN (SELECT *, row_number() OVER (PARTITION BY {part} ORDER BY line) AS nth FROM found) f
+          ON f.nth = k.nth AND {same}""")
+    kept, paired = con.execute("SELECT (SELECT count(*) FROM kept), (SELECT count(*) FROM kept_lines)").fetchone()
+    if kept != paired:  # the two reads of one file disagree: never write half an answer
+        raise ReconcileError(f"{ex.path}: the extract changed while it was read ({kept} rows kept, {paired} found "
+                             "again)")
+    con.execute("DROP TABLE kept")
+    con.execute("DROP TABLE found")
+    con.execute("ALTER TABLE kept_lines RENAME TO kept")
 
 
 def _duplicates(duckdb: Any, con: Any, ex: _Extract, unverified_to: Path | None) -> list[Any]:
@@ -391,8 +443,8 @@ def _duplicates(duckdb: Any, con: Any, ex: _Extract, unverified_to: Path | None)
         con.execute(f"""
             INSERT INTO dups
             SELECT line, k, mpxn, min(line) OVER (PARTITION BY k) AS first
-            FROM {ex.judged(lines=True, extras=False)} j
-            WHERE k IN (SELECT k FROM repeats) AND problem IS NULL""")
+            FROM {ex.judged(lines=True, extras=False, where=ex.key() + " IN (SELECT k FROM repeats)")} j
+            WHERE problem IS NULL""")
         con.execute("DELETE FROM dups WHERE line = first")
     if unverified_to is not None:
         con.execute(f"""
