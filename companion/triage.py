@@ -90,15 +90,32 @@ class History:
         self.facts = sorted(facts, key=lambda f: f.since)
         self.fact_times = [f.since for f in self.facts]
         self._field: dict[int, policy.Flag] = {}
+        self._site: dict[int, tuple[Any, ...]] = {}
 
-    def at(self, t: int) -> tuple[list[Event], list[sources.SmiFact], policy.Flag]:
-        """The events and statements known at t, and the field's flag from those events."""
-        n = bisect_right(self.times, t)
-        before = self.events[:n]
+    def at(self, t: int) -> tuple[list[Event], list[sources.SmiFact], policy.Flag, Event | None, str | None,
+                                  str | None]:
+        """At t: the events and statements known, the flag from both sources, the last event,
+        and the meter and hub then. Kept for each prefix with no statement of the DCC's (the
+        flag then depends on the events alone); with one, worked out again for each t (the
+        two-source rules read t: an install and leave overdue by then)."""
+        n, k = bisect_right(self.times, t), bisect_right(self.fact_times, t)
+        got = self._site.get(n) if k == 0 else None
+        if got is not None:
+            return got
+        before, known = self.events[:n], self.facts[:k]
         field = self._field.get(n)
         if field is None:
             field = self._field[n] = policy.derive(self.mpan, before)
-        return before, self.facts[:bisect_right(self.fact_times, t)], field
+        flag = sources.combine(self.mpan, field, before, known, t).flag
+        last = before[-1] if before else None
+        meter = policy.meter_of(last, self.mpan) if last else None
+        smi_meter = sources._smi_meter(self.mpan, sources.latest(known)) if known else None
+        meter_eui = meter.eui.upper() if meter else (smi_meter.device_id if smi_meter else None)
+        hub = last.evidence.hub.chf.upper() if last and last.evidence.hub else (smi_meter.chf if smi_meter else None)
+        got = (before, known, flag, last, meter_eui, hub)
+        if k == 0:
+            self._site[n] = got
+        return got
 
 
 def triage(alert: Alert, events: list[Event], facts: list[sources.SmiFact],
@@ -110,15 +127,7 @@ def triage(alert: Alert, events: list[Event], facts: list[sources.SmiFact],
 def triage_at(alert: Alert, site: History, device_events: list[Event],
               device_facts: list[sources.SmiFact]) -> dict[str, Any]:
     """triage() for an alert at a meter point whose evidence is already sorted (`site`)."""
-    t = alert.at
-    before, known, field = site.at(t)
-    combined = sources.combine(alert.mpan, field, before, known, t)
-    flag = combined.flag
-    last = before[-1] if before else None
-    meter = policy.meter_of(last, alert.mpan) if last else None
-    smi_meter = sources._smi_meter(alert.mpan, sources.latest(known)) if known else None
-    meter_eui = meter.eui.upper() if meter else (smi_meter.device_id if smi_meter else None)
-    hub = last.evidence.hub.chf.upper() if last and last.evidence.hub else (smi_meter.chf if smi_meter else None)
+    before, known, flag, last, meter_eui, hub = site.at(alert.at)
     is_meter = None if meter_eui is None else alert.device_id in (meter_eui, hub)
     since = flag.effective_from
     evidence = flag.reason if flag.flag is not None else None

@@ -121,6 +121,7 @@ def _check(db: str, tmp_path: Path, evidence: list[tuple[str, str, str, str]], s
     assert summary["reconciled"] == len(got) + 2 + 1  # the discrepancies, the unverified and the right row
     html = (out / "report.html").read_text()
     assert "<svg" in html and "active_after_removal" in html and "<script" not in html and "http" not in html
+    assert "2 meter points have no signed evidence" in html and "unverified.csv" in html
 
 
 def test_every_class_from_an_extract_over_the_bench_evidence_sqlite(evidence_store, tmp_path):

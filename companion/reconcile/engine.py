@@ -325,6 +325,7 @@ def _run(duckdb: Any, extract: Path, evidence: Callable[[], Any], out: Path, con
     con.close()
     summary.seconds = time.monotonic() - t0
     facts = _summary_dict(summary, extract, today, correct)
+    facts["unverified_listed"] = list_unverified
     (out / "summary.json").write_text(json.dumps(facts, indent=1) + "\n")
     from companion.render import reconcile_html
 
