@@ -57,6 +57,22 @@ class Triage:
         for m in wanted:
             self._sites[m] = triage.History(m, events[m], self.inv.for_mpxn(m) if m in smi else [])
 
+    def load_devices(self, devices: list[str]) -> None:
+        """Read the sightings and the DCC's statements of these devices (those not already
+        held) in a few queries."""
+        wanted = sorted({d for d in devices if d not in self._devices})
+        if not wanted:
+            return
+        if len(wanted) > self._devices.size:
+            self._devices.size = len(wanted)
+        events = self.store.events_for_devices(wanted, self._events)
+        facts: dict[str, list[Any]] = {d: [] for d in wanted}
+        for i in range(0, len(wanted), 500):
+            for f in self.inv.for_devices(wanted[i:i + 500]):
+                facts.setdefault(f.device_id, []).append(f)
+        for d in wanted:
+            self._devices[d] = (events[d], facts[d])
+
     def answer(self, alert: triage.Alert) -> dict[str, Any]:
         site = self._sites.get(alert.mpan)
         if site is None:
@@ -86,6 +102,7 @@ class Triage:
             except triage.AlertError as exc:
                 raise CompanionError(f"alerts[{i}].{exc}") from None
         self.load([p.mpan for p in parsed])
+        self.load_devices([p.device_id for p in parsed])
         return [{**{k: a.get(k) for k in ("mpan", "device_id", "time", "alert_code")}, **self.answer(p)}
                 for a, p in zip(alerts, parsed)]
 
@@ -253,6 +270,7 @@ def _answer(con: Any, t: Triage, work: Path, counts: dict[str, int], batch: int,
         for b in reader:
             ns, mpans, devices, ats = (b.column(i).to_pylist() for i in range(4))
             t.load(mpans)
+            t.load_devices(devices)
             got: dict[str, list[Any]] = {k: [] for k in schema.names}
             got["__n"] = ns
             for m, d, at in zip(mpans, devices, ats):

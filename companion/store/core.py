@@ -273,6 +273,22 @@ class Store:
                 out[mpxn].append(_known(known, device_id, bytes(eid), message))
         return out
 
+    def events_for_devices(self, euis: list[str], known: MutableMapping[tuple[str, bytes], Event]
+                           ) -> dict[str, list[Event]]:
+        """events_for_device for many devices (upper-case EUI-64 text), a query per 500 of them;
+        `known` as for events_for_many."""
+        out: dict[str, list[Event]] = {d: [] for d in euis}
+        wanted = sorted(out)
+        for i in range(0, len(wanted), 500):
+            part = wanted[i:i + 500]
+            rows = self.conn().execute(
+                "SELECT x.eui, e.device_id, e.event_id, e.message FROM event_devices x JOIN events e "
+                "ON e.device_id = x.device_id AND e.event_id = x.event_id "
+                f"WHERE x.eui IN ({','.join('?' * len(part))})", part).fetchall()
+            for eui, device_id, eid, message in rows:
+                out[eui].append(_known(known, device_id, bytes(eid), message))
+        return out
+
     def events_for_device(self, eui: str, db: Any | None = None,
                           known: MutableMapping[tuple[str, bytes], Event] | None = None
                           ) -> list[tuple[str, float, Event]]:
