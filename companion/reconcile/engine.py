@@ -46,6 +46,7 @@ REGISTERED_FLAGS = ("A", "S", "W", "I", "N", "")
 REQUIRED = ("mpxn", "flag", "effective_from")
 DTC_FILE_MAX = 10_000  # corrections a DTC file
 _W = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)  # MPAN core check digit weights
+_KEY_SCALE = 10_000_000_000_000  # above every 13-digit number: a key's length part
 
 
 class ReconcileError(CompanionError):
@@ -105,6 +106,12 @@ def q(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
+def _key_sql(m: str) -> str:
+    """SQL: a meter point's key from its MPxN text `m` (trimmed): one integer a meter point, its
+    digits and its length (an MPRN's leading zeros count), NULL for text that is no number."""
+    return f"(TRY_CAST({m} AS BIGINT) + length({m}) * {_KEY_SCALE})"
+
+
 def _check_digit_sql(num: str) -> str:
     """SQL: true when the 13-digit MPAN core `num` (a BIGINT column) has a wrong check digit
     (the weighted sum of the first 12 digits, mod 11, mod 10)."""
@@ -132,15 +139,8 @@ class _Extract:
     def __init__(self, con: Any, path: Path):
         self.path = path
         self.parquet = path.suffix.lower() in (".parquet", ".pq")
-        p = q(path)
-        if self.parquet:
-            raw = f"(SELECT file_row_number + 2 AS __line, * EXCLUDE (file_row_number) FROM " \
-                  f"read_parquet('{p}', file_row_number = true))"
-        else:
-            raw = (f"(SELECT 0 AS __line, * FROM read_csv('{p}', header = true, all_varchar = true, "
-                   f"ignore_errors = true, null_padding = false, parallel = false))")
         try:
-            cols = [d[0] for d in con.execute(f"SELECT * FROM {raw} LIMIT 0").description][1:]
+            cols = [d[0] for d in con.execute(f"SELECT * FROM {self._read(False, False)} LIMIT 0").description][1:]
         except Exception as exc:  # duckdb.Error: an unreadable file
             raise ReconcileError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}") from None
         by_name = {c.strip().lower(): c for c in reversed(cols)}  # the first of a name, whatever its case
@@ -163,25 +163,27 @@ class _Extract:
         self.quoted = [_ident(c) for c in self.extras]
 
     def rel(self, lines: bool, rejects: bool = False, extras: bool = True) -> str:
-        """With lines (CSV: read in order, on one thread), or without (CSV: read on every
-        thread); rows the CSV reader cannot split are skipped, and kept with their line when
-        `rejects` (in reject_errors)."""
-        p = q(self.path)
+        """With lines, or without (CSV: numbering the rows holds what reads them to one thread;
+        Parquet has its row numbers either way); rows the CSV reader cannot split are skipped,
+        and kept with their line when `rejects` (in reject_errors)."""
         cols = ", ".join(["__line AS line", *self.required, *(self.extra_cols if extras else [])])
+        return f"(SELECT {cols} FROM {self._read(lines, rejects)})"
+
+    def _read(self, lines: bool, rejects: bool) -> str:
+        """The file as read, every column, with `__line`."""
+        p = q(self.path)
         if self.parquet:
-            raw = f"(SELECT file_row_number + 2 AS __line, * EXCLUDE (file_row_number) FROM " \
-                  f"read_parquet('{p}', file_row_number = true))"
-        elif lines:
-            # Every column as text (a flag or a date is judged here, not guessed by the reader).
+            return (f"(SELECT file_row_number + 2 AS __line, * EXCLUDE (file_row_number) FROM "
+                    f"read_parquet('{p}', file_row_number = true))")
+        # Every column as text (a flag or a date is judged here, not guessed by the reader).
+        if lines:
             # The reader runs on every thread and keeps the file's order (insertion order is
             # preserved): the rows are numbered as they stand in the file.
-            raw = (f"(SELECT row_number() OVER () + 1 AS __line, * FROM read_csv('{p}', header = true, "
-                   f"all_varchar = true, ignore_errors = true, store_rejects = {str(rejects).lower()}, "
-                   f"null_padding = false))")
-        else:
-            raw = (f"(SELECT NULL::BIGINT AS __line, * FROM read_csv('{p}', header = true, all_varchar = true, "
-                   f"ignore_errors = true, null_padding = false))")
-        return f"(SELECT {cols} FROM {raw})"
+            return (f"(SELECT row_number() OVER () + 1 AS __line, * FROM read_csv('{p}', header = true, "
+                    f"all_varchar = true, ignore_errors = true, store_rejects = {str(rejects).lower()}, "
+                    f"null_padding = false))")
+        return (f"(SELECT NULL::BIGINT AS __line, * FROM read_csv('{p}', header = true, all_varchar = true, "
+                f"ignore_errors = true, null_padding = false))")
 
     def judged(self, lines: bool, rejects: bool = False, extras: bool = True, raw: bool = False,
                where: str = "") -> str:
@@ -201,7 +203,7 @@ class _Extract:
         # written out again inside another expression (each copy costs a pass over the rows).
         return f"""(
         SELECT line, mpxn, flag, raw_from, registered_from, problem {ex} {kept_raw},
-          num + length(mpxn) * 10000000000000 AS k,
+          num + length(mpxn) * {_KEY_SCALE} AS k,  -- _key_sql(mpxn), its cast already made
           coalesce(length(mpxn) = 13 AND ({_check_digit_sql('num')}), false) AS bad_check
         FROM (
           SELECT *, CASE
@@ -226,10 +228,6 @@ class _Extract:
                      mpxn AS in_mpxn, flag AS in_flag, effective_from AS in_from
               FROM {rel}))))"""
 
-    def key(self, column: str = "mpxn") -> str:
-        """A row's key from its value as read (the judged `k`, without judging the row)."""
-        return f"(TRY_CAST(trim({column}) AS BIGINT) + length(trim({column})) * 10000000000000)"
-
     def content(self, prefix: str = "") -> list[str]:
         """The columns that make a row what it is, as read."""
         return [f"{prefix}in_mpxn", f"{prefix}in_flag", f"{prefix}in_from", *(prefix + c for c in self.quoted)]
@@ -240,14 +238,13 @@ def _load_evidence(con: Any, evidence: Callable[[], Any]) -> int:
     the extract's rows are."""
     with evidence() as reader:
         con.register("evidence_in", reader)
-        con.execute("""
+        con.execute(f"""
             CREATE TABLE evidence AS
-            SELECT TRY_CAST(TRY_CAST(CAST(mpxn AS VARCHAR) AS UBIGINT) AS BIGINT)
-                     + length(CAST(mpxn AS VARCHAR)) * 10000000000000 AS k,
-                   CAST(flag AS VARCHAR) AS flag, TRY_CAST(nullif(CAST(effective_from AS VARCHAR), '') AS DATE)
-                     AS evidence_from, nullif(CAST(event_id AS VARCHAR), '') AS event_id,
+            SELECT {_key_sql("m")} AS k, CAST(flag AS VARCHAR) AS flag,
+                   TRY_CAST(nullif(CAST(effective_from AS VARCHAR), '') AS DATE) AS evidence_from,
+                   nullif(CAST(event_id AS VARCHAR), '') AS event_id,
                    CAST(reason AS VARCHAR) AS reason, CAST(code AS VARCHAR) AS code
-            FROM evidence_in""")
+            FROM (SELECT *, CAST(mpxn AS VARCHAR) AS m FROM evidence_in)""")
         con.unregister("evidence_in")
     return int(con.execute("SELECT count(*) FROM evidence").fetchone()[0])
 
@@ -358,7 +355,7 @@ def _passes(con: Any, ex: _Extract) -> None:
     counting = f"""
         CREATE TABLE counts AS
         SELECT c.k, count(*) AS n, count(*) FILTER (WHERE e.k IS NULL) AS n_noev, grouping(c.k) AS g
-        FROM (SELECT TRY_CAST(m AS BIGINT) + length(m) * 10000000000000 AS k
+        FROM (SELECT {_key_sql("m")} AS k
               FROM (SELECT trim(mpxn) AS m FROM {ex.rel(lines=False, extras=False)})) c
         LEFT JOIN (SELECT k FROM evidence) e ON e.k = c.k
         GROUP BY GROUPING SETS ((c.k), ()) HAVING grouping(c.k) = 1 OR (c.k IS NOT NULL AND count(*) > 1)"""
@@ -444,7 +441,7 @@ def _duplicates(duckdb: Any, con: Any, ex: _Extract, unverified_to: Path | None)
         con.execute(f"""
             INSERT INTO dups
             SELECT line, k, mpxn, min(line) OVER (PARTITION BY k) AS first
-            FROM {ex.judged(lines=True, extras=False, where=ex.key() + " IN (SELECT k FROM repeats)")} j
+            FROM {ex.judged(lines=True, extras=False, where=_key_sql("trim(mpxn)") + " IN (SELECT k FROM repeats)")} j
             WHERE problem IS NULL""")
         con.execute("DELETE FROM dups WHERE line = first")
     if unverified_to is not None:

@@ -261,32 +261,28 @@ class Store:
         """Every stored event naming each of these meter points (a query per 500 of them); an
         event already in `known` (by device id and event id) is not decoded again, and each one
         decoded is put there."""
-        out: dict[str, list[Event]] = {m: [] for m in mpxns}
-        wanted = sorted(out)
-        for i in range(0, len(wanted), 500):
-            part = wanted[i:i + 500]
-            rows = self.conn().execute(
-                "SELECT m.mpxn, e.device_id, e.event_id, e.message FROM event_mpxns m JOIN events e "
-                "ON e.device_id = m.device_id AND e.event_id = m.event_id "
-                f"WHERE m.mpxn IN ({','.join('?' * len(part))})", part).fetchall()
-            for mpxn, device_id, eid, message in rows:
-                out[mpxn].append(_known(known, device_id, bytes(eid), message))
-        return out
+        return self._events_by("event_mpxns", "mpxn", mpxns, known)
 
     def events_for_devices(self, euis: list[str], known: MutableMapping[tuple[str, bytes], Event]
                            ) -> dict[str, list[Event]]:
         """events_for_device for many devices (upper-case EUI-64 text), a query per 500 of them;
         `known` as for events_for_many."""
-        out: dict[str, list[Event]] = {d: [] for d in euis}
+        return self._events_by("event_devices", "eui", euis, known)
+
+    def _events_by(self, index: str, column: str, keys: list[str],
+                   known: MutableMapping[tuple[str, bytes], Event]) -> dict[str, list[Event]]:
+        """The stored events an index (event_mpxns by mpxn, event_devices by eui) lists under
+        each key."""
+        out: dict[str, list[Event]] = {k: [] for k in keys}
         wanted = sorted(out)
         for i in range(0, len(wanted), 500):
             part = wanted[i:i + 500]
             rows = self.conn().execute(
-                "SELECT x.eui, e.device_id, e.event_id, e.message FROM event_devices x JOIN events e "
+                f"SELECT x.{column}, e.device_id, e.event_id, e.message FROM {index} x JOIN events e "
                 "ON e.device_id = x.device_id AND e.event_id = x.event_id "
-                f"WHERE x.eui IN ({','.join('?' * len(part))})", part).fetchall()
-            for eui, device_id, eid, message in rows:
-                out[eui].append(_known(known, device_id, bytes(eid), message))
+                f"WHERE x.{column} IN ({','.join('?' * len(part))})", part).fetchall()
+            for key, device_id, eid, message in rows:
+                out[key].append(_known(known, device_id, bytes(eid), message))
         return out
 
     def events_for_device(self, eui: str, db: Any | None = None,
@@ -633,10 +629,6 @@ class Store:
     def last_event_times(self) -> dict[str, float]:
         """Each handheld's latest event, by when it was received."""
         return dict(self.conn().execute("SELECT device_id, max(received_at) FROM events GROUP BY device_id"))
-
-    def evidence_count(self) -> int:
-        """Meter points with a flag (the evidence reconcile holds an extract against)."""
-        return int(self.conn().execute("SELECT count(*) FROM flags WHERE flag IS NOT NULL").fetchone()[0])
 
     def evidence_arrow(self) -> Any:
         """(mpxn, flag, effective_from, event_id, reason, code) of every flagged meter point, as
