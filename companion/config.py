@@ -5,6 +5,7 @@ bad value is a message naming its source and key, never a worker that dies later
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 import typing
@@ -51,6 +52,7 @@ class Config:
     device_rate: float = 50.0  # messages/s one handheld may send; more are set aside unread (a flood)
     device_burst: int = 500  # ... after a burst of this many
     batch_wait_ms: int = 5  # wait for more messages before committing a batch
+    verify_workers: int = 0  # processes checking the events' signatures; 0: the ingest's own
     # -- store -----------------------------------------------------------------------
     db: str = "companion.db"  # SQLite file (or sqlite:///path), or postgresql://user:pw@host/db
     db_upgrade: bool = True  # apply pending schema migrations at start; false: refuse a store behind
@@ -99,10 +101,7 @@ class Config:
 
     @property
     def time_floor_epoch(self) -> int:
-        import datetime
-
-        d = datetime.date.fromisoformat(self.time_floor)
-        return int(datetime.datetime(d.year, d.month, d.day, tzinfo=datetime.timezone.utc).timestamp())
+        return _day_start(self.time_floor)
 
     @property
     def mqtt_client_id(self) -> str:
@@ -158,6 +157,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "device_rate": (0.1, 100_000),
     "device_burst": (1, 1_000_000),  # 8 parameters an event: under SQLite's 32,766 and PostgreSQL's 65,535
     "batch_wait_ms": (0, 10_000),
+    "verify_workers": (0, 64),
     "dtc_batch_size": (1, 99_999),
     "dtc_batch_age": (0.01, 86400),
     "dtc_alarm_age": (1, 7 * 86400),
@@ -265,3 +265,12 @@ def load(path: str | None, overrides: dict[str, Any]) -> Config:
         if v is not None:
             cfg.set(k, v, "--" + k.replace("_", "-"))
     return cfg.check()
+
+
+@functools.lru_cache(maxsize=8)
+def _day_start(day: str) -> int:
+    """Seconds since the epoch at the start (UTC) of YYYY-MM-DD: read for every event."""
+    import datetime
+
+    d = datetime.date.fromisoformat(day)
+    return int(datetime.datetime(d.year, d.month, d.day, tzinfo=datetime.timezone.utc).timestamp())

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 
 from companion.wire.cbor import summary as _summary
@@ -18,7 +19,7 @@ _EUI64 = re.compile(r"[A-Fa-f0-9]{2}(-[A-Fa-f0-9]{2}){7}")
 
 
 def mpan_check_digit(first12: str) -> int:
-    return sum(int(d) * w for d, w in zip(first12, MPAN_WEIGHTS)) % 11 % 10
+    return int(sum(map(operator.mul, map(int, first12), MPAN_WEIGHTS))) % 11 % 10
 
 
 def check_mpan(value: object) -> str:
@@ -54,7 +55,7 @@ def is_mpan(mpxn: str) -> bool:
 def eui64_text(raw: bytes) -> str:
     if not isinstance(raw, bytes) or len(raw) != 8:
         raise ValueError(f"EUI-64 must be 8 bytes, got {_summary(raw)}")
-    return "-".join(f"{b:02X}" for b in raw)
+    return raw.hex("-").upper()
 
 
 def is_eui64(text: object) -> bool:

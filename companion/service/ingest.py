@@ -12,7 +12,7 @@ revocation rule (`revoked_key`) · signature (`bad_signature`) · payload schema
 """
 
 from __future__ import annotations
-from typing import Any
+from typing import Any, Protocol
 
 from companion.wire.cbor import summary as _summary
 
@@ -22,8 +22,6 @@ import time
 import cbor2
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-
 from companion import policy, sources
 from companion.config import Config
 from companion.errors import REJECTIONS, WireError
@@ -31,12 +29,14 @@ from companion.wire.event import Event, parse_payload
 from companion.ids import eui64_bytes, eui64_text, is_mpan
 from companion.store.core import DeviceKey, Store, StoredFlag
 from companion.store.smi import Inventory
-from companion.wire.cose import load_public_key, parse_sign1, verify_sign1
+from companion.service.verify_pool import VerifyPool
+from companion.wire.cose import Sign1, parse_sign1
 
 
 # With a hub clock the device clock is only recorded, never trusted; still, a device time
 # more than a year ahead of the bridge is refused outright (it would poison counter checks).
 MAX_AHEAD = 366 * 86400
+BAD_SIGNATURE = "signature does not verify with the device key"
 
 
 def _span(seconds: int) -> str:
@@ -77,12 +77,13 @@ class Rejected(Exception):
 
 
 class Ingestor:
-    def __init__(self, store: Store, config: Config):
+    def __init__(self, store: Store, config: Config, pool: VerifyPool | None = None):
         self.inventory = Inventory(store)
         self.store = store
         self.config = config
-        # device id -> (raw key, loaded public key): a cache
-        self._keys: dict[str, tuple[bytes, EllipticCurvePublicKey]] = {}
+        # Signatures are checked here or, with verify_workers, on worker processes.
+        self.pool = pool if pool is not None else VerifyPool(0)
+        self._writes = FlagWrites()  # the batch's flag writes, flushed before its commit
 
     # --- one message, no store writes --------------------------------------------------
     def device_of(self, topic: str) -> str:
@@ -98,6 +99,14 @@ class Ingestor:
               keys: dict[str, DeviceKey] | None = None) -> tuple[Event, bytes]:
         """The verified event, and its signed content (wire.Sign1.canonical) to store.
         keys: the batch's registered keys (Store.keys_for), read once for the batch."""
+        sign1, key = self.parse(msg, device_id, keys)
+        if not self.pool.verify([(key.public_key, sign1.to_be_signed(), sign1.signature)])[0]:
+            raise Rejected("bad_signature", BAD_SIGNATURE)
+        return self.accept(msg, sign1, key)
+
+    def parse(self, msg: Incoming, device_id: str,
+              keys: dict[str, DeviceKey] | None = None) -> tuple[Sign1, DeviceKey]:
+        """The checks before the signature: the COSE structure, its kid and the device's key."""
         try:
             sign1 = parse_sign1(msg.payload, self.config.max_message)
         except WireError as exc:
@@ -108,18 +117,29 @@ class Ingestor:
         key = self.store.key(device_id) if keys is None else keys.get(device_id)
         if key is None:
             raise Rejected("unknown_key", f"no key registered for {device_id}")
-        try:
-            verify_sign1(sign1, self._public(key.device_id, key.public_key))
-        except WireError as exc:
-            raise Rejected(exc.reason, str(exc)) from None
-        try:
-            ev = parse_payload(sign1.payload)
-            ev_bytes = sign1.canonical()
-        except WireError as exc:  # signed by the device, but not a valid event: say which, if we can
-            raise Rejected(exc.reason, str(exc), _payload_id(sign1.payload)) from None
+        if len(sign1.signature) != 64:
+            raise Rejected("bad_signature", f"ES256 signature must be 64 bytes, got {len(sign1.signature)}")
+        return sign1, key
+
+    def accept(self, msg: Incoming, sign1: Sign1, key: DeviceKey,
+               payload: tuple[Event, bytes] | Rejected | None = None) -> tuple[Event, bytes]:
+        """The checks after the signature verified: the payload (`payload`: as read_payload
+        gave it already), the revocation, the times."""
+        got = self.read_payload(sign1) if payload is None else payload
+        if isinstance(got, Rejected):
+            raise got
+        ev, ev_bytes = got
         self.check_revocation(ev, key)
         self._check_times(ev, msg.received_at)
         return ev, ev_bytes
+
+    @staticmethod
+    def read_payload(sign1: Sign1) -> tuple[Event, bytes] | Rejected:
+        """The event a signed message carries, and its signed content; or why it is none."""
+        try:
+            return parse_payload(sign1.payload), sign1.canonical()
+        except WireError as exc:  # signed by the device, but not a valid event: say which, if we can
+            return Rejected(exc.reason, str(exc), _payload_id(sign1.payload))
 
     @staticmethod
     def check_revocation(ev: Event, key: DeviceKey) -> None:
@@ -162,16 +182,11 @@ class Ingestor:
                            f"survey read {age} s before the event (allowed 0..{cfg.max_survey_age} s)",
                            ev.id.hex())
 
-    def _public(self, device_id: str, raw: bytes) -> EllipticCurvePublicKey:
-        k = self._keys.get(device_id)
-        if k is None or k[0] != raw:
-            k = self._keys[device_id] = (raw, load_public_key(raw))
-        return k[1]
-
     # --- a batch, one transaction ------------------------------------------------------
     def handle_batch(self, batch: list[Incoming]) -> list[Outcome]:
         """Verify a batch, then store it and derive its flags in one transaction."""
         outcomes, accepted, keys = self._verify(batch)
+        self._writes = FlagWrites()
         with self.store.db.tx(pipeline=True) as db:
             # Replicas: the batch's devices are locked first, then their keys read again inside
             # the transaction (a revocation committed since the read above is seen), then the
@@ -194,6 +209,7 @@ class Ingestor:
                                                          mpxn in dcc)
                 if change:
                     out.changes.append(change)
+            self._writes.flush(db)
             self._answer(db, outcomes, now_flags, stored_flags)
         return outcomes
 
@@ -210,12 +226,31 @@ class Ingestor:
             except Rejected as rej:
                 devices.append(rej)
         keys = self.store.keys_for(d for d in devices if isinstance(d, str))  # one read for the batch
+        parsed: list[tuple[Sign1, DeviceKey] | Rejected] = []
         for msg, dev in zip(batch, devices):
-            device_id = dev if isinstance(dev, str) else None
             try:
                 if isinstance(dev, Rejected):
                     raise dev
-                ev, signed = self.check(msg, dev, keys)
+                parsed.append(self.parse(msg, dev, keys))
+            except Rejected as rej:
+                parsed.append(rej)
+        # The batch's signatures in one go. With a verify pool, its workers check them while
+        # this thread reads the payloads of the messages whose key is registered; a payload so
+        # read is used only once its signature has verified, and a message that fails both is
+        # refused for its signature, as when checked in order.
+        answers = self.pool.start([(key.public_key, sign1.to_be_signed(), sign1.signature)
+                                   for p in parsed if not isinstance(p, Rejected) for sign1, key in (p,)])
+        early = [None if isinstance(p, Rejected) else self.read_payload(p[0]) for p in parsed] \
+            if self.pool.workers else [None] * len(parsed)
+        verdicts = iter(answers())
+        for msg, dev, p, payload in zip(batch, devices, parsed, early):
+            device_id = dev if isinstance(dev, str) else None
+            try:
+                if isinstance(p, Rejected):
+                    raise p
+                if not next(verdicts):
+                    raise Rejected("bad_signature", BAD_SIGNATURE)
+                ev, signed = self.accept(msg, *p, payload)
             except Rejected as rej:
                 outcomes.append(Outcome(msg, "rejected", device_id, rej.event_id, rej.reason, rej.detail))
                 continue
@@ -234,6 +269,9 @@ class Ingestor:
             db, [(out.device_id or "", ev, signed, out.incoming.received_at) for out, ev, signed in accepted])
         stored: list[tuple[Outcome, Event]] = []
         earlier: dict[str, list[Event]] = {}  # each device's events stored so far in this batch
+        # ... and their highest counter and latest time: an event above both, the usual case
+        # (a handheld's backlog in order), can match none of them, and is not compared.
+        tops: dict[str, tuple[int, int]] = {}
         for (out, ev, _), status, found in zip(accepted, statuses, prior):
             assert out.device_id is not None  # accepted: its topic named a device
             if status == "conflict":
@@ -246,12 +284,16 @@ class Ingestor:
             if status != "stored":
                 continue
             # As if stored one at a time: the batch's earlier events of the device count too.
-            for e in earlier.get(out.device_id, ()):
-                if e.counter == ev.counter:
-                    found.setdefault("counter_reused", (e.id, e.counter, e.time))
-                elif (e.counter > ev.counter and e.time < ev.time) or (e.counter < ev.counter and e.time > ev.time):
-                    found.setdefault("counter_backwards", (e.id, e.counter, e.time))
+            top = tops.get(out.device_id)
+            if top is not None and not (ev.counter > top[0] and ev.time >= top[1]):
+                for e in earlier[out.device_id]:
+                    if e.counter == ev.counter:
+                        found.setdefault("counter_reused", (e.id, e.counter, e.time))
+                    elif (e.counter > ev.counter and e.time < ev.time) or (e.counter < ev.counter and e.time > ev.time):
+                        found.setdefault("counter_backwards", (e.id, e.counter, e.time))
             earlier.setdefault(out.device_id, []).append(ev)
+            tops[out.device_id] = (ev.counter, ev.time) if top is None else (max(top[0], ev.counter),
+                                                                            max(top[1], ev.time))
             out.suspicious = self.store.record_counter_anomalies(db, out.device_id, ev, found,
                                                                  out.incoming.received_at)
             stored.append((out, ev))
@@ -354,17 +396,54 @@ class Ingestor:
         # The flag state is the whole flag: a new deciding event, reason or override is a new
         # version too (an override must never go silent), not only a new value or date.
         if old is not None and state(old) == state(new):
-            self.store.touch_flag(db, mpxn, tail, now, last, count)
+            self._writes.touch_flag(db, mpxn, tail, now, last, count)
             return None, (old.flag, old.effective_from, old.code)
         if old is None and new.flag is None:
             # Events, but none with smart evidence for this point: nothing to send yet.
-            self.store.put_flag(db, (mpxn, None, None, new.reason, None, tail, None, 0, now, new.code, last, count))
+            self._writes.put_flag(db, (mpxn, None, None, new.reason, None, tail, None, 0, now, new.code, last, count))
             return None, (None, None, new.code)
-        body = new_version(self.store, self.config, db, mpxn, new, old, tail, now, last, count, extra)
+        body = new_version(self._writes, self.config, db, mpxn, new, old, tail, now, last, count, extra)
         return body, (new.flag, new.effective_from, new.code)
 
 
-def new_version(store: Store, config: Config, db: Any, mpxn: str, new: policy.Flag, old: StoredFlag | None,
+class FlagSink(Protocol):
+    """Where flag writes go: the store (at once) or a batch's FlagWrites (at its end)."""
+
+    def put_flag(self, db: Any, row: tuple[Any, ...]) -> None: ...
+
+    def queue_change(self, db: Any, mpxn: str, version: int, flow: str, body: str, now: float) -> None: ...
+
+
+class FlagWrites:
+    """A batch's flag writes, kept in order and written at its end in one statement each
+    (Store.put_flags, touch_flags, queue_changes), in the batch's transaction. Each meter
+    point is written once a batch, so the order between the statements does not matter;
+    the outbox keeps the order of the changes."""
+
+    def __init__(self) -> None:
+        self.puts: list[tuple[Any, ...]] = []
+        self.touches: list[tuple[Any, ...]] = []
+        self.changes: list[tuple[Any, ...]] = []
+
+    def put_flag(self, db: Any, row: tuple[Any, ...]) -> None:
+        self.puts.append(row)
+
+    def touch_flag(self, db: Any, mpxn: str, event_ids: str, now: float, last_key: str, event_count: int) -> None:
+        self.touches.append((event_ids, now, last_key, event_count, mpxn))
+
+    def queue_change(self, db: Any, mpxn: str, version: int, flow: str, body: str, now: float) -> None:
+        self.changes.append((mpxn, version, flow, body, now))
+
+    def flush(self, db: Any) -> None:
+        try:
+            Store.put_flags(db, self.puts)
+            Store.touch_flags(db, self.touches)
+            Store.queue_changes(db, self.changes)
+        finally:
+            self.puts, self.touches, self.changes = [], [], []
+
+
+def new_version(store: FlagSink, config: Config, db: Any, mpxn: str, new: policy.Flag, old: StoredFlag | None,
                 tail: str, now: float, last: str | None, count: int, extra: dict[str, Any]) -> dict[str, Any]:
     """A changed flag: its next version stored and queued for MQTT and DTC, in the caller's
     transaction; -> the flag update as published (with `extra`: the two sources' fields)."""

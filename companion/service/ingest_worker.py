@@ -16,6 +16,7 @@ from companion.service.logs import log
 from companion.service.metrics import Metrics
 from companion.service.mqtt_link import MqttLink
 from companion.service.state import BridgeState
+from companion.service.verify_pool import VerifyPool
 from companion.store.core import Store
 from companion.wire.signing import Signer
 
@@ -25,7 +26,7 @@ class IngestWorker:
                  state: BridgeState, stop: threading.Event, stored: Callable[[], None]):
         self.config = config
         self.store = store
-        self.ingestor = Ingestor(store, config)
+        self.ingestor = Ingestor(store, config)  # verifying in this thread until run() starts a pool
         self.link = link
         self.signer = signer
         self.metrics = metrics
@@ -34,6 +35,13 @@ class IngestWorker:
         self._stored = stored  # e.g. wake the flag publisher
 
     def run(self) -> None:
+        pool = self.ingestor.pool = VerifyPool(self.config.verify_workers)
+        try:
+            self._run()
+        finally:
+            pool.close()
+
+    def _run(self) -> None:
         wait = self.config.batch_wait_ms / 1000
         inbox = self.link.inbox
         while not self._stop.is_set():

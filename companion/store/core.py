@@ -365,27 +365,44 @@ class Store:
     @staticmethod
     def touch_flag(db: Any, mpxn: str, event_ids: str, now: float, last_key: str, event_count: int) -> None:
         """The flag unchanged: only its latest event ids, time, last key and count."""
-        db.execute("UPDATE flags SET event_ids=?, updated_at=?, last_key=?, event_count=? WHERE mpxn=?",
-                   (event_ids, now, last_key, event_count, mpxn))
+        Store.touch_flags(db, [(event_ids, now, last_key, event_count, mpxn)])
+
+    @staticmethod
+    def touch_flags(db: Any, rows: list[tuple[Any, ...]]) -> None:
+        """touch_flag for many, (event_ids, now, last_key, event_count, mpxn) each."""
+        if rows:
+            db.executemany("UPDATE flags SET event_ids=?, updated_at=?, last_key=?, event_count=? WHERE mpxn=?",
+                           rows)
 
     @staticmethod
     def put_flag(db: Any, row: tuple[Any, ...]) -> None:
         """Insert or replace a meter point's flag: (mpxn, flag, effective_from, reason, event_id,
         event_ids JSON, override, version, updated_at, code, last_key, event_count)."""
-        db.execute(
-            "INSERT INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
-            "updated_at, code, last_key, event_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (mpxn) DO UPDATE SET "
-            "flag=excluded.flag, effective_from=excluded.effective_from, reason=excluded.reason, "
-            "event_id=excluded.event_id, event_ids=excluded.event_ids, override=excluded.override, "
-            "version=excluded.version, updated_at=excluded.updated_at, code=excluded.code, "
-            "last_key=excluded.last_key, event_count=excluded.event_count", row)
+        Store.put_flags(db, [row])
+
+    @staticmethod
+    def put_flags(db: Any, rows: list[tuple[Any, ...]]) -> None:
+        """put_flag for many meter points, in one statement."""
+        if rows:
+            db.executemany(
+                "INSERT INTO flags (mpxn, flag, effective_from, reason, event_id, event_ids, override, version, "
+                "updated_at, code, last_key, event_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (mpxn) DO UPDATE SET "
+                "flag=excluded.flag, effective_from=excluded.effective_from, reason=excluded.reason, "
+                "event_id=excluded.event_id, event_ids=excluded.event_ids, override=excluded.override, "
+                "version=excluded.version, updated_at=excluded.updated_at, code=excluded.code, "
+                "last_key=excluded.last_key, event_count=excluded.event_count", rows)
 
     @staticmethod
     def queue_change(db: Any, mpxn: str, version: int, flow: str, body: str, now: float) -> None:
         """A flag update into the outbox, in the same transaction as the flag."""
-        db.execute("INSERT INTO outbox (mpxn, version, flow, body, created_at) VALUES (?, ?, ?, ?, ?)",
-                   (mpxn, version, flow, body, now))
+        Store.queue_changes(db, [(mpxn, version, flow, body, now)])
+
+    @staticmethod
+    def queue_changes(db: Any, rows: list[tuple[Any, ...]]) -> None:
+        """queue_change for many, (mpxn, version, flow, body, now) each, in this order."""
+        if rows:
+            db.executemany("INSERT INTO outbox (mpxn, version, flow, body, created_at) VALUES (?, ?, ?, ?, ?)", rows)
 
     # --- replicas: one running bridge per MQTT client id ------------------------------------
     REPLICA_STALE = 15.0  # s without a heartbeat after which a replica's client id is free again

@@ -70,11 +70,11 @@ def load_public_key(key: bytes | ec.EllipticCurvePublicKey) -> ec.EllipticCurveP
 
 
 def parse_sign1(message: bytes, max_size: int = MAX_MESSAGE) -> Sign1:
-    if not isinstance(message, (bytes, bytearray, memoryview)):
+    if type(message) is not bytes and not isinstance(message, (bytearray, memoryview)):
         raise NotSign1Error("message must be bytes")
     if len(message) > max_size:
         raise OversizeError(f"message of {len(message)} bytes exceeds the {max_size}-byte limit")
-    obj = loads_strict(bytes(message), top_tag=TAG_SIGN1)
+    obj = loads_strict(message if type(message) is bytes else bytes(message), top_tag=TAG_SIGN1)
     if not isinstance(obj, cbor2.CBORTag) or obj.tag != TAG_SIGN1:
         raise NotSign1Error("not a tagged COSE_Sign1 (CBOR tag 18)")
     parts = obj.value
@@ -83,14 +83,14 @@ def parse_sign1(message: bytes, max_size: int = MAX_MESSAGE) -> Sign1:
     protected, unprotected, payload, signature = parts
     if not isinstance(protected, bytes):
         raise NotSign1Error("protected header must be a byte string")
-    if not isinstance(unprotected, Mapping):
+    if type(unprotected) is not dict and not isinstance(unprotected, Mapping):
         raise NotSign1Error("unprotected header must be a map")
     if not isinstance(payload, bytes):
         raise NotSign1Error("payload must be an attached byte string")
     if not isinstance(signature, bytes):
         raise NotSign1Error("signature must be a byte string")
     header = loads_strict(protected, "protected header") if protected else {}
-    if not isinstance(header, Mapping):
+    if type(header) is not dict and not isinstance(header, Mapping):
         raise NotSign1Error("protected header must encode a map")
     if HDR_ALG in unprotected or HDR_KID in unprotected:
         # Our profile: alg and kid are integrity-protected (RFC 9052 §3.1 allows either).

@@ -188,7 +188,7 @@ _DEVICE: _Spec = {
 
 
 def _map(path: str, v: Any) -> Mapping[Any, Any]:
-    if not isinstance(v, Mapping):
+    if type(v) is not dict and not isinstance(v, Mapping):
         raise SchemaError(f"{path}: a map required")
     return v
 
@@ -200,12 +200,17 @@ def _keys(path: str, m: Mapping[Any, Any], allowed: range | set[int]) -> None:
 
 
 def _submap(path: str, spec: _Spec, v: Any) -> dict[str, Any]:
-    m = _map(path, v)
-    _keys(path, m, set(spec))
+    m = v if type(v) is dict else _map(path, v)
+    for k in m:
+        if k not in spec:
+            raise SchemaError(f"{path}: unknown key {_summary(k)}")
     out = {}
     for key, (name, check, required) in spec.items():
         if key in m:
-            out[name] = check(f"{path}.{name}", m[key])
+            try:
+                out[name] = check(name, m[key])
+            except SchemaError as exc:  # the path is built only for the error
+                raise type(exc)(f"{path}.{exc}") from None
         elif required:
             raise SchemaError(f"{path}.{name}: required")
     return out

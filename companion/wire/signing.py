@@ -60,18 +60,31 @@ class Signer:
         self.key = key
         self.public = public_point(key)
         self.kid = key_id(self.public)
+        # RFC 6979: the same message always gets the same signature (cryptography >= 42).
+        self._ecdsa = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+        # Per content type, the constant heads of the Sig_structure and of the message: only
+        # the payload and the signature differ from one message to the next.
+        self._heads: dict[str | None, tuple[bytes, bytes]] = {}
+
+    def _head(self, content_type: str | None) -> tuple[bytes, bytes]:
+        heads = self._heads.get(content_type)
+        if heads is None:
+            header: dict[int, object] = {HDR_ALG: ALG_ES256, HDR_KID: self.kid}
+            if content_type:
+                header[HDR_CONTENT_TYPE] = content_type
+            protected = cbor2.dumps(header, canonical=True)
+            # ["Signature1", protected, b"", payload] (RFC 9052 §4.4) and
+            # 18([protected, {}, payload, signature]) (§4.2), each up to its payload
+            tbs = cbor2.dumps(["Signature1", protected, b"", b""])[:-1]
+            message = cbor2.dumps(cbor2.CBORTag(TAG_SIGN1, [protected, {}, b"", b""]))[:-2]
+            heads = self._heads[content_type] = (tbs, message)
+        return heads
 
     def sign(self, payload: bytes, content_type: str | None = None) -> bytes:
-        header: dict[int, object] = {HDR_ALG: ALG_ES256, HDR_KID: self.kid}
-        if content_type:
-            header[HDR_CONTENT_TYPE] = content_type
-        protected = cbor2.dumps(header, canonical=True)
-        tbs = cbor2.dumps(["Signature1", protected, b"", payload])
-        # RFC 6979: the same message always gets the same signature (cryptography >= 42).
-        der = self.key.sign(tbs, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
-        r, s = utils.decode_dss_signature(der)
-        return cbor2.dumps(cbor2.CBORTag(TAG_SIGN1, [protected, {}, payload,
-                                                     r.to_bytes(32, "big") + s.to_bytes(32, "big")]))
+        tbs_head, message_head = self._head(content_type)
+        body = cbor2.dumps(payload)
+        r, s = utils.decode_dss_signature(self.key.sign(tbs_head + body, self._ecdsa))
+        return message_head + body + b"\x58\x40" + r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     def ack(self, device_id: bytes, event_id: bytes | None, outcome: str, reason: str | None = None,
             detail: str | None = None, flags: list[Any] | None = None) -> bytes:

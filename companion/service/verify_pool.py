@@ -1,0 +1,79 @@
+"""Signature checks spread over processes (a verify pool).
+
+An event's ECDSA P-256 verification is most of what a bridge spends on it that no code can
+cut (tools/bench_ingest.py). With `verify_workers` = 0, the default, the ingest verifies in its
+own process; with N > 0, each batch's signatures are checked by N worker processes, a share
+each, while the ingest parses and stores. The workers see only what a check needs (the
+device's public key, the COSE Sig_structure and the signature), judge nothing else, and answer
+one yes or no a signature; the ingest still parses and checks every message itself, from the
+same bytes the worker verified (companion/service/ingest.py).
+
+The ingest's own Python (CBOR, the payload schema, the store, the acks) is then the limit, on
+one core; on a machine with more cores, replicas (docs/replicas.md) spread that part.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+# One check: (the device's SEC1 public key, the COSE Sig_structure, the signature r || s).
+Check = tuple[bytes, bytes, bytes]
+_ECDSA = ec.ECDSA(hashes.SHA256())
+_KEYS: dict[bytes, ec.EllipticCurvePublicKey] = {}  # each process's loaded keys
+MAX_KEYS = 10_000  # bounded: a worker lives as long as the bridge
+
+
+def verify_all(checks: list[Check]) -> list[bool]:
+    """Whether each signature verifies with its key (a bad key is a failed check)."""
+    out = []
+    for raw, tbs, sig in checks:
+        key = _KEYS.get(raw)
+        try:
+            if key is None:
+                if len(_KEYS) >= MAX_KEYS:
+                    _KEYS.clear()
+                key = _KEYS[raw] = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+            if len(sig) != 64:
+                raise InvalidSignature
+            der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+            key.verify(der, tbs, _ECDSA)
+            out.append(True)
+        except (InvalidSignature, ValueError):
+            out.append(False)
+    return out
+
+
+class VerifyPool:
+    """verify_all, on `workers` processes (0: in this process)."""
+
+    def __init__(self, workers: int = 0):
+        self.workers = workers
+        self._pool: Executor | None = None
+        if workers > 0:
+            # spawn: workers start from a clean interpreter, never a fork of the bridge's
+            # threads, locks and connections; they are the bridge's own children.
+            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool.submit(verify_all, []).result()  # started now: a broken pool fails at start
+
+    def verify(self, checks: list[Check]) -> list[bool]:
+        return self.start(checks)()
+
+    def start(self, checks: list[Check]) -> Callable[[], list[bool]]:
+        """Start the checks on the workers; -> a call that waits for their answers. Without
+        workers, the checks run when it is called."""
+        if self._pool is None or len(checks) < 2:
+            return lambda: verify_all(checks)
+        share = -(-len(checks) // self.workers)
+        futures = [self._pool.submit(verify_all, checks[i:i + share]) for i in range(0, len(checks), share)]
+        return lambda: [ok for f in futures for ok in f.result()]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
