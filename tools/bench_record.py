@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
              d / "triage.json", 7200),
             ("devices", ["bench_devices.py", "--sites", "10000" if quick else "1000000", "--seconds",
                          "5" if quick else "30", "--json", str(d / "devices.json")], d / "devices.json", 3600),
-            ("ingest", ["bench_ingest.py", "-n", "1000" if quick else "4000", "--json", str(d / "ingest.json")],
+            ("ingest", ["bench_ingest.py", "-n", "1000" if quick else "4000", "--workers", "0,1,2",
+                        "--json", str(d / "ingest.json")],
              d / "ingest.json", 1800),
             ("bridge", ["bench_scale.py", "-n", "500" if quick else "2000"], None, 3600),
         ]

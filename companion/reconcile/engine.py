@@ -140,7 +140,7 @@ class _Extract:
         self.path = path
         self.parquet = path.suffix.lower() in (".parquet", ".pq")
         try:
-            cols = [d[0] for d in con.execute(f"SELECT * FROM {self._read(False, False)} LIMIT 0").description][1:]
+            cols = [d[0] for d in con.execute(f"SELECT * FROM {self._read()} LIMIT 0").description][1:]
         except Exception as exc:  # duckdb.Error: an unreadable file
             raise ReconcileError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}") from None
         by_name = {c.strip().lower(): c for c in reversed(cols)}  # the first of a name, whatever its case
@@ -162,47 +162,49 @@ class _Extract:
             self.extra_cols.append(f"CAST({_ident(c)} AS VARCHAR) AS {_ident(name)}")
         self.quoted = [_ident(c) for c in self.extras]
 
-    def rel(self, lines: bool, rejects: bool = False, extras: bool = True) -> str:
-        """With lines, or without (CSV: numbering the rows holds what reads them to one thread;
-        Parquet has its row numbers either way); rows the CSV reader cannot split are skipped,
-        and kept with their line when `rejects` (in reject_errors)."""
-        cols = ", ".join(["__line AS line", *self.required, *(self.extra_cols if extras else [])])
-        return f"(SELECT {cols} FROM {self._read(lines, rejects)})"
+    def columnar(self, con: Any, work: Path) -> None:
+        """A CSV extract, read once (on every thread, in the file's order) into a Parquet work
+        file that the passes read instead: parsing the CSV once, not once a pass, and each row's
+        number comes with it (`file_row_number`), so no pass has to number the rows on one
+        thread. The rows the reader cannot split are kept in reject_errors with their lines, as
+        before; the lines after them are moved on by _duplicates."""
+        if self.parquet:
+            return
+        con.execute(f"""
+            COPY (SELECT * FROM read_csv('{q(self.path)}', header = true, all_varchar = true, ignore_errors = true,
+                                         store_rejects = true, null_padding = false))
+            TO '{q(work)}' (FORMAT parquet, ROW_GROUP_SIZE 122880)""")
+        self.path, self.parquet = work, True
 
-    def _read(self, lines: bool, rejects: bool) -> str:
+    def rel(self, extras: bool = True) -> str:
+        """Every row, with its line (read from Parquet: the rows' numbers come on every thread)."""
+        cols = ", ".join(["__line AS line", *self.required, *(self.extra_cols if extras else [])])
+        return f"(SELECT {cols} FROM {self._read()})"
+
+    def _read(self) -> str:
         """The file as read, every column, with `__line`."""
         p = q(self.path)
         if self.parquet:
             return (f"(SELECT file_row_number + 2 AS __line, * EXCLUDE (file_row_number) FROM "
                     f"read_parquet('{p}', file_row_number = true))")
-        # Every column as text (a flag or a date is judged here, not guessed by the reader).
-        if lines:
-            # The reader runs on every thread and keeps the file's order (insertion order is
-            # preserved): the rows are numbered as they stand in the file.
-            return (f"(SELECT row_number() OVER () + 1 AS __line, * FROM read_csv('{p}', header = true, "
-                    f"all_varchar = true, ignore_errors = true, store_rejects = {str(rejects).lower()}, "
-                    f"null_padding = false))")
+        # A CSV extract is read so only to see its columns; columnar() reads it for the passes.
         return (f"(SELECT NULL::BIGINT AS __line, * FROM read_csv('{p}', header = true, all_varchar = true, "
                 f"ignore_errors = true, null_padding = false))")
 
-    def judged(self, lines: bool, rejects: bool = False, extras: bool = True, raw: bool = False,
-               where: str = "") -> str:
+    def judged(self, extras: bool = True, where: str = "") -> str:
         """Each row with its problem (NULL when valid), its key `k` (one integer a meter point:
         its digits and its length) and whether it is a 13-digit core with a wrong check digit
-        (`k` and `bad_check` mean something only where `problem` is NULL). `raw`: with the
-        row's values as read (`in_mpxn`, `in_flag`, `in_from`), to find it again; `where`: a
-        condition on the values as read, tested before anything is judged (and after the rows
-        are numbered)."""
+        (`k` and `bad_check` mean something only where `problem` is NULL). `where`: a
+        condition on the values as read, tested before anything is judged."""
         ex = "".join(", " + c for c in self.quoted) if extras else ""
-        kept_raw = ", in_mpxn, in_flag, in_from" if raw else ""
-        rel = self.rel(lines, rejects, extras)
+        rel = self.rel(extras)
         if where:
             rel = f"(SELECT * FROM {rel} WHERE {where})"
         # Casts are tried, never trusted: the engine may evaluate an expression for rows a
         # guard before it excludes. A column computed once below is read by name above, never
         # written out again inside another expression (each copy costs a pass over the rows).
         return f"""(
-        SELECT line, mpxn, flag, raw_from, registered_from, problem {ex} {kept_raw},
+        SELECT line, mpxn, flag, raw_from, registered_from, problem {ex},
           num + length(mpxn) * {_KEY_SCALE} AS k,  -- _key_sql(mpxn), its cast already made
           coalesce(length(mpxn) = 13 AND ({_check_digit_sql('num')}), false) AS bad_check
         FROM (
@@ -224,13 +226,8 @@ class _Extract:
               END AS registered_from
             FROM (
               SELECT line, trim(mpxn) AS mpxn, upper(trim(coalesce(flag, ''))) AS flag,
-                     trim(coalesce(effective_from, '')) AS raw_from {ex},
-                     mpxn AS in_mpxn, flag AS in_flag, effective_from AS in_from
+                     trim(coalesce(effective_from, '')) AS raw_from {ex}
               FROM {rel}))))"""
-
-    def content(self, prefix: str = "") -> list[str]:
-        """The columns that make a row what it is, as read."""
-        return [f"{prefix}in_mpxn", f"{prefix}in_flag", f"{prefix}in_from", *(prefix + c for c in self.quoted)]
 
 
 def _load_evidence(con: Any, evidence: Callable[[], Any]) -> int:
@@ -305,6 +302,9 @@ def _run(duckdb: Any, extract: Path, evidence: Callable[[], Any], out: Path, con
     with _progress(progress) as bar:
         stage = bar.add_task("reconcile", total=5)
         ex = _Extract(con, extract)
+        work = out / ".spill"
+        work.mkdir(exist_ok=True)
+        ex.columnar(con, work / "extract.parquet")
         task = bar.add_task("evidence from the store", total=1)
         summary.evidence = _load_evidence(con, evidence)
         bar.update(task, completed=1)
@@ -356,12 +356,9 @@ def _passes(con: Any, ex: _Extract) -> None:
         CREATE TABLE counts AS
         SELECT c.k, count(*) AS n, count(*) FILTER (WHERE e.k IS NULL) AS n_noev, grouping(c.k) AS g
         FROM (SELECT {_key_sql("m")} AS k
-              FROM (SELECT trim(mpxn) AS m FROM {ex.rel(lines=False, extras=False)})) c
+              FROM (SELECT trim(mpxn) AS m FROM {ex.rel(extras=False)})) c
         LEFT JOIN (SELECT k FROM evidence) e ON e.k = c.k
         GROUP BY GROUPING SETS ((c.k), ()) HAVING grouping(c.k) = 1 OR (c.k IS NOT NULL AND count(*) > 1)"""
-    # CSV: judged on every thread, without lines (numbering the rows holds the work after it
-    # to one thread); each kept row's line is found after, by its values as read (_lines).
-    found_later = not ex.parquet
     keeping = f"""
         CREATE TABLE kept AS
         SELECT j.line, j.k, j.mpxn, j.flag AS registered_flag, j.registered_from, j.problem, j.bad_check,
@@ -369,8 +366,7 @@ def _passes(con: Any, ex: _Extract) -> None:
                CASE WHEN j.bad_check THEN NULL ELSE e.event_id END AS event_id,
                CASE WHEN j.bad_check THEN 'MPAN core check digit mismatch' ELSE e.reason END AS reason
                {"".join(", j." + c for c in ex.quoted)}
-               {(", j.in_mpxn, j.in_flag, j.in_from") if found_later else ""}
-        FROM {ex.judged(lines=not found_later, raw=found_later)} j LEFT JOIN evidence e ON e.k = j.k
+        FROM {ex.judged()} j LEFT JOIN evidence e ON e.k = j.k
         -- every evidence class is a difference in flag or date (or a wrong check digit)
         WHERE j.problem IS NOT NULL OR j.bad_check
            OR (e.k IS NOT NULL AND (j.flag <> e.flag OR j.registered_from IS DISTINCT FROM e.evidence_from))"""
@@ -385,51 +381,17 @@ def _passes(con: Any, ex: _Extract) -> None:
     side = threading.Thread(target=count, name="reconcile-counts")
     side.start()
     try:
-        # On this connection: the rows the CSV reader could not split are kept in its own
-        # reject_errors (a temporary table).
         con.execute(keeping)
     finally:
         side.join()
     if errors:
         raise errors[0]
-    if found_later:
-        _lines(con, ex)
     # Each repeated key's valid rows: its rows less its bad ones.
     con.execute("""
         CREATE TABLE repeats AS
         SELECT c.k, c.n - count(p.k) AS n_valid, c.n_noev > 0 AS no_evidence
         FROM counts c LEFT JOIN kept p ON p.k = c.k AND p.problem IS NOT NULL
         WHERE c.g = 0 GROUP BY c.k, c.n, c.n_noev HAVING c.n - count(p.k) > 1""")
-
-
-def _lines(con: Any, ex: _Extract) -> None:
-    """Each kept row's line, from one more read of the CSV, in order: every row numbered,
-    nothing judged; the rows whose MPxN a kept row has are paired with the kept rows of the
-    same values as read (identical rows in the order they come: they are judged alike)."""
-    nothing = "chr(0)"  # stands for a missing MPxN in the match (NULL matches nothing)
-    con.execute(f"""
-        CREATE TABLE found AS
-        SELECT line, mpxn AS in_mpxn, flag AS in_flag, effective_from AS in_from {"".join(", " + c for c in ex.quoted)}
-        FROM {ex.rel(lines=True, rejects=True)}
-        -- never an empty list (chr(1) is no MPxN): the file is read to the end even when nothing
-        -- was kept, and the rows it cannot split are found on the way
-        WHERE coalesce(mpxn, {nothing}) IN (SELECT DISTINCT coalesce(in_mpxn, {nothing}) FROM kept
-                                            UNION ALL SELECT chr(1))""")
-    same = " AND ".join(f"f.{c} IS NOT DISTINCT FROM k.{c}" for c in ex.content())
-    part = ", ".join(ex.content())
-    con.execute(f"""
-        CREATE TABLE kept_lines AS
-        SELECT f.line, k.* EXCLUDE (line, nth, in_mpxn, in_flag, in_from)
-        FROM (SELECT *, row_number() OVER (PARTITION BY {part}) AS nth FROM kept) k
-        JOIN (SELECT *, row_number() OVER (PARTITION BY {part} ORDER BY line) AS nth FROM found) f
-          ON f.nth = k.nth AND {same}""")
-    kept, paired = con.execute("SELECT (SELECT count(*) FROM kept), (SELECT count(*) FROM kept_lines)").fetchone()
-    if kept != paired:  # the two reads of one file disagree: never write half an answer
-        raise ReconcileError(f"{ex.path}: the extract changed while it was read ({kept} rows kept, {paired} found "
-                             "again)")
-    con.execute("DROP TABLE kept")
-    con.execute("DROP TABLE found")
-    con.execute("ALTER TABLE kept_lines RENAME TO kept")
 
 
 def _duplicates(duckdb: Any, con: Any, ex: _Extract, unverified_to: Path | None) -> list[Any]:
@@ -441,13 +403,13 @@ def _duplicates(duckdb: Any, con: Any, ex: _Extract, unverified_to: Path | None)
         con.execute(f"""
             INSERT INTO dups
             SELECT line, k, mpxn, min(line) OVER (PARTITION BY k) AS first
-            FROM {ex.judged(lines=True, extras=False, where=_key_sql("trim(mpxn)") + " IN (SELECT k FROM repeats)")} j
+            FROM {ex.judged(extras=False, where=_key_sql("trim(mpxn)") + " IN (SELECT k FROM repeats)")} j
             WHERE problem IS NULL""")
         con.execute("DELETE FROM dups WHERE line = first")
     if unverified_to is not None:
         con.execute(f"""
             COPY (SELECT j.mpxn, j.flag AS registered_flag, j.registered_from {"".join(", j." + c for c in ex.quoted)}
-                  FROM {ex.judged(lines=True)} j
+                  FROM {ex.judged()} j
                   WHERE j.problem IS NULL AND NOT j.bad_check AND j.k NOT IN (SELECT k FROM evidence)
                     AND j.line NOT IN (SELECT line FROM dups)
                   ORDER BY j.line)
