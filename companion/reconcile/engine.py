@@ -106,6 +106,9 @@ def q(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
+_MPXN = "[0-9]{13}|[0-9]{6,10}"  # an MPAN core or an MPRN, as a regular expression
+
+
 def _key_sql(m: str) -> str:
     """SQL: a meter point's key from its MPxN text `m` (trimmed): one integer a meter point, its
     digits and its length (an MPRN's leading zeros count), NULL for text that is no number."""
@@ -210,7 +213,7 @@ class _Extract:
         FROM (
           SELECT *, CASE
               WHEN mpxn IS NULL OR mpxn = '' THEN 'no mpxn'
-              WHEN NOT regexp_full_match(mpxn, '[0-9]{{13}}|[0-9]{{6,10}}')
+              WHEN NOT regexp_full_match(mpxn, '{_MPXN}')
                 THEN 'mpxn is not an MPAN core (13 digits) or an MPRN (6 to 10 digits)'
               WHEN flag NOT IN ('A', 'S', 'W', 'I', 'N', '') THEN 'flag must be one of A S W I N or blank'
               WHEN raw_from <> '' AND registered_from IS NULL THEN 'effective_from must be YYYY-MM-DD or YYYYMMDD'
@@ -345,13 +348,11 @@ _CLASS = """CASE
 
 
 def _passes(con: Any, ex: _Extract) -> None:
-    """The two streaming passes over the extract, run side by side: `counts` (each meter point
+    """The two streaming passes over the extract: `counts` (each meter point
     key seen more than once, with how many of its rows have no evidence, and the totals: cheap,
     nothing judged but the key), and `kept` (every row judged; the rows that are written out,
     with their lines: bad rows and discrepancies). Exact counts of valid rows come from both:
     a bad row is in `kept` with its key."""
-    import threading
-
     counting = f"""
         CREATE TABLE counts AS
         SELECT c.k, count(*) AS n, count(*) FILTER (WHERE e.k IS NULL) AS n_noev, grouping(c.k) AS g
@@ -370,22 +371,9 @@ def _passes(con: Any, ex: _Extract) -> None:
         -- every evidence class is a difference in flag or date (or a wrong check digit)
         WHERE j.problem IS NOT NULL OR j.bad_check
            OR (e.k IS NOT NULL AND (j.flag <> e.flag OR j.registered_from IS DISTINCT FROM e.evidence_from))"""
-    errors: list[BaseException] = []
-
-    def count() -> None:
-        try:
-            con.cursor().execute(counting)
-        except BaseException as exc:  # re-raised below, in the caller's thread
-            errors.append(exc)
-
-    side = threading.Thread(target=count, name="reconcile-counts")
-    side.start()
-    try:
-        con.execute(keeping)
-    finally:
-        side.join()
-    if errors:
-        raise errors[0]
+    # One after the other: side by side, each on every thread, they took longer than in turn.
+    con.execute(counting)
+    con.execute(keeping)
     # Each repeated key's valid rows: its rows less its bad ones.
     con.execute("""
         CREATE TABLE repeats AS
