@@ -106,18 +106,38 @@ def test_an_event_is_pubacked_only_after_it_is_stored_and_answered(rig, broker):
     assert order.index((PUBLISH, ack.fields["topic"])) < order.index((PUBACK, None))
 
 
+def test_with_a_verify_pool_every_event_is_answered_in_order_and_a_forgery_refused(rig, broker):
+    """verify_workers: the signatures checked on a worker process, batches pipelined (the next
+    one's signatures checked while one is stored); each message answered, then PUBACKed."""
+    r = rig(verify_workers=1, batch_wait_ms=50).connect()
+    r.run_worker()
+    now = int(time.time()) - 600
+    made = [make_event("install", now + i, i + 1)[1] for i in range(30)]
+    made[17] = make_event("install", now + 17, 18, key="1" * 64)[1]  # signed by another key
+    for i, msg in enumerate(made):
+        broker.publish(EVENTS, msg, pid=100 + i)
+    for i in range(len(made)):
+        broker.expect(PUBACK, pid=100 + i, timeout=20)
+    answers = [p.fields["topic"].split("/")[1] for p in broker.seen
+               if p.kind == PUBLISH and p.fields.get("topic", "").endswith(DEVICE_ID)]
+    assert answers == ["acks"] * 17 + ["rejected"] + ["acks"] * 12  # one each, in order
+    rejected = [p for p in broker.seen if p.kind == PUBLISH and "/rejected/" in p.fields.get("topic", "")]
+    assert b"bad_signature" in rejected[0].fields["payload"]
+    assert r.store.event_count() == 29 and r.metrics.rejected.labels("bad_signature")._value.get() == 1
+
+
 def test_a_store_that_is_briefly_down_holds_the_puback(rig, broker, monkeypatch):
     r = rig().connect()
-    real = r.worker.ingestor.handle_batch
+    real = r.worker.ingestor.finish  # where a batch is stored (after Ingestor.start)
     calls: list[float] = []
 
-    def locked_once(batch):
+    def locked_once(prepared):
         calls.append(time.monotonic())
         if len(calls) == 1:
             raise sqlite3.OperationalError("database is locked")
-        return real(batch)
+        return real(prepared)
 
-    monkeypatch.setattr(r.worker.ingestor, "handle_batch", locked_once)
+    monkeypatch.setattr(r.worker.ingestor, "finish", locked_once)
     r.run_worker()
     _, msg = make_event("install", int(time.time()) - 60, 1)
     broker.publish(EVENTS, msg, pid=8)

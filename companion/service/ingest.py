@@ -12,6 +12,7 @@ revocation rule (`revoked_key`) · signature (`bad_signature`) · payload schema
 """
 
 from __future__ import annotations
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from companion.wire.cbor import summary as _summary
@@ -64,6 +65,17 @@ class Outcome:
     changes: list[dict[str, Any]] = field(default_factory=list)  # flag changes this event caused
     suspicious: list[str] = field(default_factory=list)  # counter anomalies (store.counter_anomalies)
     flags: list[tuple[str, str | None, str | None, str]] = field(default_factory=list)  # per MPxN, after commit
+
+
+@dataclass
+class Prepared:
+    """A batch started (Ingestor.start): what was read of it before its signatures' answers."""
+
+    batch: list[Incoming]
+    devices: list[str | Rejected]  # the topic's device, or why it names none
+    keys: dict[str, DeviceKey]  # the batch's registered keys, as first read
+    parsed: list[tuple[Sign1, DeviceKey] | Rejected]  # each message's COSE structure and key
+    answers: Callable[[], list[bool]]  # the signatures' verdicts, in order (waits for them)
 
 
 class Rejected(Exception):
@@ -185,7 +197,35 @@ class Ingestor:
     # --- a batch, one transaction ------------------------------------------------------
     def handle_batch(self, batch: list[Incoming]) -> list[Outcome]:
         """Verify a batch, then store it and derive its flags in one transaction."""
-        outcomes, accepted, keys = self._verify(batch)
+        return self.finish(self.start(batch))
+
+    def start(self, batch: list[Incoming]) -> Prepared:
+        """A batch's checks before the signatures, and its signatures set going (on the verify
+        pool's workers, if it has any): the caller may store the batch before while they run
+        (companion/service/ingest_worker.py). No store writes."""
+        devices: list[str | Rejected] = []
+        for msg in batch:
+            try:
+                devices.append(self.device_of(msg.topic))
+            except Rejected as rej:
+                devices.append(rej)
+        keys = self.store.keys_for(d for d in devices if isinstance(d, str))  # one read for the batch
+        parsed: list[tuple[Sign1, DeviceKey] | Rejected] = []
+        for msg, dev in zip(batch, devices):
+            try:
+                if isinstance(dev, Rejected):
+                    raise dev
+                parsed.append(self.parse(msg, dev, keys))
+            except Rejected as rej:
+                parsed.append(rej)
+        answers = self.pool.start([(key.public_key, sign1.to_be_signed(), sign1.signature)
+                                   for p in parsed if not isinstance(p, Rejected) for sign1, key in (p,)])
+        return Prepared(batch, devices, keys, parsed, answers)
+
+    def finish(self, prepared: Prepared) -> list[Outcome]:
+        """The rest of a started batch: its signatures' answers, the checks after them, then the
+        batch stored and its flags derived in one transaction."""
+        outcomes, accepted, keys = self._verify(prepared)
         self._writes = FlagWrites()
         with self.store.db.tx(pipeline=True) as db:
             # Replicas: the batch's devices are locked first, then their keys read again inside
@@ -213,33 +253,18 @@ class Ingestor:
             self._answer(db, outcomes, now_flags, stored_flags)
         return outcomes
 
-    def _verify(self, batch: list[Incoming]) -> tuple[list[Outcome], list[tuple[Outcome, Event, bytes]],
+    def _verify(self, prepared: Prepared) -> tuple[list[Outcome], list[tuple[Outcome, Event, bytes]],
                                                       dict[str, DeviceKey]]:
         """Each message checked outside the transaction: -> (every outcome, the accepted ones
         with their event and signed content, the batch's keys as first read)."""
         outcomes: list[Outcome] = []
         accepted: list[tuple[Outcome, Event, bytes]] = []
-        devices: list[str | Rejected] = []
-        for msg in batch:
-            try:
-                devices.append(self.device_of(msg.topic))
-            except Rejected as rej:
-                devices.append(rej)
-        keys = self.store.keys_for(d for d in devices if isinstance(d, str))  # one read for the batch
-        parsed: list[tuple[Sign1, DeviceKey] | Rejected] = []
-        for msg, dev in zip(batch, devices):
-            try:
-                if isinstance(dev, Rejected):
-                    raise dev
-                parsed.append(self.parse(msg, dev, keys))
-            except Rejected as rej:
-                parsed.append(rej)
-        # The batch's signatures in one go. With a verify pool, its workers check them while
-        # this thread reads the payloads of the messages whose key is registered; a payload so
-        # read is used only once its signature has verified, and a message that fails both is
-        # refused for its signature, as when checked in order.
-        answers = self.pool.start([(key.public_key, sign1.to_be_signed(), sign1.signature)
-                                   for p in parsed if not isinstance(p, Rejected) for sign1, key in (p,)])
+        batch, devices, keys, parsed, answers = (prepared.batch, prepared.devices, prepared.keys, prepared.parsed,
+                                                 prepared.answers)
+        # With a verify pool, its workers check the signatures while this thread reads the
+        # payloads of the messages whose key is registered; a payload so read is used only once
+        # its signature has verified, and a message that fails both is refused for its
+        # signature, as when checked in order.
         early = [None if isinstance(p, Rejected) else self.read_payload(p[0]) for p in parsed] \
             if self.pool.workers else [None] * len(parsed)
         verdicts = iter(answers())

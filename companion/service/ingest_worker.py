@@ -11,7 +11,7 @@ from typing import Callable
 
 from companion.config import Config
 from companion.ids import eui64_bytes
-from companion.service.ingest import Incoming, Ingestor, Outcome
+from companion.service.ingest import Incoming, Ingestor, Outcome, Prepared
 from companion.service.logs import log
 from companion.service.metrics import Metrics
 from companion.service.mqtt_link import MqttLink
@@ -42,33 +42,59 @@ class IngestWorker:
             pool.close()
 
     def _run(self) -> None:
-        wait = self.config.batch_wait_ms / 1000
         inbox = self.link.inbox
         while not self._stop.is_set():
             try:
-                batch = [inbox.get(timeout=0.2)]
+                first = inbox.get(timeout=0.2)
             except queue.Empty:
                 continue
-            deadline = time.monotonic() + wait
-            while len(batch) < self.config.batch_max:
-                left = deadline - time.monotonic()
-                try:
-                    batch.append(inbox.get(timeout=left) if left > 0 else inbox.get_nowait())
-                except queue.Empty:
-                    break
-            self.handle(batch)
+            batch = self._collect([first], self.config.batch_wait_ms / 1000)
+            started = self._start(batch)
+            # Pipelined: while a batch is stored and answered, the next one's signatures are
+            # already being checked (on the verify pool's workers). Only what is waiting is
+            # taken: a batch is never held back for one that has not come.
+            while batch:
+                after = [] if self._stop.is_set() else self._collect([], 0)
+                after_started = self._start(after) if after else None
+                self.handle(batch, started)
+                batch, started = after, after_started
 
-    def handle(self, batch: list[Incoming]) -> None:
+    def _collect(self, batch: list[Incoming], wait: float) -> list[Incoming]:
+        """More messages for a batch, up to batch_max, waiting at most `wait` s for them."""
+        inbox = self.link.inbox
+        deadline = time.monotonic() + wait
+        while len(batch) < self.config.batch_max:
+            left = deadline - time.monotonic()
+            try:
+                batch.append(inbox.get(timeout=left) if left > 0 else inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _start(self, batch: list[Incoming]) -> Prepared | None:
+        """The batch's checks begun (Ingestor.start), or None when the store cannot be read
+        now: handle() then starts it again, with its retries."""
+        try:
+            return self.ingestor.start(batch)
+        except Exception:
+            return None
+
+    def handle(self, batch: list[Incoming], started: Prepared | None = None) -> None:
         """A store that is down or busy (a database restart, a failover) holds the batch: it is
         retried with a bounded backoff, unacked at the broker, never rejected. Its handhelds
         hear nothing and send again; a replica that dies meanwhile leaves the messages to the
         broker's redelivery. Only errors the store names transient are retried
         (Database.is_transient): a batch that fails for a reason of its own is split, so one
-        message cannot stall the rest."""
+        message cannot stall the rest. `started`: the batch as Ingestor.start left it (for its
+        first try only)."""
         delay = 0.5
         while True:
             try:
-                outcomes = self.ingestor.handle_batch(batch)
+                if started is not None:
+                    prepared, started = started, None
+                    outcomes = self.ingestor.finish(prepared)
+                else:
+                    outcomes = self.ingestor.handle_batch(batch)
                 self.state.storage_error = None
                 break
             except Exception as exc:

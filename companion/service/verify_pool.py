@@ -73,6 +73,11 @@ class VerifyPool:
         futures = [self._pool.submit(verify_all, checks[i:i + share]) for i in range(0, len(checks), share)]
         return lambda: [ok for f in futures for ok in f.result()]
 
+    def pids(self) -> list[int]:
+        """The workers' process ids (for measuring them)."""
+        procs = getattr(self._pool, "_processes", None) or {}
+        return sorted(procs)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
