@@ -94,3 +94,31 @@ def test_counters_are_checked_against_the_batchs_own_earlier_events(tmp_path):
            make_event("install", T0 + 4400, 102)[1]]
     outs = ing.handle_batch([Incoming(TOPIC, m, now) for m in odd])
     assert [o.suspicious for o in outs] == [[], ["counter_reused"], [], ["counter_backwards"], []]
+
+
+def test_a_worker_killed_mid_run_costs_no_verdict_and_the_pool_starts_again():
+    """A signature worker killed (out of memory, an operator's kill): its batch is checked in
+    the ingest's own process instead, never refused, and the pool is replaced."""
+    import os
+    import signal
+
+    from companion.wire.cose import parse_sign1
+
+    key = bytes.fromhex(PUBLIC_KEY)
+    good = [parse_sign1(make_event("install", T0 + i, i + 1)[1]) for i in range(6)]
+    forged = parse_sign1(make_event("install", T0, 99, key=FORGER)[1])
+    checks = [(key, s.to_be_signed(), s.signature) for s in [*good, forged]]
+    pool = VerifyPool(2)
+    try:
+        assert pool.verify(checks) == [True] * 6 + [False]
+        killed = pool.pids()
+        assert killed
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        assert pool.verify(checks) == [True] * 6 + [False]
+        assert pool.restarts == 1
+        assert pool.verify(checks) == [True] * 6 + [False] and pool.restarts == 1
+        assert pool.pids() and set(pool.pids()).isdisjoint(killed)  # answered by new workers
+    finally:
+        pool.close()

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -54,24 +55,55 @@ class VerifyPool:
 
     def __init__(self, workers: int = 0):
         self.workers = workers
-        self._pool: Executor | None = None
+        self.restarts = 0  # pools replaced after a worker died
+        self._pool: ProcessPoolExecutor | None = None
         if workers > 0:
-            # spawn: workers start from a clean interpreter, never a fork of the bridge's
-            # threads, locks and connections; they are the bridge's own children.
-            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = self._new()
             self._pool.submit(verify_all, []).result()  # started now: a broken pool fails at start
+
+    def _new(self) -> ProcessPoolExecutor:
+        # spawn: workers start from a clean interpreter, never a fork of the bridge's threads,
+        # locks and connections; they are the bridge's own children.
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def _restart(self, broken: ProcessPoolExecutor) -> None:
+        """A worker died (killed, out of memory): the pool is replaced, once however many
+        batches saw it broken."""
+        if self._pool is broken:
+            from companion.service.logs import log
+
+            log.warning("a signature worker died; its pool is started again",
+                        extra={"fields": {"workers": self.workers}})
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new()
+            self.restarts += 1
 
     def verify(self, checks: list[Check]) -> list[bool]:
         return self.start(checks)()
 
     def start(self, checks: list[Check]) -> Callable[[], list[bool]]:
         """Start the checks on the workers; -> a call that waits for their answers. Without
-        workers, the checks run when it is called."""
-        if self._pool is None or len(checks) < 2:
+        workers, the checks run when it is called. A pool whose worker died gives no verdict:
+        its checks are made here instead and the pool is started again, so that a dead worker
+        never turns into refused events."""
+        pool = self._pool
+        if pool is None or len(checks) < 2:
             return lambda: verify_all(checks)
         share = -(-len(checks) // self.workers)
-        futures = [self._pool.submit(verify_all, checks[i:i + share]) for i in range(0, len(checks), share)]
-        return lambda: [ok for f in futures for ok in f.result()]
+        try:
+            futures = [pool.submit(verify_all, checks[i:i + share]) for i in range(0, len(checks), share)]
+        except BrokenProcessPool:
+            self._restart(pool)
+            return lambda: verify_all(checks)
+
+        def answers() -> list[bool]:
+            try:
+                return [ok for f in futures for ok in f.result()]
+            except BrokenProcessPool:
+                self._restart(pool)
+                return verify_all(checks)
+
+        return answers
 
     def pids(self) -> list[int]:
         """The workers' process ids (for measuring them)."""
