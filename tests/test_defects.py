@@ -3,6 +3,7 @@ before its fix (the trust boundary's own are in test_security.py and test_hostil
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -97,6 +98,37 @@ def test_internal_error_log_lines_carry_the_traceback():
         rec = logging.LogRecord("companion", logging.ERROR, __file__, 1, "internal error", (), sys.exc_info())
     line = JsonLogFormatter().format(rec)
     assert "Traceback" in line and "KeyError" in line
+
+
+def test_log_lines_go_out_in_batches_in_order_and_a_warning_at_once():
+    """The bridge's log (BatchedStreamHandler): info lines within a fraction of a second, in
+    their order; a warning written at once, with every line before it; nothing left at close."""
+    import io
+
+    from companion.service.logs import BatchedStreamHandler
+
+    out = io.StringIO()
+    h = BatchedStreamHandler(out)
+    h.setFormatter(JsonLogFormatter())
+    logger = logging.getLogger("test-batched")
+    logger.handlers[:] = [h]
+    logger.propagate, logger.level = False, logging.INFO
+    try:
+        for i in range(3):
+            logger.info("event", extra={"fields": {"n": i}})
+        logger.warning("store down")
+        lines = [json.loads(x) for x in out.getvalue().splitlines()]
+        assert [(x["msg"], x.get("n")) for x in lines] == \
+            [("event", 0), ("event", 1), ("event", 2), ("store down", None)]
+        logger.info("event", extra={"fields": {"n": 3}})
+        deadline = time.monotonic() + 5
+        while '"n": 3' not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert '"n": 3' in out.getvalue(), "an info line waited more than the flush interval"
+        logger.info("last", extra={"fields": {"n": 4}})
+    finally:
+        h.close()
+    assert json.loads(out.getvalue().splitlines()[-1])["msg"] == "last"
 
 
 def test_counters_that_repeat_or_go_backwards_are_kept_and_flagged(tmp_path):
