@@ -185,20 +185,26 @@ def test_a_progress_bar_when_asked_and_none_in_a_pipe(evidence_store, tmp_path):
 
 def test_extracts_as_registration_systems_write_them(evidence_store, tmp_path):
     """A byte-order mark and capitalised headers, a semicolon-separated file, a Parquet file
-    with typed columns (a number, a date), and extra columns named like the output's own."""
+    with typed columns (a number, a date), and extra columns named like the output's own or
+    like the Parquet reader's row number (as CSV and as Parquet)."""
     import duckdb
 
     db = str(evidence_store)
     files = {
         "bom.csv": "\ufeffMPXN,Flag,Effective_From,Line\n1312345678907,a,2024-01-01,L1\n",
         "semi.csv": "mpxn;flag;effective_from;reason\n1312345678907;A;20240101;R1\n",
+        # a column named like the Parquet reader's own row number (the work file's, too)
+        "rownum.csv": "mpxn,flag,effective_from,file_row_number\n1312345678907,A,2024-01-01,R7\n",
     }
     for name, text in files.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     duckdb.connect().execute(f"COPY (SELECT 1312345678907::BIGINT AS mpxn, 'A' AS flag, DATE '2024-01-01' AS "
                              f"effective_from, 7 AS class) TO '{tmp_path / 'typed.parquet'}' (FORMAT parquet)")
+    duckdb.connect().execute(f"COPY (SELECT '1312345678907' AS mpxn, 'A' AS flag, '2024-01-01' AS effective_from, "
+                             f"'P9' AS file_row_number) TO '{tmp_path / 'rownum.parquet'}' (FORMAT parquet)")
     expect = {"bom.csv": ("extract_Line", "L1"), "semi.csv": ("extract_reason", "R1"),
-              "typed.parquet": ("extract_class", "7")}
+              "typed.parquet": ("extract_class", "7"), "rownum.csv": ("extract_file_row_number", "R7"),
+              "rownum.parquet": ("extract_file_row_number", "P9")}
     for name, (column, value) in expect.items():
         p = _reconcile(db, tmp_path / name, tmp_path / f"out-{name}", "--list-unverified")
         assert p.returncode == 0, (name, p.stderr)

@@ -127,7 +127,7 @@ def _check_digit_sql(num: str) -> str:
 _RESERVED = {"line", "mpxn", "flag", "effective_from", "registered_flag", "registered_from", "evidence_flag",
              "evidence_from", "class", "event_id", "reason", "raw_from", "bad_check", "nth", "problem", "code",
              "k", "num", "n", "n_unverified", "g", "n_noev", "in_mpxn", "in_flag", "in_from", "h", "nth",
-             "has_evidence"}
+             "has_evidence", "file_row_number"}
 
 
 def _ident(name: str) -> str:
@@ -143,7 +143,7 @@ class _Extract:
         self.path = path
         self.parquet = path.suffix.lower() in (".parquet", ".pq")
         try:
-            cols = [d[0] for d in con.execute(f"SELECT * FROM {self._read()} LIMIT 0").description][1:]
+            cols = [d[0] for d in con.execute(f"SELECT * FROM {self._read(numbered=False)} LIMIT 0").description][1:]
         except Exception as exc:  # duckdb.Error: an unreadable file
             raise ReconcileError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}") from None
         by_name = {c.strip().lower(): c for c in reversed(cols)}  # the first of a name, whatever its case
@@ -164,35 +164,46 @@ class _Extract:
             self.extras.append(name)
             self.extra_cols.append(f"CAST({_ident(c)} AS VARCHAR) AS {_ident(name)}")
         self.quoted = [_ident(c) for c in self.extras]
+        # A column of the file's own named like the Parquet reader's row number: read so, the
+        # two clash (columnar copies the file with the column renamed).
+        self.numbering_clash = any(c.lower() == "file_row_number" for c in cols)
 
     def columnar(self, con: Any, work: Path) -> None:
         """A CSV extract, read once (on every thread, in the file's order) into a Parquet work
         file that the passes read instead: parsing the CSV once, not once a pass, and each row's
         number comes with it (`file_row_number`), so no pass has to number the rows on one
         thread. The rows the reader cannot split are kept in reject_errors with their lines, as
-        before; the lines after them are moved on by _duplicates."""
-        if self.parquet:
+        before; the lines after them are moved on by _duplicates. A Parquet extract is read as
+        it is, unless a column of its own is named file_row_number: it is copied too, with that
+        column renamed (as every extra column named like one of the outputs' own)."""
+        if self.parquet and not self.numbering_clash:
             return
+        cols = ", ".join([*self.required, *self.extra_cols])
         con.execute(f"""
-            COPY (SELECT * FROM read_csv('{q(self.path)}', header = true, all_varchar = true, ignore_errors = true,
-                                         store_rejects = true, null_padding = false))
+            COPY (SELECT {cols} FROM {self._read(numbered=False, rejects=True)})
             TO '{q(work)}' (FORMAT parquet, ROW_GROUP_SIZE 122880)""")
-        self.path, self.parquet = work, True
+        self.path, self.parquet, self.numbering_clash = work, True, False
+        self.required = [f"{c} AS {c}" for c in REQUIRED]
+        self.extra_cols = [f"{c} AS {c}" for c in self.quoted]
 
     def rel(self, extras: bool = True) -> str:
         """Every row, with its line (read from Parquet: the rows' numbers come on every thread)."""
         cols = ", ".join(["__line AS line", *self.required, *(self.extra_cols if extras else [])])
         return f"(SELECT {cols} FROM {self._read()})"
 
-    def _read(self) -> str:
-        """The file as read, every column, with `__line`."""
+    def _read(self, numbered: bool = True, rejects: bool = False) -> str:
+        """The file as read, every column, with `__line` (numbered: the Parquet row number + 2,
+        the header being line 1; else NULL). A CSV is read with every column as text (a flag or
+        a date is judged here, not guessed by the reader), and only unnumbered: to see its
+        columns, and by columnar(), which keeps the rows it cannot split when `rejects`."""
         p = q(self.path)
-        if self.parquet:
+        if self.parquet and numbered:
             return (f"(SELECT file_row_number + 2 AS __line, * EXCLUDE (file_row_number) FROM "
                     f"read_parquet('{p}', file_row_number = true))")
-        # A CSV extract is read so only to see its columns; columnar() reads it for the passes.
+        if self.parquet:
+            return f"(SELECT NULL::BIGINT AS __line, * FROM read_parquet('{p}'))"
         return (f"(SELECT NULL::BIGINT AS __line, * FROM read_csv('{p}', header = true, all_varchar = true, "
-                f"ignore_errors = true, null_padding = false))")
+                f"ignore_errors = true, store_rejects = {str(rejects).lower()}, null_padding = false))")
 
     def judged(self, extras: bool = True, where: str = "") -> str:
         """Each row with its problem (NULL when valid), its key `k` (one integer a meter point:
