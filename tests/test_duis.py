@@ -106,6 +106,20 @@ def bad_messages(dcc: Dcc) -> dict[str, tuple[bytes, str]]:
     }
 
 
+def test_refusals_are_kept_bounded_the_latest_first(world, monkeypatch):
+    """A flood of bad DUIS messages (an insider's, or a broken adapter's) keeps the latest
+    refusals only, as the handhelds' rejections are."""
+    store, _ = world
+    inv = Inventory(store)
+    monkeypatch.setattr(Inventory, "REFUSALS_KEPT", 5)
+    for batch in range(3):
+        inv.refuse_many([(f"d{batch}-{i}", "flood", "malformed_xml", f"#{batch * 4 + i}", b"x" * 10, 10)
+                         for i in range(4)])
+    assert inv.counts()["refused"] == 5
+    assert [r["detail"] for r in inv.refusals()] == ["#11", "#10", "#9", "#8", "#7"]
+    assert inv.outcome("d2-3") == "refused malformed_xml" and inv.outcome("d0-0") is None
+
+
 @pytest.mark.parametrize("case", ["xxe", "billion laughs", "unsigned", "tampered", "wrapping", "unknown certificate",
                                   "wrong namespace", "18 devices", "bad DeviceID", "future", "not xml", "too deep"])
 def test_every_bad_message_is_refused_with_its_reason_and_nothing_is_stored(world, dcc, case):

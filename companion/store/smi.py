@@ -71,13 +71,19 @@ class Inventory:
     def refuse(self, digest: str, source: str, reason: str, detail: str, raw: bytes, size: int) -> None:
         self.refuse_many([(digest, source, reason, detail, raw, size)])
 
+    REFUSALS_KEPT = 10000  # the latest refusals kept, whatever a flood of bad messages does
+
     def refuse_many(self, items: list[tuple[str, str, str, str, bytes, int]]) -> None:
-        """Refusals, each with its reason, the first HEAD bytes kept (one transaction)."""
+        """Refusals, each with its reason, the first HEAD bytes kept (one transaction); only the
+        latest REFUSALS_KEPT are kept, as the handhelds' rejections (Store.record_rejection)."""
         with self.store.tx() as db:
             for digest, source, reason, detail, raw, size in items:
                 db.execute("INSERT INTO duis_refused (digest, source, reason, detail, size, received_at, head) "
                            "VALUES (?,?,?,?,?,?,?)", (digest, source[:300], reason, detail[:500], size, time.time(),
                                                       raw[:HEAD]))
+            if items:
+                db.execute("DELETE FROM duis_refused WHERE id <= (SELECT max(id) FROM duis_refused) - ?",
+                           (self.REFUSALS_KEPT,))
 
     # --- reading ------------------------------------------------------------------------------
     _ROW = ("SELECT s.device_id, s.device_type, s.status, s.since, s.at, s.mpxns, s.chf, m.response_id, "
