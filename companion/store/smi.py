@@ -71,7 +71,7 @@ class Inventory:
     def refuse(self, digest: str, source: str, reason: str, detail: str, raw: bytes, size: int) -> None:
         self.refuse_many([(digest, source, reason, detail, raw, size)])
 
-    REFUSALS_KEPT = 10000  # the latest refusals kept, whatever a flood of bad messages does
+    REFUSALS_KEPT = 1000  # the latest refusals kept (at most 64 KiB each), whatever a flood does
 
     def refuse_many(self, items: list[tuple[str, str, str, str, bytes, int]]) -> None:
         """Refusals, each with its reason, the first HEAD bytes kept (one transaction); only the
