@@ -31,13 +31,12 @@ from companion.ids import eui64_bytes, eui64_text, is_mpan
 from companion.store.core import DeviceKey, Store, StoredFlag
 from companion.store.smi import Inventory
 from companion.service.verify_pool import VerifyPool
-from companion.wire.cose import Sign1, parse_sign1
+from companion.wire.cose import BAD_SIGNATURE, Sign1, parse_sign1
 
 
 # With a hub clock the device clock is only recorded, never trusted; still, a device time
 # more than a year ahead of the bridge is refused outright (it would poison counter checks).
 MAX_AHEAD = 366 * 86400
-BAD_SIGNATURE = "signature does not verify with the device key"
 
 
 def _span(seconds: int) -> str:
@@ -107,18 +106,10 @@ class Ingestor:
         except ValueError:
             raise Rejected("bad_topic", f"topic {_summary(topic)} does not end in an EUI-64 device id") from None
 
-    def check(self, msg: Incoming, device_id: str,
-              keys: dict[str, DeviceKey] | None = None) -> tuple[Event, bytes]:
-        """The verified event, and its signed content (wire.Sign1.canonical) to store.
-        keys: the batch's registered keys (Store.keys_for), read once for the batch."""
-        sign1, key = self.parse(msg, device_id, keys)
-        if not self.pool.verify([(key.public_key, sign1.to_be_signed(), sign1.signature)])[0]:
-            raise Rejected("bad_signature", BAD_SIGNATURE)
-        return self.accept(msg, sign1, key)
-
     def parse(self, msg: Incoming, device_id: str,
               keys: dict[str, DeviceKey] | None = None) -> tuple[Sign1, DeviceKey]:
-        """The checks before the signature: the COSE structure, its kid and the device's key."""
+        """The checks before the signature: the COSE structure, its kid and the device's key.
+        keys: the batch's registered keys (Store.keys_for), read once for the batch."""
         try:
             sign1 = parse_sign1(msg.payload, self.config.max_message)
         except WireError as exc:
@@ -226,7 +217,7 @@ class Ingestor:
         """The rest of a started batch: its signatures' answers, the checks after them, then the
         batch stored and its flags derived in one transaction."""
         outcomes, accepted, keys = self._verify(prepared)
-        self._writes = FlagWrites()
+        self._writes = FlagWrites()  # a batch's own, whatever a batch before it left
         with self.store.db.tx(pipeline=True) as db:
             # Replicas: the batch's devices are locked first, then their keys read again inside
             # the transaction (a revocation committed since the read above is seen), then the
@@ -460,12 +451,9 @@ class FlagWrites:
         self.changes.append((mpxn, version, flow, body, now))
 
     def flush(self, db: Any) -> None:
-        try:
-            Store.put_flags(db, self.puts)
-            Store.touch_flags(db, self.touches)
-            Store.queue_changes(db, self.changes)
-        finally:
-            self.puts, self.touches, self.changes = [], [], []
+        Store.put_flags(db, self.puts)
+        Store.touch_flags(db, self.touches)
+        Store.queue_changes(db, self.changes)
 
 
 def new_version(store: FlagSink, config: Config, db: Any, mpxn: str, new: policy.Flag, old: StoredFlag | None,

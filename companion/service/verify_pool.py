@@ -19,33 +19,30 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from companion.wire.cose import check_signature, load_public_key
 
 # One check: (the device's SEC1 public key, the COSE Sig_structure, the signature r || s).
 Check = tuple[bytes, bytes, bytes]
-_ECDSA = ec.ECDSA(hashes.SHA256())
 _KEYS: dict[bytes, ec.EllipticCurvePublicKey] = {}  # each process's loaded keys
 MAX_KEYS = 10_000  # bounded: a worker lives as long as the bridge
 
 
 def verify_all(checks: list[Check]) -> list[bool]:
-    """Whether each signature verifies with its key (a bad key is a failed check)."""
+    """Whether each signature verifies with its key (wire.cose.check_signature; a bad key is a
+    failed check)."""
     out = []
     for raw, tbs, sig in checks:
-        key = _KEYS.get(raw)
         try:
+            key = _KEYS.get(raw)
             if key is None:
                 if len(_KEYS) >= MAX_KEYS:
                     _KEYS.clear()
-                key = _KEYS[raw] = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
-            if len(sig) != 64:
-                raise InvalidSignature
-            der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
-            key.verify(der, tbs, _ECDSA)
+                key = _KEYS[raw] = load_public_key(raw)
+            check_signature(key, tbs, sig)
             out.append(True)
-        except (InvalidSignature, ValueError):
+        except ValueError:  # BadSignatureError is one, as is a key that is no P-256 point
             out.append(False)
     return out
 

@@ -363,13 +363,9 @@ class Store:
 
     # flag writes, in the ingest's transaction (db)
     @staticmethod
-    def touch_flag(db: Any, mpxn: str, event_ids: str, now: float, last_key: str, event_count: int) -> None:
-        """The flag unchanged: only its latest event ids, time, last key and count."""
-        Store.touch_flags(db, [(event_ids, now, last_key, event_count, mpxn)])
-
-    @staticmethod
     def touch_flags(db: Any, rows: list[tuple[Any, ...]]) -> None:
-        """touch_flag for many, (event_ids, now, last_key, event_count, mpxn) each."""
+        """Flags unchanged: only their latest event ids, time, last key and count,
+        (event_ids, now, last_key, event_count, mpxn) each."""
         if rows:
             db.executemany("UPDATE flags SET event_ids=?, updated_at=?, last_key=?, event_count=? WHERE mpxn=?",
                            rows)

@@ -108,16 +108,23 @@ def parse_sign1(message: bytes, max_size: int = MAX_MESSAGE) -> Sign1:
     return Sign1(protected, kid, payload, signature)
 
 
-def verify_sign1(sign1: Sign1, public_key: bytes | ec.EllipticCurvePublicKey) -> None:
-    if len(sign1.signature) != 64:
-        raise BadSignatureError(f"ES256 signature must be 64 bytes, got {len(sign1.signature)}")
-    r = int.from_bytes(sign1.signature[:32], "big")
-    s = int.from_bytes(sign1.signature[32:], "big")
-    der = utils.encode_dss_signature(r, s)
+BAD_SIGNATURE = "signature does not verify with the device key"
+
+
+def check_signature(public_key: bytes | ec.EllipticCurvePublicKey, to_be_signed: bytes, signature: bytes) -> None:
+    """ES256 (RFC 9052 §8.1): `signature` (r || s) over `to_be_signed` by `public_key`; raises
+    BadSignatureError (and ValueError for a key that is no P-256 point)."""
+    if len(signature) != 64:
+        raise BadSignatureError(f"ES256 signature must be 64 bytes, got {len(signature)}")
+    der = utils.encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
     try:
-        load_public_key(public_key).verify(der, sign1.to_be_signed(), _ECDSA)
+        load_public_key(public_key).verify(der, to_be_signed, _ECDSA)
     except InvalidSignature:
-        raise BadSignatureError("signature does not verify with the device key") from None
+        raise BadSignatureError(BAD_SIGNATURE) from None
+
+
+def verify_sign1(sign1: Sign1, public_key: bytes | ec.EllipticCurvePublicKey) -> None:
+    check_signature(public_key, sign1.to_be_signed(), sign1.signature)
 
 
 def verify_event(

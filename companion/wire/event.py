@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from companion.wire.cbor import summary as _summary
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -193,7 +193,7 @@ def _map(path: str, v: Any) -> Mapping[Any, Any]:
     return v
 
 
-def _keys(path: str, m: Mapping[Any, Any], allowed: range | set[int]) -> None:
+def _keys(path: str, m: Mapping[Any, Any], allowed: Container[Any]) -> None:
     for k in m:
         if k not in allowed:
             raise SchemaError(f"{path}: unknown key {_summary(k)}")
@@ -201,9 +201,7 @@ def _keys(path: str, m: Mapping[Any, Any], allowed: range | set[int]) -> None:
 
 def _submap(path: str, spec: _Spec, v: Any) -> dict[str, Any]:
     m = v if type(v) is dict else _map(path, v)
-    for k in m:
-        if k not in spec:
-            raise SchemaError(f"{path}: unknown key {_summary(k)}")
+    _keys(path, m, spec)
     out = {}
     for key, (name, check, required) in spec.items():
         if key in m:

@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from companion.wire.cbor import loads_strict
 from companion.errors import BadSignatureError, CompanionError, NotSign1Error
 from cryptography.hazmat.primitives import serialization
-from companion.wire.cose import ALG_ES256, HDR_ALG, HDR_KID, TAG_SIGN1, load_public_key, parse_sign1, verify_sign1
+from companion.wire.cose import (ALG_ES256, HDR_ALG, HDR_KID, TAG_SIGN1, load_public_key, parse_sign1,
+                                 sig_structure, verify_sign1)
 
 def key_id(public_point: bytes) -> bytes:
     """A bridge signing key's COSE kid: the first 8 bytes of SHA-256 of its SEC1 point."""
@@ -75,7 +76,7 @@ class Signer:
             protected = cbor2.dumps(header, canonical=True)
             # ["Signature1", protected, b"", payload] (RFC 9052 §4.4) and
             # 18([protected, {}, payload, signature]) (§4.2), each up to its payload
-            tbs = cbor2.dumps(["Signature1", protected, b"", b""])[:-1]
+            tbs = sig_structure(protected, b"")[:-1]
             message = cbor2.dumps(cbor2.CBORTag(TAG_SIGN1, [protected, {}, b"", b""]))[:-2]
             heads = self._heads[content_type] = (tbs, message)
         return heads
