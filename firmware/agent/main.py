@@ -16,46 +16,15 @@ import select
 import sys
 import time
 
-from agent.stage import _STAGE, Stage, _unload, say
+from agent.stage import Stage, _unload, say
 
 _OOM = "ERROR Out of memory: type it again."  # made at load: saying it allocates nothing
 
 
 # The job's stages (docs/agent.md "Jobs"): prepare -> survey -> decide -> save, then deliver
-# from the loop. Each takes and returns plain values; its module is loaded for it alone
-# (Agent._step), so that the survey, the signature and the TLS link each have the heap.
-def prepare(a, job):
-    # -> the validated job, or None (the screen says why).
-    from agent import jobrun
-
-    return jobrun.prepare(a, job)
-
-
-def decide(a, pending, override, overriding):
-    # pending: [job, evidence], emptied there. -> "refused", or (event, codes, override) to save.
-    from agent import jobrun
-
-    return jobrun.decide(a, pending, override, overriding)
-
-
-def save(a, ev, codes, override):
-    # -> "saved" or "error": signed and on flash, or the screen says why.
-    from agent import saving
-
-    return saving.save(a, ev, codes, override)
-
-
-def show(a, ev):
-    from agent import jobrun
-
-    return jobrun.show(a, ev)
-
-
-def override_ok(a, reason):
-    # -> (job, codes) of the refusal an override answers, or None.
-    from agent import jobrun
-
-    return jobrun.override_ok(a, reason)
+# from the loop. Each takes and returns plain values; its module (agent.jobrun, or
+# agent.saving for the signature) is loaded for it alone (Agent._step), so that the survey,
+# the signature and the TLS link each have the heap.
 
 
 class Agent:
@@ -69,7 +38,7 @@ class Agent:
         self.root = root
         self.out = out or (lambda s: print(s))
         # Boot steps run once: their code (agent.start) is dropped after them.
-        with Stage("agent.start", "agent.config"):
+        with Stage():
             from agent import start
 
             start.boot(self, root)
@@ -111,14 +80,14 @@ class Agent:
             inbox = self.courier.take_inbox()
             self.ignored += self.courier.ignored
             self.courier = None
-        _unload(*_STAGE)  # the link's modules: the courier held them, and is gone
+        _unload()  # the link's modules: the courier held them, and is gone
         if inbox:
             self._settle(inbox)
 
     def _settle(self, inbox):
         # The link's acks and rejections, checked with nothing of the link loaded (agent.ackcheck).
         try:
-            with Stage("agent.ackcheck"):
+            with Stage():
                 from agent import ackcheck
 
                 try:
@@ -140,39 +109,44 @@ class Agent:
         # -> "saved", "refused" or "error"; the screens say why.
         self.pause_delivery()
         self.refused = None
-        job = self._step(prepare, job)
+        job = self._step("prepare", job)
         if job is None or job == "error":
             return "error"
         self.out("SURVEY reading the premises...")
         try:
             pending = [job, self.survey(expect_hub=job["type"] != "removal")]
-        except Exception as e:  # LinkError, SurveyError, OSError: all reported the same way
+        except Exception as e:  # LinkError (of any kind), OSError: all reported the same way
             self.say("ERROR", "Survey failed: %s" % e)
             return "error"
         job = None  # decide() takes job and evidence out of `pending`, then frees them as it goes
-        decided = self._step(decide, pending, override, overriding)
+        decided = self._step("decide", pending, override, overriding)
         if not isinstance(decided, tuple):
             return decided  # "refused" or "error"
         ev, codes, override = decided
         decided = None
-        return self._step(save, ev, codes, override)
+        return self._step("save", ev, codes, override)
 
     def override(self, reason):
         # Right after a refusal, for that job: survey again, then save with the override if
         # nothing new came up (docs/agent.md "Jobs and refusals").
-        refused = self._step(override_ok, reason)
+        refused = self._step("override_ok", reason)
         if refused is None or refused == "error":
             return "error"
         job, codes = refused
         self.out("OVERRIDE %s: surveying again" % job["job"][:20])
         return self.job(job, reason, codes)
 
-    def _step(self, stage, *args):
-        # One stage, with its modules loaded for it alone; a MemoryError is never a crash: the
-        # job is not saved, and the installer runs it again.
+    def _step(self, name, *args):
+        # One stage: agent.jobrun's function `name` (agent.saving's for "save"), with its module
+        # loaded for it alone; a MemoryError is never a crash: the job is not saved, and the
+        # installer runs it again.
         try:
-            with Stage("agent.jobrun", "agent.saving"):  # show() leaves agent.jobs loaded: dropped too
-                return stage(self, *args)
+            with Stage():
+                m = __import__("agent.saving" if name == "save" else "agent.jobrun", None, None, (name,))
+                try:
+                    return getattr(m, name)(self, *args)
+                finally:
+                    m = None
         except MemoryError:
             self.say("ERROR", "Out of memory: nothing saved. Run the job again.")
             return "error"
@@ -183,7 +157,7 @@ class Agent:
         with Stage():
             from agent import link, survey, uart
 
-            u = uart.open_uart(self.cfg["uart"], self.cfg["baud"])
+            u = uart.UART(self.cfg["uart"], self.cfg["baud"])
             try:
                 return survey.survey(link.Link(u), self.now, expect_hub=expect_hub)
             finally:
@@ -191,7 +165,7 @@ class Agent:
                 link = survey = uart = None
 
     def show(self, ev):
-        return self._step(show, ev)
+        return self._step("show", ev)
 
     def say(self, tag, text):
         say(self.out, tag, text)
@@ -199,7 +173,7 @@ class Agent:
     # --- jobs -------------------------------------------------------------------------
 
     def status(self):
-        with Stage("agent.console"):
+        with Stage():
             from agent import console
 
             console.status(self)
@@ -222,7 +196,7 @@ class Agent:
                         return
                 except MemoryError:  # the last guard: the console goes on, the outbox is on flash
                     line = None
-                    _unload(*_STAGE)
+                    _unload()
                     self.out(_OOM)
             if not interactive:
                 time.sleep_ms(20)
@@ -230,7 +204,7 @@ class Agent:
     def console(self, line):
         # One console line; False to quit. The console module is loaded for the line only.
         try:
-            with Stage("agent.console"):
+            with Stage():
                 from agent import console
 
                 try:
@@ -258,40 +232,16 @@ class Agent:
 
 
 def main(argv):
-    args = {}
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--job":
-            args["job"] = argv[i + 1:i + 6]
-            if len(args["job"]) != 5:
-                print("ERROR --job TYPE MPAN MPRN JOBREF INSTALLER (- for no MPAN or MPRN)")
-                return 2
-            i += 6
-        elif a in ("--flash", "--override", "--deliver"):
-            if i + 1 >= len(argv):
-                print("ERROR %s needs a value" % a)
-                return 2
-            args[a[2:]] = argv[i + 1]
-            i += 2
-        elif a == "--pubkey":
-            args["pubkey"] = True
-            i += 1
-        else:
-            print("ERROR unknown argument %s" % a)
-            return 2
-    if "deliver" in args:
-        try:
-            args["deliver"] = float(args["deliver"])
-        except ValueError:
-            print("ERROR --deliver SECONDS, a number")
-            return 2
-    if len(args.get("override", "x x x").split()) < 3:
-        print("ERROR --override: say why, in a few words (3 words at least)")
-        return 2
-    root = args.get("flash", "flash")
+    # The command line is read by agent.start (loaded for it, then dropped): -> exit code.
+    with Stage():
+        from agent import start
+
+        args = start.arguments(argv)
+        start = None
+    if not isinstance(args, dict):
+        return args  # the error is on the screen
     try:
-        agent = Agent(root)
+        agent = Agent(args.get("flash", "flash"))
     except (ValueError, OSError) as e:  # ConfigError is a ValueError
         print("ERROR %s" % e)
         return 2

@@ -6,7 +6,8 @@
 # installer is told "saved" only after the rename. On boot, leftover temporaries (never
 # reported saved) are deleted; a record failing its CRC (flash damage) is never deleted:
 # it is moved to outbox/bad/ and reported. Records are removed only on the bridge's ack;
-# one the bridge refuses for good is moved to outbox/rejected/.
+# one the bridge refuses for good is moved to outbox/rejected/. The boot's reading of the
+# flash is agent.start.open_outbox.
 #
 # RAM: only two lists of small integers (counter, first 3 bytes of the id) per record --
 # a few bytes each, so a full outbox fits a 64 KiB heap; ids and messages stay on flash.
@@ -29,45 +30,15 @@ def _tag(eid):
 
 class Outbox:
     def __init__(self, root, capacity):
+        # Empty: agent.start.open_outbox reads what the flash holds (boot-only code, dropped).
         self.dir = root + "/outbox"
         self.capacity = capacity
         self.damaged = []  # names of records moved to outbox/bad/
-        flash.makedirs(self.dir)
         self._order = []  # counters, oldest first
         self._tags = []  # the first 3 bytes of each record's event id, as an int
-        names = sorted(n for n in os.listdir(self.dir) if n.endswith(".ev") or n.endswith(".tmp"))
-        for name in names:
-            path = self.dir + "/" + name
-            if name.endswith(".tmp"):
-                os.remove(path)  # a write cut short: never reported saved
-                continue
-            eid = self._check(path)
-            if eid is None:
-                flash.makedirs(self.dir + "/bad")
-                os.rename(path, self.dir + "/bad/" + name)
-                self.damaged.append(name)
-                continue
-            self._order.append(int(name[:-3]))
-            self._tags.append(_tag(eid))
 
     def _path(self, counter):
         return "%s/%012d.ev" % (self.dir, counter)
-
-    def _check(self, path):
-        try:
-            data = flash.read(path)
-        except OSError:
-            return None
-        if len(data) < _HEAD or data[:4] != _MAGIC:
-            return None
-        n = (data[20] << 8) | data[21]
-        if len(data) != _HEAD + n:
-            return None
-        crc = int.from_bytes(data[22:26], "big")
-        mv = memoryview(data)
-        if binascii.crc32(mv[26:], binascii.crc32(mv[4:20])) & 0xFFFFFFFF != crc:
-            return None
-        return bytes(data[4:20])
 
     def __len__(self):
         return len(self._order)

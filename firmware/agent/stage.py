@@ -1,44 +1,42 @@
 # What every part of the agent shares, with no imports of its own (no cycles): the display's
-# width, how a line is said, and Stage, which loads a step's modules for that step only.
+# width, how a line is said, and Stage, which keeps a step's modules for that step only.
 import gc
 import sys
 
 WIDTH = 32  # characters on the handheld's display, after the line's tag
 
-# Every module a stage may load, directly or through another (cbor's decoder, ids).
-_STAGE = ("agent.survey", "agent.link", "agent.uart", "agent.frame", "agent.jobs", "agent.event",
-          "agent.cose", "agent.ecdsa", "agent.cbor", "cbordec", "agent.ids", "agent.console",
-          "agent.delivery", "agent.mqttc", "agent.ackcheck", "agent.cborlite", "agent.ecverify",
-          "agent.ecpoint", "agent.predict", "agent.words", "agent.clock", "agent.kinds",
-          "umqtt.simple", "umqtt", "ssl", "ussl")
+# The modules that stay loaded: the agent's core (with the package itself). Every other
+# module of the agent is a stage's, and so are these others a stage may load (the tests'
+# CBOR decoder, the MQTT library, TLS).
+_CORE = ("agent.main", "agent.stage", "agent.outbox", "agent.identity", "agent.flash")
+_OTHERS = ("cbordec", "umqtt.simple", "umqtt", "ssl", "ussl")
 
 
-def _unload(*names):
+def _unload():
     # Modules are loaded for one stage of a job and dropped after it, so that the whole
-    # agent runs in a 64 KiB heap as .mpy (docs/agent.md "Memory"). A board that freezes
+    # agent runs in a small heap as .mpy (docs/agent.md "Memory"). A board that freezes
     # the firmware into flash keeps them resident at no heap cost.
     import agent
 
-    for n in names:
-        sys.modules.pop(n, None)
+    for n in [n for n in sys.modules if n in _OTHERS or n.startswith("agent.") and n not in _CORE]:
+        sys.modules.pop(n)
         if n.startswith("agent.") and hasattr(agent, n[6:]):
             delattr(agent, n[6:])
     gc.collect()
 
 
 class Stage:
-    # One stage of a job: `with Stage(NAMES...):` drops the named modules and every module
-    # a stage may load (_STAGE) when the block ends, however it ends. Inside, let go of a
-    # module's name (x = None) before the block ends: a module still held is not freed.
-    def __init__(self, *names):
-        self.names = names
-
+    # One stage of a job: `with Stage():` drops every module outside the core (_CORE) when
+    # the block ends, however it ends: what the stage loaded, directly or through another
+    # module. Inside, let go of a module's name (x = None) before the block ends: a module
+    # still held is not freed. A module whose code is still running (a stage within a
+    # stage) is only taken out of sys.modules; it is freed when its caller returns.
     def __enter__(self):
         gc.collect()
         return self
 
     def __exit__(self, *exc):
-        _unload(*self.names, *_STAGE)
+        _unload()
 
 
 def wrap(text, width=WIDTH):

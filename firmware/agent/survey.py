@@ -15,21 +15,22 @@ _MAX_DEVICES = const(16)  # as the event schema (agent.event._MAX_DEVICES)
 _GENERATIONS = ("SMETS1", "SMETS2")
 
 
-class SurveyError(Exception):
-    pass
+def _bad(text):
+    # The hub's answers do not make a survey: a LinkError of kind "SurveyError" (agent.link).
+    return L.LinkError("SurveyError", text)
 
 
 def _eui(v, what):
     # 8 bytes -> "XX-XX-XX-XX-XX-XX-XX-XX" (as agent.ids.eui64_text, which the survey does
     # not load: its stage is the job's largest after the signature, docs/agent.md "Memory").
     if not isinstance(v, bytes) or len(v) != 8:
-        raise SurveyError("hub sent a malformed %s device id" % what)
+        raise _bad("hub sent a malformed %s device id" % what)
     return "-".join("%02X" % x for x in v)
 
 
 def _hub(r):
     if not isinstance(r, dict) or 0 not in r or r.get(2) not in _GENERATIONS:
-        raise SurveyError("hub sent a malformed IDENTIFY response")
+        raise _bad("hub sent a malformed IDENTIFY response")
     hub = {"chf": _eui(r[0], "CHF"), "generation": r[2]}
     if r.get(1) is not None:
         hub["gpf"] = _eui(r[1], "GPF")
@@ -41,7 +42,7 @@ def _hub(r):
 
 def _wan(r):
     if not isinstance(r, dict) or not isinstance(r.get(0), bool):
-        raise SurveyError("hub sent a malformed WAN response")
+        raise _bad("hub sent a malformed WAN response")
     wan = {"connected": r[0]}
     if r.get(1) is not None:
         wan["signal"] = r[1]
@@ -58,20 +59,20 @@ def _log(lk, rev):
     while total is None or len(entries) < total:
         r = lk.request(L.CMD_LOG, len(entries))
         if not isinstance(r, dict) or not isinstance(r.get(1), list) or not isinstance(r.get(0), int):
-            raise SurveyError("hub sent a malformed LOG response")
+            raise _bad("hub sent a malformed LOG response")
         if r.get(2, 0) != rev:
             return None  # state changed under us
         if total is None:
             total = r[0]
             if total > _MAX_DEVICES:
-                raise SurveyError("hub lists %d devices; at most %d are supported" % (total, _MAX_DEVICES))
+                raise _bad("hub lists %d devices; at most %d are supported" % (total, _MAX_DEVICES))
         elif r[0] != total:
             return None
         if not r[1] and len(entries) < total:
-            raise SurveyError("hub sent an empty LOG page before the end")
+            raise _bad("hub sent an empty LOG page before the end")
         for e in r[1]:
             if not isinstance(e, dict) or 0 not in e or not isinstance(e.get(1), str):
-                raise SurveyError("hub sent a malformed LOG entry")
+                raise _bad("hub sent a malformed LOG entry")
             d = {"eui": _eui(e[0], "device"), "type": e[1], 0: e[0]}  # 0: the id as sent, for DEVICE
             for key, name in _LOG_FIELDS:
                 if e.get(key) is not None:
@@ -83,13 +84,15 @@ def _log(lk, rev):
 def _details(lk, d):
     try:
         r = lk.request(L.CMD_DEVICE, d.pop(0))
-    except L.HubError as e:
+    except L.LinkError as e:
+        if e.kind != "HubError":
+            raise
         if e.code == L.E_NOT_RESPONDING:
             d["answered"] = False
             return
-        raise SurveyError("hub refused DEVICE %s: %s" % (d["eui"], e))
+        raise _bad("hub refused DEVICE %s: %s" % (d["eui"], e))
     if not isinstance(r, dict):
-        raise SurveyError("hub sent a malformed DEVICE response")
+        raise _bad("hub sent a malformed DEVICE response")
     d["answered"] = True
     for key, name in _DETAIL_FIELDS:
         if r.get(key) is not None:
@@ -104,8 +107,8 @@ def survey(lk, now, expect_hub=True):
         read_time = int(now())
         try:
             hub, rev, hub_time = _hub(lk.request(L.CMD_IDENTIFY))
-        except L.HubAbsent:
-            if expect_hub:
+        except L.LinkError as e:
+            if expect_hub or e.kind != "HubAbsent":
                 raise
             return {"read_time": read_time, "hub": None, "wan": None, "devices": []}
         wan = _wan(lk.request(L.CMD_WAN))
@@ -120,4 +123,4 @@ def survey(lk, now, expect_hub=True):
         if isinstance(hub_time, int) and not isinstance(hub_time, bool) and hub_time > 0:
             ev["hub_time"] = hub_time  # the hub's UTC (kept from the DCC) as the survey began
         return ev
-    raise SurveyError("hub state kept changing during the survey (%d passes); try again" % _MAX_PASSES)
+    raise _bad("hub state kept changing during the survey (%d passes); try again" % _MAX_PASSES)

@@ -7,33 +7,19 @@
 # Bench powers live here, never in the firmware a handheld runs: a clock offset, and the
 # console commands `clock SECONDS` (set the clock offset), `plug PORT` (move the cable
 # to another hub) and `mem [map]` (the heap's free and used bytes; `map`: where it is split),
-# installed through the agent's bench hook.
+# installed through the agent's bench hook (the commands are hil/board/hilcmd.py).
 def _bench_command(agent, words):
-    # -> True when the line was a bench command
-    if words[0] == "plug" and len(words) == 2:
-        agent.cfg["uart"] = words[1]  # the cable moved to another hub
-        agent.out("PLUGGED")
-        return True
-    if words[0] == "clock" and len(words) == 2:
-        try:
-            agent.clock_offset = int(words[1])  # set the device clock
-        except ValueError:
-            agent.out("ERROR clock SECONDS")
-            return True
-        agent.out("CLOCK %d" % agent.now())
-        return True
-    if words[0] == "mem":  # the heap, as the agent leaves it between commands
-        import gc
+    # -> True when the line was a bench command (hil/board/hilcmd.py, loaded for the line
+    # only: the bench's own code stays out of the heap the agent is measured in).
+    import sys
 
-        import micropython
+    import hilcmd
 
-        gc.collect()
-        agent.out("MEM free=%d alloc=%d" % (gc.mem_free(), gc.mem_alloc()))
-        micropython.qstr_info()  # "qstr pool: n_pool=… n_qstr=…": the interned names
-        if words[1:] == ["map"]:
-            micropython.mem_info(1)  # the heap's block map: where it is split
-        return True
-    return False
+    try:
+        return hilcmd.command(agent, words)
+    finally:
+        hilcmd = None
+        sys.modules.pop("hilcmd", None)
 
 
 def run(argv):

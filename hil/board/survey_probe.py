@@ -10,14 +10,14 @@ from agent import link, survey, uart
 
 port = sys.argv[1]
 expect_hub = len(sys.argv) < 3 or sys.argv[2] != "0"
-u = uart.open_uart(port)
+u = uart.UART(port)
 lk = link.Link(u)
 t0 = time.ticks_ms()
 try:
     ev = survey.survey(lk, time.time, expect_hub=expect_hub)
     out = {"ok": True, "evidence": ev}
-except (link.LinkError, survey.SurveyError) as e:
-    out = {"ok": False, "error": type(e).__name__, "message": str(e)}
+except link.LinkError as e:
+    out = {"ok": False, "error": e.kind, "message": str(e)}
 out["ms"] = time.ticks_diff(time.ticks_ms(), t0)
 out["link"] = lk.stats()
 if len(sys.argv) > 3:
