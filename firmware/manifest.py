@@ -5,7 +5,7 @@
 # tests/mpy/, never here.
 metadata(version="0.2.0", description="flagwise installer-handheld agent")
 
-require("umqtt.simple")  # micropython-lib, fetched by tools/fetch_mplib.py into build/lib
+# No micropython-lib package: the MQTT client is agent/mqttc.py (docs/decisions.md).
 
 package("agent", files=(
     "__init__.py",

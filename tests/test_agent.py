@@ -386,8 +386,8 @@ def test_handheld_sets_its_clock_from_the_hub(board, bridge, site, clock, words)
 
 
 def test_tls_modules_and_alias_are_dropped_after_delivery(board, bridge):
-    """Under TLS umqtt needs `ussl`; the alias goes with the other delivery modules, so
-    nothing of the link stays resident between jobs."""
+    """Under TLS the link loads `ssl`; it goes with the other delivery modules, so nothing of
+    the link stays resident between jobs."""
     import subprocess
 
     from hil import micropython

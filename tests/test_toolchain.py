@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tarfile
 from pathlib import Path
 
@@ -47,16 +46,6 @@ def test_fetch_unpacks_only_listed_modules_and_checks_sha256(tmp_path):
     assert not (tmp_path / "lib2").exists()
     with pytest.raises(fetch.FetchError, match="has no demo/other.py"):
         fetch.install({**pkg, "modules": ["demo/other.py"]}, tmp_path / "lib3", tmp_path / "cache")
-
-
-def test_lock_pins_umqtt_simple_and_it_imports_on_the_board_path():
-    lock = json.loads((ROOT / "tools" / "mplib.json").read_text())
-    names = {p["name"]: p for p in lock["packages"]}
-    assert names["micropython-umqtt.simple"]["version"] == "1.3.4"
-    assert len(names["micropython-umqtt.simple"]["sha256"]) == 64
-    for mpy in (False, True):
-        out = micropython.run("from umqtt.simple import MQTTClient; print(MQTTClient.__name__)", mpy=mpy)
-        assert out.stdout.strip() == "MQTTClient"
 
 
 def test_firmware_runs_from_mpy_only(tmp_path):

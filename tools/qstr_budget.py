@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CYCLE = ["agent/main", "agent/start", "agent/config", "agent/identity", "agent/outbox", "agent/flash",
          "agent/console", "agent/jobrun", "agent/survey", "agent/link", "agent/uart", "agent/frame",
          "agent/ids", "agent/jobs", "agent/saving", "agent/event", "agent/cbor", "agent/cose",
-         "agent/ecdsa", "agent/delivery", "agent/mqttc", "agent/stage", "lib/umqtt/simple", "agent/ackcheck",
+         "agent/ecdsa", "agent/delivery", "agent/mqttc", "agent/stage", "agent/ackcheck",
          "agent/cborlite",
          "agent/ecverify", "agent/ecpoint", "agent/words", "agent/predict", "agent/clock"]
 # Measured with micropython.qstr_info() (the bench's `mem` command): with 617 names in these

@@ -24,8 +24,10 @@ def _why(e, connecting):
     if isinstance(e, ValueError):  # the TLS handshake's verdict (mbedTLS), in installer words
         # "The certificate validity has expired / starts in the future": a clock far out.
         return "certificate dates: check clock" if "valid" in str(e) else "broker not trusted: check the CA"
-    code = e.args[0] if isinstance(e, OSError) and e.args and isinstance(e.args[0], int) else None
-    text = _WHY.get(code)
+    arg = e.args[0] if isinstance(e, OSError) and e.args else None
+    if isinstance(arg, str):
+        return arg  # agent.mqttc's own words: a CONNACK or SUBACK refusal
+    text = _WHY.get(arg)
     if text is None:
         text = ("connect failed %r" if connecting else "%r") % (e,)
     return text

@@ -1,16 +1,18 @@
 # The field event payload (docs/wire.md): built from named fields, validated on
 # the way in, encoded as a deterministic CBOR map with small integer keys.
 #
-# build(ev) -> payload bytes        ev: dict with the names of docs/wire.md
+# build(ev) -> payload bytearray    ev: dict with the names of docs/wire.md
 # eventread.parse(payload)          the inverse, for the tests (tests/mpy/eventread.py)
 # new_id() -> 16 random bytes       an event id; kept with the event so re-sends reuse it
 from micropython import const
 
-# Private (underscored) constants are folded in by the compiler and leave no name behind
-# to intern (docs/agent.md "Memory").
-from os import urandom
-
 from agent import ids
+from agent.kinds import TYPES
+
+# Private (underscored) constants are folded in by the compiler and leave no name behind
+# to intern (docs/agent.md "Memory"). Every global is a slot in the module's dict, which is
+# made while the module loads, as one block: this module keeps fewer than 23 (a 368-byte
+# block; 29 needed 592 bytes in one piece, and the load failed in a split heap).
 
 _VERSION = const(2)  # v2: evidence may carry the hub's clock (key 4)
 MAX_PAYLOAD = const(3968)  # so that the signed message fits MAX_MESSAGE = 4096
@@ -22,7 +24,6 @@ _MAX_REASON = const(200)
 _MAX_CHECKS = const(8)
 _ID_LEN = const(16)
 
-from agent.kinds import TYPES  # noqa: E402
 DEVICE_TYPES = ("ESME", "GSME", "PPMID", "HCALCS", "IHD", "CAD")
 STATUSES = (
     "Pending", "Whitelisted", "InstalledNotCommissioned", "Commissioned",
@@ -30,197 +31,37 @@ STATUSES = (
 )
 GENERATIONS = ("SMETS1", "SMETS2")
 
-# Payload keys
-_K_V = const(0)
-_K_ID = const(1)
-_K_TYPE = const(2)
-_K_MPANS = const(3)
-_K_MPRNS = const(4)
-_K_JOB = const(5)
-_K_INSTALLER = const(6)
-_K_TIME = const(7)
-_K_COUNTER = const(8)
-_K_FW = const(9)
-_K_EVIDENCE = const(10)
-_K_OVERRIDE = const(11)
-
-# Sub-map keys, in order; a name's key is its position. Optional entries are
-# omitted when None. Kinds: "u" uint, "t" short text, "e" EUI-64, "b" bool,
-# "i" int, "g" generation, "d" device type, "s" inventory status, "m" MPxN.
-_HUB = (("chf", "e", 1), ("gpf", "e", 0), ("generation", "g", 1),
-        ("version", "t", 0), ("firmware", "t", 0), ("dcc", "b", 0))
-_WAN = (("connected", "b", 1), ("signal", "i", 0))
-_DEVICE = (("eui", "e", 1), ("type", "d", 1), ("status", "s", 0), ("mpxn", "m", 0),
-           ("serial", "t", 0), ("smets", "t", 0), ("mode", "t", 0), ("firmware", "t", 0),
-           ("answered", "b", 0))
+# Sub-map keys, in order: a name's key is its position. Each spec is (names, kinds, the
+# required ones as a bitmask of positions); optional entries are omitted when None. Kinds:
+# "t" short text, "e" EUI-64, "b" bool, "i" int, "g" generation, "d" device type,
+# "s" inventory status, "m" MPxN. (Strings, not a tuple a field: a tuple costs 48 bytes of
+# the heap at the job's tightest moment.)
+_SPECS = (
+    (("chf", "gpf", "generation", "version", "firmware", "dcc"), "eegttb", 0b101),  # evidence.hub
+    (("connected", "signal"), "bi", 0b1),  # evidence.wan
+    (("eui", "type", "status", "mpxn", "serial", "smets", "mode", "firmware", "answered"), "edsmttttb", 0b11),
+)  # an evidence.devices entry
 
 
-class EventError(ValueError):
-    pass
+del const  # used by the compiler only: not a global to keep
 
 
+# A refused field is a ValueError whose message starts with the field's path. A sub-map's
+# paths ("evidence.devices[2].serial") are only made for the error.
 def new_id():
+    from os import urandom
+
     return urandom(_ID_LEN)
 
 
-def _text(path, v, lo, hi):
-    if not isinstance(v, str) or not lo <= len(v) <= hi:
-        raise EventError("%s: text of %d to %d characters required" % (path, lo, hi))
-    return v
-
-
-def _uint(path, v, hi=(1 << 63) - 1):
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
-        raise EventError("%s: integer 0..%d required" % (path, hi))
-    return v
-
-
-def _mpxn(path, v):
-    # An MPAN core is 13 digits; an MPRN 6 to 10. Route by length.
-    try:
-        if isinstance(v, str) and len(v) == 13:
-            return ids.check_mpan(v)
-        return ids.check_mprn(v)
-    except ValueError as e:
-        raise EventError("%s: %s" % (path, e))
-
-
-def _value(path, kind, v):
-    if kind == "t":
-        return _text(path, v, 1, _MAX_SHORT)
-    if kind == "e":
-        try:
-            return ids.eui64_bytes(v)
-        except ValueError as e:
-            raise EventError("%s: %s" % (path, e))
-    if kind == "b":
-        if not isinstance(v, bool):
-            raise EventError("%s: true or false required" % path)
-        return v
-    if kind == "i":
-        if not isinstance(v, int) or isinstance(v, bool) or not -200 <= v <= 200:
-            raise EventError("%s: integer -200..200 required" % path)
-        return v
-    if kind == "m":
-        return _mpxn(path, v)
-    allowed = GENERATIONS if kind == "g" else DEVICE_TYPES if kind == "d" else STATUSES
-    if v not in allowed:
-        raise EventError("%s: one of %s required, got %r" % (path, ", ".join(allowed), v))
-    return v
-
-
-def _submap(path, spec, src):
-    if not isinstance(src, dict):
-        raise EventError("%s: a map required" % path)
-    out = {}
-    names = []
-    for key, (name, kind, required) in enumerate(spec):
-        names.append(name)
-        v = src.get(name)
-        if v is None:
-            if required:
-                raise EventError("%s.%s: required" % (path, name))
-            continue
-        out[key] = _value(path + "." + name, kind, v)
-    for name in src:
-        if name not in names:
-            raise EventError("%s.%s: unknown field" % (path, name))
-    return out
-
-
-def _evidence(ev):
-    if not isinstance(ev, dict):
-        raise EventError("evidence: a map required")
-    out = {0: _uint("evidence.read_time", ev.get("read_time"))}
-    hub = ev.get("hub")
-    out[1] = None if hub is None else _submap("evidence.hub", _HUB, hub)
-    wan = ev.get("wan")
-    out[2] = None if wan is None else _submap("evidence.wan", _WAN, wan)
-    devices = ev.get("devices", [])
-    if not isinstance(devices, list) or len(devices) > _MAX_DEVICES:
-        raise EventError("evidence.devices: a list of at most %d required" % _MAX_DEVICES)
-    out[3] = [_submap("evidence.devices[%d]" % i, _DEVICE, d) for i, d in enumerate(devices)]
-    if ev.get("hub_time") is not None:
-        out[4] = _uint("evidence.hub_time", ev["hub_time"])
-    for name in ev:
-        if name not in ("read_time", "hub", "wan", "devices", "hub_time"):
-            raise EventError("evidence.%s: unknown field" % name)
-    return out
-
-
-def _mpxns(name, v, check):
-    if v is None:
-        v = []
-    if not isinstance(v, list) or len(v) > _MAX_MPXNS:
-        raise EventError("%s: a list of at most %d required" % (name, _MAX_MPXNS))
-    out = []
-    for i, x in enumerate(v):
-        try:
-            check(x)
-        except ValueError as e:
-            raise EventError("%s[%d]: %s" % (name, i, e))
-        if x in out:
-            raise EventError("%s[%d]: repeated %s" % (name, i, x))
-        out.append(x)
-    return out
-
-
-def _override(v):
-    if not isinstance(v, dict) or set(v) - {"reason", "checks"}:
-        raise EventError("override: a map of reason and checks required")
-    checks = v.get("checks")
-    if not isinstance(checks, list) or not 1 <= len(checks) <= _MAX_CHECKS:
-        raise EventError("override.checks: a list of 1 to %d check codes required" % _MAX_CHECKS)
-    return {
-        0: _text("override.reason", v.get("reason"), 1, _MAX_REASON),
-        1: [_text("override.checks[%d]" % i, c, 1, _MAX_SHORT) for i, c in enumerate(checks)],
-    }
-
-
-def build(ev):
-    if not isinstance(ev, dict):
-        raise EventError("event: a map required")
-    eid = ev.get("id")
-    if not isinstance(eid, (bytes, bytearray)) or len(eid) != _ID_LEN:
-        raise EventError("id: %d bytes required" % _ID_LEN)
-    etype = ev.get("type")
-    if etype not in TYPES:
-        raise EventError("type: one of %s required, got %r" % (", ".join(TYPES), etype))
-    mpans = _mpxns("mpans", ev.get("mpans"), ids.check_mpan)
-    mprns = _mpxns("mprns", ev.get("mprns"), ids.check_mprn)
-    if not mpans and not mprns:
-        raise EventError("mpans/mprns: at least one meter point required")
-    payload = {
-        _K_V: _VERSION,
-        _K_ID: bytes(eid),
-        _K_TYPE: etype,
-        _K_MPANS: mpans,
-        _K_MPRNS: mprns,
-        _K_JOB: _text("job", ev.get("job"), 1, _MAX_TEXT),
-        _K_INSTALLER: _text("installer", ev.get("installer"), 1, _MAX_TEXT),
-        _K_TIME: _uint("time", ev.get("time")),
-        _K_COUNTER: _uint("counter", ev.get("counter")),
-        _K_FW: _text("firmware", ev.get("firmware"), 1, _MAX_SHORT),
-        _K_EVIDENCE: _evidence(ev.get("evidence")),
-    }
-    if ev.get("override") is not None:
-        payload[_K_OVERRIDE] = _override(ev["override"])
-    for name in ev:
-        if name not in _NAMES:
-            raise EventError("%s: unknown field" % name)
-    # Two passes: the size first, then one buffer of exactly that size, filled in place. A
-    # growing buffer would need ever larger free blocks at the job's tightest moment.
-    size = _put(None, payload, 0)
-    if size > MAX_PAYLOAD:
-        raise EventError("event: %d bytes, over the %d-byte limit" % (size, MAX_PAYLOAD))
-    data = bytearray(size)
-    _put(data, payload, 0)
-    return data
-
-
-def _head(buf, major, n, i):
-    # RFC 8949 §4.2.1 shortest form; the payload's numbers are below 2**64 (_uint).
-    # Written at buf[i:] (buf None: only counted); -> the index after it.
+# The payload is validated and written in one walk of the event, run twice: once counting
+# (buf None), then into one buffer of exactly that size. Each writer takes (buf, i, ...) and
+# returns the index after what it wrote. No converted copy of the event is made: the job's
+# tightest moment holds the event and the payload's bytes, nothing between (docs/agent.md
+# "Memory"). The encoding is RFC 8949 §4.2.1's deterministic CBOR: shortest heads, and map
+# keys that are small unsigned ints written in ascending order, which is bytewise order.
+def _head(buf, i, major, n):
+    # A head, shortest form; the payload's numbers are below 2**64 (_uint).
     if n < 24:
         if buf is not None:
             buf[i] = major << 5 | n
@@ -232,36 +73,167 @@ def _head(buf, major, n, i):
     return i + 1 + size
 
 
-def _put(buf, v, i):
-    # The payload's deterministic CBOR (RFC 8949 §4.2.1), without agent.cbor: its values
-    # are None, bools, ints, bytes, text, lists and maps whose keys are small unsigned
-    # ints, which sort bytewise as they sort as numbers. The vectors hold it to agent.cbor.
-    # Written at buf[i:] (buf None: only counted); -> the index after it.
-    if v is None or v is True or v is False:
-        if buf is not None:
-            buf[i] = 0xF6 if v is None else 0xF5 if v else 0xF4
-        return i + 1
-    if isinstance(v, int):
-        return _head(buf, 1 if v < 0 else 0, -1 - v if v < 0 else v, i)
-    if isinstance(v, str):
-        v = v.encode()
-        i = _head(buf, 3, len(v), i)
-    elif isinstance(v, bytes):
-        i = _head(buf, 2, len(v), i)
-    elif isinstance(v, list):
-        i = _head(buf, 4, len(v), i)
-        for x in v:
-            i = _put(buf, x, i)
-        return i
-    else:
-        i = _head(buf, 5, len(v), i)
-        for k in sorted(v):
-            i = _put(buf, v[k], _head(buf, 0, k, i))
-        return i
+def _string(buf, i, major, b):
+    # b as a byte string (major 2) or a text string (major 3)
+    i = _head(buf, i, major, len(b))
     if buf is not None:
-        buf[i:i + len(v)] = v
-    return i + len(v)
+        buf[i:i + len(b)] = b
+    return i + len(b)
 
 
-_NAMES = ("id", "type", "mpans", "mprns", "job", "installer", "time", "counter",
-          "firmware", "evidence", "override")
+def _path(parent, name):
+    # A field's path, for its error: "parent.name", or either alone.
+    return name if parent is None else parent if name is None else "%s.%s" % (parent, name)
+
+
+def _text(buf, i, path, v, lo, hi, name=None):
+    if not isinstance(v, str) or not lo <= len(v) <= hi:
+        raise ValueError("%s: text of %d to %d characters required" % (_path(path, name), lo, hi))
+    return _string(buf, i, 3, v.encode())
+
+
+def _uint(buf, i, path, v, name=None):
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 63:
+        raise ValueError("%s: integer %d..%d required" % (_path(path, name), 0, (1 << 63) - 1))
+    return _head(buf, i, 0, v)
+
+
+def _value(buf, i, parent, name, kind, v):
+    # A sub-map's field (parent.name).
+    if kind == "t":
+        return _text(buf, i, parent, v, 1, _MAX_SHORT, name)
+    try:
+        if kind == "e":
+            return _string(buf, i, 2, ids.eui64_bytes(v))
+        if kind == "m":  # an MPAN core is 13 digits; an MPRN 6 to 10: routed by length
+            v = ids.check_mpan(v) if isinstance(v, str) and len(v) == 13 else ids.check_mprn(v)
+            return _string(buf, i, 3, v.encode())
+    except ValueError as e:
+        raise ValueError("%s: %s" % (_path(parent, name), e))
+    if kind == "b":
+        if not isinstance(v, bool):
+            raise ValueError("%s: true or false required" % _path(parent, name))
+        return _head(buf, i, 7, 21 if v else 20)  # true, false
+    if kind == "i":
+        if not isinstance(v, int) or isinstance(v, bool) or not -200 <= v <= 200:
+            raise ValueError("%s: integer %d..%d required" % (_path(parent, name), -200, 200))
+        return _head(buf, i, 1, -1 - v) if v < 0 else _head(buf, i, 0, v)
+    allowed = GENERATIONS if kind == "g" else DEVICE_TYPES if kind == "d" else STATUSES
+    if v not in allowed:
+        raise ValueError("%s: one of %s required, got %r" % (_path(parent, name), ", ".join(allowed), v))
+    return _string(buf, i, 3, v.encode())
+
+
+def _fields(src, names, path):
+    # Every field of src is one of names, or the first that is not is refused.
+    for name in src:
+        if name not in names:
+            raise ValueError("%s: unknown field" % _path(path, name))
+
+
+def _submap(buf, i, path, spec, src):
+    # src (names) as the map {position in spec: value}; None values are left out.
+    if not isinstance(src, dict):
+        raise ValueError("%s: a map required" % path)
+    names, kinds, required = spec
+    i = _head(buf, i, 5, sum(1 for name in names if src.get(name) is not None))
+    for key, name in enumerate(names):
+        v = src.get(name)
+        if v is None:
+            if required >> key & 1:
+                raise ValueError("%s: required" % _path(path, name))
+            continue
+        i = _value(buf, _head(buf, i, 0, key), path, name, kinds[key], v)
+    _fields(src, names, path)
+    return i
+
+
+def _evidence(buf, i, ev):
+    if not isinstance(ev, dict):
+        raise ValueError("%s: a map required" % "evidence")
+    i = _head(buf, i, 5, 4 if ev.get("hub_time") is None else 5)
+    i = _uint(buf, _head(buf, i, 0, 0), "evidence", ev.get("read_time"), "read_time")
+    for key, name in ((1, "hub"), (2, "wan")):
+        i = _head(buf, i, 0, key)
+        v = ev.get(name)
+        i = _head(buf, i, 7, 22) if v is None else _submap(buf, i, _path("evidence", name), _SPECS[key - 1], v)
+    devices = ev.get("devices", [])
+    if not isinstance(devices, list) or len(devices) > _MAX_DEVICES:
+        raise ValueError("%s: a list of at most %d required" % (_path("evidence", "devices"), _MAX_DEVICES))
+    i = _head(buf, _head(buf, i, 0, 3), 4, len(devices))
+    for n, d in enumerate(devices):
+        i = _submap(buf, i, "evidence.devices[%d]" % n, _SPECS[2], d)
+    if ev.get("hub_time") is not None:
+        i = _uint(buf, _head(buf, i, 0, 4), "evidence", ev["hub_time"], "hub_time")
+    _fields(ev, ("read_time", "hub", "wan", "devices", "hub_time"), "evidence")
+    return i
+
+
+def _mpxns(buf, i, name, v, check):
+    v = [] if v is None else v
+    if not isinstance(v, list) or len(v) > _MAX_MPXNS:
+        raise ValueError("%s: a list of at most %d required" % (name, _MAX_MPXNS))
+    i = _head(buf, i, 4, len(v))
+    for n, x in enumerate(v):
+        try:
+            check(x)
+        except ValueError as e:
+            raise ValueError("%s[%d]: %s" % (name, n, e))
+        if v.index(x) < n:
+            raise ValueError("%s[%d]: repeated %s" % (name, n, x))
+        i = _string(buf, i, 3, x.encode())
+    return i
+
+
+def _override(buf, i, v):
+    if not isinstance(v, dict) or [k for k in v if k not in ("reason", "checks")]:
+        raise ValueError("override: a map of reason and checks required")
+    checks = v.get("checks")
+    if not isinstance(checks, list) or not 1 <= len(checks) <= _MAX_CHECKS:
+        raise ValueError("override.checks: a list of 1 to %d check codes required" % _MAX_CHECKS)
+    i = _text(buf, _head(buf, _head(buf, i, 5, 2), 0, 0), "override", v.get("reason"), 1, _MAX_REASON, "reason")
+    i = _head(buf, _head(buf, i, 0, 1), 4, len(checks))
+    for n, c in enumerate(checks):
+        i = _text(buf, i, "override", c, 1, _MAX_SHORT, "checks[%d]" % n)
+    return i
+
+
+def _event(buf, ev):
+    # The payload map, keys 0 to 11 (docs/wire.md), in order. -> its size
+    override = ev.get("override")
+    i = _head(buf, 0, 5, 11 if override is None else 12)
+    i = _head(buf, _head(buf, i, 0, 0), 0, _VERSION)
+    eid = ev.get("id")
+    if not isinstance(eid, (bytes, bytearray)) or len(eid) != _ID_LEN:
+        raise ValueError("id: %d bytes required" % _ID_LEN)
+    i = _string(buf, _head(buf, i, 0, 1), 2, eid)
+    if ev.get("type") not in TYPES:
+        raise ValueError("%s: one of %s required, got %r" % ("type", ", ".join(TYPES), ev.get("type")))
+    i = _string(buf, _head(buf, i, 0, 2), 3, ev["type"].encode())
+    i = _mpxns(buf, _head(buf, i, 0, 3), "mpans", ev.get("mpans"), ids.check_mpan)
+    i = _mpxns(buf, _head(buf, i, 0, 4), "mprns", ev.get("mprns"), ids.check_mprn)
+    if not ev.get("mpans") and not ev.get("mprns"):
+        raise ValueError("mpans/mprns: at least one meter point required")
+    i = _text(buf, _head(buf, i, 0, 5), "job", ev.get("job"), 1, _MAX_TEXT)
+    i = _text(buf, _head(buf, i, 0, 6), "installer", ev.get("installer"), 1, _MAX_TEXT)
+    i = _uint(buf, _head(buf, i, 0, 7), "time", ev.get("time"))
+    i = _uint(buf, _head(buf, i, 0, 8), "counter", ev.get("counter"))
+    i = _text(buf, _head(buf, i, 0, 9), "firmware", ev.get("firmware"), 1, _MAX_SHORT)
+    i = _evidence(buf, _head(buf, i, 0, 10), ev.get("evidence"))
+    if override is not None:
+        i = _override(buf, _head(buf, i, 0, 11), override)
+    _fields(ev, ("id", "type", "mpans", "mprns", "job", "installer", "time", "counter", "firmware", "evidence",
+                 "override"), None)
+    return i
+
+
+def build(ev):
+    if not isinstance(ev, dict):
+        raise ValueError("%s: a map required" % "event")
+    size = _event(None, ev)  # validates it all; nothing is allocated for the payload yet
+    if size > MAX_PAYLOAD:
+        raise ValueError("event: %d bytes, over the %d-byte limit" % (size, MAX_PAYLOAD))
+    data = bytearray(size)
+    _event(data, ev)
+    return data
+

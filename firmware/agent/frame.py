@@ -86,7 +86,7 @@ class Deframer:
                         self.good += 1
                         if frames is None:
                             frames = []
-                        frames.append((buf[0], buf[1], bytes(buf[2:n - 2])))
+                        frames.append((buf[0], buf[1], bytes(memoryview(buf)[2:n - 2])))
                     else:
                         self.bad_fcs += 1
                 elif self._n:

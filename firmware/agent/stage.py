@@ -7,9 +7,9 @@ WIDTH = 32  # characters on the handheld's display, after the line's tag
 
 # The modules that stay loaded: the agent's core (with the package itself). Every other
 # module of the agent is a stage's, and so are these others a stage may load (the tests'
-# CBOR decoder, the MQTT library, TLS).
+# CBOR decoder, TLS).
 _CORE = ("agent.main", "agent.stage", "agent.outbox", "agent.identity", "agent.flash")
-_OTHERS = ("cbordec", "umqtt.simple", "umqtt", "ssl", "ussl")
+_OTHERS = ("cbordec", "ssl")
 
 
 def _unload():

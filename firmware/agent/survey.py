@@ -12,45 +12,61 @@ from agent import link as L
 _MAX_PASSES = const(3)
 _MAX_DEVICES = const(16)  # as the event schema (agent.event._MAX_DEVICES)
 
+# LOG entry keys 2 and 3, DEVICE keys 4 to 7 (docs/han-link.md), by position.
 _GENERATIONS = ("SMETS1", "SMETS2")
+# Values the hub sends that the firmware knows by name (agent.event's lists): the evidence
+# keeps the firmware's own string, not the decoded copy, as it stays in the heap until the
+# event is signed. The most common only: each costs this module's heap too.
+_KNOWN = _GENERATIONS + ("ESME", "GSME", "PPMID", "IHD", "CAD", "Commissioned", "InstalledNotCommissioned")
+_LOG = ("status", "mpxn")
+_DETAILS = ("serial", "smets", "mode", "firmware")
 
 
-def _bad(text):
+def _bad(what):
     # The hub's answers do not make a survey: a LinkError of kind "SurveyError" (agent.link).
-    return L.LinkError("SurveyError", text)
+    # what: the whole message ("hub ..."), or what was malformed.
+    return L.LinkError("SurveyError", what if what.startswith("hub ") else "hub sent a malformed %s" % what)
+
+
+def _known(v):
+    for k in _KNOWN:
+        if k == v:
+            return k
+    return v
+
+
+def _copy(d, r, names, first):
+    # r's keys first, first + 1, ... into d under names, those the hub sent.
+    for n, name in enumerate(names):
+        if r.get(first + n) is not None:
+            d[name] = _known(r[first + n])
 
 
 def _eui(v, what):
     # 8 bytes -> "XX-XX-XX-XX-XX-XX-XX-XX" (as agent.ids.eui64_text, which the survey does
     # not load: its stage is the job's largest after the signature, docs/agent.md "Memory").
     if not isinstance(v, bytes) or len(v) != 8:
-        raise _bad("hub sent a malformed %s device id" % what)
-    return "-".join("%02X" % x for x in v)
+        raise _bad("%s device id" % what)
+    return "%02X-%02X-%02X-%02X-%02X-%02X-%02X-%02X" % tuple(v)
 
 
 def _hub(r):
     if not isinstance(r, dict) or 0 not in r or r.get(2) not in _GENERATIONS:
-        raise _bad("hub sent a malformed IDENTIFY response")
-    hub = {"chf": _eui(r[0], "CHF"), "generation": r[2]}
+        raise _bad("IDENTIFY response")
+    hub = {"chf": _eui(r[0], "CHF"), "generation": _known(r[2])}
     if r.get(1) is not None:
         hub["gpf"] = _eui(r[1], "GPF")
-    for key, name in ((3, "version"), (4, "firmware"), (5, "dcc")):
-        if r.get(key) is not None:
-            hub[name] = r[key]
+    _copy(hub, r, ("version", "firmware", "dcc"), 3)
     return hub, r.get(6, 0), r.get(7)
 
 
 def _wan(r):
     if not isinstance(r, dict) or not isinstance(r.get(0), bool):
-        raise _bad("hub sent a malformed WAN response")
+        raise _bad("WAN response")
     wan = {"connected": r[0]}
     if r.get(1) is not None:
         wan["signal"] = r[1]
     return wan
-
-
-_LOG_FIELDS = ((2, "status"), (3, "mpxn"))
-_DETAIL_FIELDS = ((4, "serial"), (5, "smets"), (6, "mode"), (7, "firmware"))
 
 
 def _log(lk, rev):
@@ -59,7 +75,7 @@ def _log(lk, rev):
     while total is None or len(entries) < total:
         r = lk.request(L.CMD_LOG, len(entries))
         if not isinstance(r, dict) or not isinstance(r.get(1), list) or not isinstance(r.get(0), int):
-            raise _bad("hub sent a malformed LOG response")
+            raise _bad("LOG response")
         if r.get(2, 0) != rev:
             return None  # state changed under us
         if total is None:
@@ -72,11 +88,9 @@ def _log(lk, rev):
             raise _bad("hub sent an empty LOG page before the end")
         for e in r[1]:
             if not isinstance(e, dict) or 0 not in e or not isinstance(e.get(1), str):
-                raise _bad("hub sent a malformed LOG entry")
-            d = {"eui": _eui(e[0], "device"), "type": e[1], 0: e[0]}  # 0: the id as sent, for DEVICE
-            for key, name in _LOG_FIELDS:
-                if e.get(key) is not None:
-                    d[name] = e[key]
+                raise _bad("LOG entry")
+            d = {"eui": _eui(e[0], "device"), "type": _known(e[1]), 0: e[0]}  # 0: the id as sent, for DEVICE
+            _copy(d, e, _LOG, 2)
             entries.append(d)
     return entries[:total]
 
@@ -92,11 +106,9 @@ def _details(lk, d):
             return
         raise _bad("hub refused DEVICE %s: %s" % (d["eui"], e))
     if not isinstance(r, dict):
-        raise _bad("hub sent a malformed DEVICE response")
+        raise _bad("DEVICE response")
     d["answered"] = True
-    for key, name in _DETAIL_FIELDS:
-        if r.get(key) is not None:
-            d[name] = r[key]
+    _copy(d, r, _DETAILS, 4)
 
 
 def survey(lk, now, expect_hub=True):

@@ -1,5 +1,6 @@
 # A serial port with one small interface, whatever is underneath:
-#   write(data) -> None      read() -> bytes (what has arrived, maybe b"")
+#   write(data) -> None      read() -> what has arrived (maybe nothing), as a view of the
+#                            port's own 64-byte buffer, good until the next read
 #   wait(timeout_ms) -> bool (True when bytes are waiting)      close()
 # UART(port, baudrate): port is a UART number on a board (machine.UART), or a path on the
 # unix port (the bench): a tty or pseudo-terminal opened as a file, put in raw mode with
@@ -32,6 +33,9 @@ class UART:
             self._u = UART(port, baudrate=baudrate)
         self._poll = select.poll()
         self._poll.register(self._u, select.POLLIN)
+        # Read into one buffer made now: a new 256-byte string a read needed a free block of
+        # that size in a heap the survey's garbage had split (docs/agent.md "Memory").
+        self._buf = bytearray(64)
 
     def write(self, data):
         if self._f is None:
@@ -43,7 +47,8 @@ class UART:
             mv = mv[n:] if n else mv
 
     def read(self):
-        return (self._u.read() if self._f is None else self._f.read(256)) or b""
+        n = self._u.readinto(self._buf)
+        return memoryview(self._buf)[:n or 0]
 
     def wait(self, timeout_ms):
         return bool(self._poll.poll(max(0, timeout_ms)))

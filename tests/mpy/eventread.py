@@ -4,7 +4,7 @@ from agent import cbor
 from agent import ids
 from micropython import const
 
-from agent.event import _DEVICE, _HUB, _WAN
+from agent.event import _SPECS
 
 # The payload keys (docs/wire.md), as agent.event's private ones.
 K_ID, K_TYPE, K_MPANS, K_MPRNS, K_JOB, K_INSTALLER = const(1), const(2), const(3), const(4), const(5), const(6)
@@ -13,10 +13,11 @@ K_TIME, K_COUNTER, K_FW, K_EVIDENCE, K_OVERRIDE = const(7), const(8), const(9), 
 
 def _named(spec, m):
     out = {}
-    for key, (name, kind, _) in enumerate(spec):
+    names, kinds, _ = spec
+    for key, name in enumerate(names):
         if key in m:
             v = m[key]
-            out[name] = ids.eui64_text(v) if kind == "e" else v
+            out[name] = ids.eui64_text(v) if kinds[key] == "e" else v
     return out
 
 
@@ -30,9 +31,9 @@ def parse(payload):
         "counter": m[K_COUNTER], "firmware": m[K_FW],
         "evidence": {
             "read_time": e[0],
-            "hub": None if e[1] is None else _named(_HUB, e[1]),
-            "wan": None if e[2] is None else _named(_WAN, e[2]),
-            "devices": [_named(_DEVICE, d) for d in e[3]],
+            "hub": None if e[1] is None else _named(_SPECS[0], e[1]),
+            "wan": None if e[2] is None else _named(_SPECS[1], e[2]),
+            "devices": [_named(_SPECS[2], d) for d in e[3]],
         },
     }
     if 4 in e:

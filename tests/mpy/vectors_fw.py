@@ -118,7 +118,7 @@ def run_events_bad():
         out = {"name": c["name"]}
         try:
             out["payload"] = hexs(event.build(vecjson.value(c["input"])))
-        except event.EventError as e:
+        except ValueError as e:
             out["error"] = str(e)
         except Exception as e:
             out["crash"] = err(e)
