@@ -20,7 +20,6 @@ def _run(mpy, code: str) -> dict:
 # --- outbox ------------------------------------------------------------------------------------
 OUTBOX = """
 import json, os
-from agent.outbox import OutboxFull
 from agent.start import open_outbox
 root = {root!r}
 def eid(n, prefix=b""):
@@ -77,7 +76,7 @@ out["full"] = box.full()
 try:
     box.save(3, eid(3), b"c")
     out["error"] = None
-except OutboxFull as e:
+except ValueError as e:
     out["error"] = str(e)
 out["files"] = sorted(os.listdir(root + "/outbox"))
 print(json.dumps(out))

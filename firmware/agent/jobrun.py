@@ -93,6 +93,7 @@ def override_ok(self, reason):
         self.say("ERROR", "Say why, in a few words: override REASON (3 words at least).")
         return None  # the refusal stands: the installer may try again
     refused, self.refused = self.refused, None
+    self.out("OVERRIDE %s: surveying again" % refused[0]["job"][:20])
     return refused
 
 

@@ -126,16 +126,6 @@ class Agent:
         decided = None
         return self._step("save", ev, codes, override)
 
-    def override(self, reason):
-        # Right after a refusal, for that job: survey again, then save with the override if
-        # nothing new came up (docs/agent.md "Jobs and refusals").
-        refused = self._step("override_ok", reason)
-        if refused is None or refused == "error":
-            return "error"
-        job, codes = refused
-        self.out("OVERRIDE %s: surveying again" % job["job"][:20])
-        return self.job(job, reason, codes)
-
     def _step(self, name, *args):
         # One stage: agent.jobrun's function `name` (agent.saving's for "save"), with its module
         # loaded for it alone; a MemoryError is never a crash: the job is not saved, and the
@@ -164,20 +154,8 @@ class Agent:
                 u.close()
                 link = survey = uart = None
 
-    def show(self, ev):
-        return self._step("show", ev)
-
     def say(self, tag, text):
         say(self.out, tag, text)
-
-    # --- jobs -------------------------------------------------------------------------
-
-    def status(self):
-        with Stage():
-            from agent import console
-
-            console.status(self)
-            console = None
 
     def loop(self, deliver_for=None, interactive=False):
         # Deliver; when interactive, also take console lines (agent.console).
@@ -221,11 +199,15 @@ class Agent:
             if kind == "job":
                 self.job(arg)
             elif kind == "override":
-                self.override(arg)
+                # Right after a refusal, for that job: survey again, then save with the
+                # override if nothing new came up (docs/agent.md "Jobs and refusals").
+                refused = self._step("override_ok", arg)  # (job, codes), or the screen says why
+                if isinstance(refused, tuple):
+                    self.job(refused[0], arg, refused[1])
             else:
                 self.pause_delivery()
                 try:
-                    self.show(self.survey())
+                    self._step("show", self.survey())
                 except Exception as e:
                     self.say("ERROR", "Survey failed: %s" % e)
         return True
@@ -260,7 +242,11 @@ def main(argv):
         rc = {"saved": 0, "refused": 3}.get(result, 1)
     if "deliver" in args:
         agent.loop(args["deliver"])
-        agent.status()
+        with Stage():
+            from agent import console
+
+            console.status(agent)
+            console = None
     elif "job" not in args:
         agent.loop(interactive=True)
     return rc

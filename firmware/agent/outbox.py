@@ -20,10 +20,6 @@ _MAGIC = b"FWE1"
 _HEAD = 26  # magic 4 + id 16 + length 2 + crc 4
 
 
-class OutboxFull(Exception):
-    pass
-
-
 def _tag(eid):
     return (eid[0] << 16) | (eid[1] << 8) | eid[2]
 
@@ -43,9 +39,6 @@ class Outbox:
     def __len__(self):
         return len(self._order)
 
-    def highest_counter(self):
-        return self._order[-1] if self._order else -1
-
     def full(self):
         return len(self._order) >= self.capacity
 
@@ -55,7 +48,7 @@ class Outbox:
         # written in parts, so no joined copy is made right after signing, the heap's
         # tightest moment.
         if self.full():
-            raise OutboxFull("outbox full: %d events wait for the back office" % len(self._order))
+            raise ValueError("outbox full: %d events wait for the back office" % len(self._order))
         parts = message if isinstance(message, tuple) else (message,)
         crc = binascii.crc32(eid)
         n = 0

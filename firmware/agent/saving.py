@@ -1,7 +1,6 @@
 # Sign and save an event (docs/agent.md "Memory"): loaded on its own, after agent.jobrun has
 # been dropped, because building and signing are the job's largest moments.
 from agent.stage import Stage
-from agent.outbox import OutboxFull
 
 
 def save(self, ev, codes, override):
@@ -15,9 +14,6 @@ def save(self, ev, codes, override):
         counter = self.counter.reserve()
         msg = _sign(self, ev, counter)
         self.outbox.save(counter, ev["id"], msg)
-    except OutboxFull as e:
-        self.say("ERROR", str(e))
-        return "error"
     except (ValueError, OSError, MemoryError) as e:
         self.say("ERROR", "Event not saved: %s" % e)
         return "error"

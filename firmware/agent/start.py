@@ -72,7 +72,7 @@ def counter_floor(root, outbox):
     # damaged (bad/), whose file names survive their contents. -> identity.Counter
     import os
 
-    marks = [outbox.highest_counter() + 1]
+    marks = [outbox._order[-1] + 1 if outbox._order else 0]
     for sub in ("/rejected", "/bad"):
         try:
             names = os.listdir(outbox.dir + sub)
