@@ -303,6 +303,30 @@ def test_tls_identity_is_required_and_the_broker_certificate_checked(tmp_path, b
     assert rc == 2 and any("password" in ln for ln in lines), lines
 
 
+def test_over_plain_tcp_the_handheld_logs_in_by_its_password_and_delivers(tmp_path, site):
+    """The explicit --insecure trial: the agent's MQTT client (agent/mqttc.py) logs in to the
+    bridge's own plain-TCP broker by its device id and password, never anonymously, and the
+    event is delivered and acked."""
+    from hil.services import BridgeProcess
+
+    (tmp_path / "bridge").mkdir()
+    b = BridgeProcess(tmp_path / "bridge", None, "--insecure").start()
+    try:
+        host, port = b.broker.split("://")[1].rsplit(":", 1)
+        board = Board(tmp_path / "flash", DEVICE, int(port), site.path, pki=b.pki)
+        board.set(tls=False, insecure=True, password=b.pki.secret(DEVICE))
+        assert b.companion("keys", "add", DEVICE, board.public_key).returncode == 0
+        rc, lines = board.job("commission", "2000012345672", "-", "WO-1", "INST-1", "--deliver", "30")
+        [eid] = saved(lines)
+        assert any(ln.startswith("ACKED " + eid[:16]) for ln in lines), "\n".join(lines)
+        board.set(password="not-its-password")  # a wrong password is refused, in the installer's words
+        board.job("commission", "2000012345672", "-", "WO-2", "INST-1")
+        rc, lines = board.run("--deliver", "3")
+        assert "  broker refused this handheld" in lines and not any("ACKED" in ln for ln in lines), lines
+    finally:
+        b.stop()
+
+
 def test_event_refused_for_good_is_set_aside_not_resent(board, bridge, tmp_path):
     # Revoked in the registry only (its broker identity kept): the bridge refuses, signed.
     assert bridge.companion("keys", "revoke", DEVICE, "--hard", "--no-pki").returncode == 0

@@ -93,7 +93,7 @@ class Courier:
         self.backoff = min(self.backoff * 2, self.cfg["backoff_max"] * 1000)
 
     def _on_message(self, topic, msg):
-        # Called from inside umqtt (check_msg); only queue here.
+        # Called from inside the client's reads (check_msg, publish); only queue here.
         self._rx += 1
         if msg is None or (topic != self.acks_topic and topic != self.rejected_topic):
             self.ignored += 1
