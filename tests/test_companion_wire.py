@@ -118,3 +118,58 @@ def test_nesting_bomb_is_malformed_not_a_crash():
         verify_event(bomb, PUB)
     with pytest.raises(errors.MalformedError, match="depth|nest"):
         verify_event(b"\x81" * 4000 + b"\x01", PUB)
+
+
+def _general(message: bytes):
+    """parse_sign1 without its fast path: what the fast path must agree with."""
+    from unittest import mock
+
+    from companion.wire import cose
+
+    with mock.patch.object(cose, "_plain_sign1", lambda m: None):
+        return parse_sign1(message)
+
+
+def test_the_fast_path_agrees_with_the_general_one_or_steps_aside():
+    """A handheld's message in its exact form is read without decoding (cose._plain_sign1);
+    any change to it, byte by byte (a longer head, another header, trailing bytes, a shorter
+    signature), is read by the general path, refused or not as before. Where the fast path
+    takes a message, the parts and the stored bytes are the general path's."""
+    import random
+
+    import cbor2
+
+    from companion.wire import cose
+
+    from .bridge_support import make_event
+
+    rng = random.Random(7)
+    msgs = [make_event("install", 1795860000 + i, i + 1)[1] for i in range(5)]
+    variants = list(msgs)
+    for m in msgs:
+        p, u, pay, sig = cbor2.loads(m).value
+        variants += [
+            m + b"\x00",  # trailing bytes
+            m[:-1],  # truncated
+            cbor2.dumps(cbor2.CBORTag(18, [p, {}, pay, sig[:63]])),  # short signature
+            cbor2.dumps(cbor2.CBORTag(18, [p, {5: b"x"}, pay, sig])),  # unprotected header
+            cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps({4: cbor2.loads(p)[4], 1: -7}), {}, pay, sig])),  # other order
+            b"\xd2\x84\x58\x0d" + m[3:],  # the protected header's head in a longer form than needed
+        ]
+        for _ in range(60):  # one byte changed anywhere
+            i = rng.randrange(len(m))
+            variants.append(m[:i] + bytes([rng.randrange(256)]) + m[i + 1:])
+    taken = 0
+    for v in variants:
+        fast = cose._plain_sign1(v)
+        try:
+            general = _general(v)
+        except errors.WireError:
+            assert fast is None, v.hex()
+            continue
+        if fast is not None:
+            taken += 1
+            assert (fast.protected, fast.kid, fast.payload, fast.signature) == \
+                (general.protected, general.kid, general.payload, general.signature)
+            assert fast.canonical() == general.canonical() == v
+    assert taken >= len(msgs)  # the exact form is taken by the fast path

@@ -9,7 +9,7 @@ bytes are verified as received, never re-encoded.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cbor2
 from cryptography.exceptions import InvalidSignature
@@ -39,6 +39,8 @@ class Sign1:
     kid: bytes
     payload: bytes
     signature: bytes  # r || s, 64 bytes
+    # The message as received, when it is already exactly its canonical form (_plain_sign1).
+    received: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_be_signed(self) -> bytes:
         return sig_structure(self.protected, self.payload)
@@ -47,6 +49,8 @@ class Sign1:
         """The message rebuilt from its signed parts alone (protected header, payload and
         signature as received; an empty unprotected header): what the store keeps, so that
         no unsigned wrapper or encoding variant can change what is kept or compared."""
+        if self.received is not None:
+            return self.received
         return cbor2.dumps(cbor2.CBORTag(TAG_SIGN1, [self.protected, {}, self.payload, self.signature]))
 
 
@@ -69,11 +73,48 @@ def load_public_key(key: bytes | ec.EllipticCurvePublicKey) -> ec.EllipticCurveP
         raise ValueError(f"not a P-256 public key (SEC1 point): {exc}") from exc
 
 
+def _bstr(m: bytes, i: int) -> tuple[int, int]:
+    """(start, end) of the byte string whose head is at m[i], in its shortest form; (-1, -1)
+    if there is none (another item, a longer head than needed, or past the end)."""
+    ib = m[i] if i < len(m) else 0
+    if 0x40 <= ib <= 0x57:
+        start, n = i + 1, ib - 0x40
+    elif ib == 0x58 and i + 1 < len(m) and m[i + 1] >= 24:
+        start, n = i + 2, m[i + 1]
+    elif ib == 0x59 and i + 2 < len(m) and m[i + 1]:
+        start, n = i + 3, m[i + 1] << 8 | m[i + 2]
+    else:
+        return -1, -1
+    return (start, start + n) if start + n <= len(m) else (-1, -1)
+
+
+# The protected header a handheld sends: {1: -7 (ES256), 4: an 8-byte kid}, deterministic.
+_PLAIN_HEADER = b"\xa2\x01\x26\x04\x48"
+
+
+def _plain_sign1(m: bytes) -> Sign1 | None:
+    """The message, if it is exactly what a handheld sends: tag 18, an array of a protected
+    header {1: -7, 4: kid (8 bytes)}, an empty unprotected map, the payload and a 64-byte
+    signature, every head in its shortest form and nothing after. Its shape is then known
+    whole, so nothing needs decoding, and it is its own canonical form. Anything else
+    -> None: the general path reads it and says what is wrong."""
+    if m[:3] != b"\xd2\x84\x4d" or m[3:8] != _PLAIN_HEADER or m[16:17] != b"\xa0":
+        return None
+    start, end = _bstr(m, 17)
+    if end < 0 or m[end:end + 2] != b"\x58\x40" or end + 66 != len(m):
+        return None
+    return Sign1(m[3:16], m[8:16], m[start:end], m[end + 2:], m)
+
+
 def parse_sign1(message: bytes, max_size: int = MAX_MESSAGE) -> Sign1:
     if type(message) is not bytes and not isinstance(message, (bytearray, memoryview)):
         raise NotSign1Error("message must be bytes")
     if len(message) > max_size:
         raise OversizeError(f"message of {len(message)} bytes exceeds the {max_size}-byte limit")
+    if type(message) is bytes:
+        plain = _plain_sign1(message)
+        if plain is not None:
+            return plain
     obj = loads_strict(message if type(message) is bytes else bytes(message), top_tag=TAG_SIGN1)
     if not isinstance(obj, cbor2.CBORTag) or obj.tag != TAG_SIGN1:
         raise NotSign1Error("not a tagged COSE_Sign1 (CBOR tag 18)")
