@@ -149,7 +149,7 @@ def _submap(buf, i, path, spec, src):
 
 
 def _evidence(buf, i, ev):
-    if not isinstance(ev, dict):
+    if not isinstance(ev, dict):  # _submap's template, one string in the heap for both
         raise ValueError("%s: a map required" % "evidence")
     i = _head(buf, i, 5, 4 if ev.get("hub_time") is None else 5)
     i = _uint(buf, _head(buf, i, 0, 0), "evidence", ev.get("read_time"), "read_time")

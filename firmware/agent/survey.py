@@ -12,12 +12,12 @@ from agent import link as L
 _MAX_PASSES = const(3)
 _MAX_DEVICES = const(16)  # as the event schema (agent.event._MAX_DEVICES)
 
-# LOG entry keys 2 and 3, DEVICE keys 4 to 7 (docs/han-link.md), by position.
 _GENERATIONS = ("SMETS1", "SMETS2")
 # Values the hub sends that the firmware knows by name (agent.event's lists): the evidence
 # keeps the firmware's own string, not the decoded copy, as it stays in the heap until the
 # event is signed. The most common only: each costs this module's heap too.
 _KNOWN = _GENERATIONS + ("ESME", "GSME", "PPMID", "IHD", "CAD", "Commissioned", "InstalledNotCommissioned")
+# LOG entry keys 2 and 3, DEVICE keys 4 to 7 (docs/han-link.md), by position.
 _LOG = ("status", "mpxn")
 _DETAILS = ("serial", "smets", "mode", "firmware")
 
