@@ -115,6 +115,8 @@ class _Client:
         if op & 6:
             pid = self._take(2)
             n -= 2
+        if n < 0:
+            raise OSError(-1)  # a topic longer than its packet: the stream cannot be trusted
         if n > _MAX_IN or topic is None:
             self._skip(n)
             self.cb(topic or b"", None)
